@@ -1,0 +1,1 @@
+//! Benchmark harness shared by the criterion suites and the end-to-end runs.

@@ -1,0 +1,1 @@
+//! Worker threads, command/event rings and the I/O shell around the engine.
