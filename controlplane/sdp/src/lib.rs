@@ -1,0 +1,2 @@
+//! SDP parsing and line-preserving rewriting.
+#![forbid(unsafe_code)]
