@@ -1,0 +1,430 @@
+//! Bencode (BEP 3) codec for the NG protocol: a lossless value type that keeps dict
+//! keys in the order they came (Kamailio does not always sort them), strict errors,
+//! and hard limits on nesting and size so hostile input cannot exhaust memory.
+//!
+//! ```text
+//!  value  := int | bytes | list | dict
+//!  int    := 'i' ['-'] digits 'e'          no leading zeros, no "-0"
+//!  bytes  := len ':' <len raw bytes>       len without leading zeros
+//!  list   := 'l' value* 'e'
+//!  dict   := 'd' (bytes value)* 'e'
+//! ```
+//! <https://www.bittorrent.org/beps/bep_0003.html#bencoding>
+
+use std::fmt;
+
+/// Deepest nesting accepted; NG messages nest three or four levels.
+pub const MAX_DEPTH: usize = 32;
+/// Most elements (list items + dict entries) in one message.
+pub const MAX_ELEMENTS: usize = 65_536;
+
+/// One bencoded value, owned, order preserving.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Value {
+    Int(i64),
+    Bytes(Vec<u8>),
+    List(Vec<Value>),
+    Dict(Vec<(Vec<u8>, Value)>),
+}
+
+/// Why a message does not decode. `Incomplete` is the only one a stream may outgrow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The input ends inside a value: read more (TCP) or reject (UDP).
+    Incomplete,
+    /// Not bencode at byte `at`.
+    Invalid {
+        at: usize,
+        what: &'static str,
+    },
+    TooDeep,
+    TooManyElements,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Incomplete => f.write_str("truncated bencode"),
+            DecodeError::Invalid { at, what } => write!(f, "invalid bencode at byte {at}: {what}"),
+            DecodeError::TooDeep => write!(f, "bencode nested deeper than {MAX_DEPTH}"),
+            DecodeError::TooManyElements => {
+                write!(f, "bencode has more than {MAX_ELEMENTS} elements")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl Value {
+    /// A byte-string value from text.
+    pub fn str(s: &str) -> Value {
+        Value::Bytes(s.as_bytes().to_vec())
+    }
+
+    /// The bytes of a string value, as text if UTF-8.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Bytes(b) => std::str::from_utf8(b).ok(),
+            _ => None,
+        }
+    }
+
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub fn as_list(&self) -> Option<&[Value]> {
+        match self {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// Looks a key up in a dict (first match, as rtpengine does).
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Dict(d) => d.iter().find(|(k, _)| k == key.as_bytes()).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Decodes exactly one value filling all of `input`.
+    pub fn decode(input: &[u8]) -> Result<Value, DecodeError> {
+        let (v, used) = Self::decode_prefix(input)?;
+        if used != input.len() {
+            return Err(DecodeError::Invalid {
+                at: used,
+                what: "trailing bytes after the value",
+            });
+        }
+        Ok(v)
+    }
+
+    /// Decodes one value from the front of `input`, returning it and the bytes used.
+    pub fn decode_prefix(input: &[u8]) -> Result<(Value, usize), DecodeError> {
+        let mut d = Decoder {
+            buf: input,
+            pos: 0,
+            elements: 0,
+        };
+        let v = d.value(0)?;
+        Ok((v, d.pos))
+    }
+
+    /// Appends the encoding of `self` to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Int(i) => {
+                out.push(b'i');
+                out.extend_from_slice(i.to_string().as_bytes());
+                out.push(b'e');
+            }
+            Value::Bytes(b) => encode_bytes(b, out),
+            Value::List(l) => {
+                out.push(b'l');
+                l.iter().for_each(|v| v.encode_into(out));
+                out.push(b'e');
+            }
+            Value::Dict(d) => {
+                out.push(b'd');
+                for (k, v) in d {
+                    encode_bytes(k, out);
+                    v.encode_into(out);
+                }
+                out.push(b'e');
+            }
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+}
+
+fn encode_bytes(b: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(b.len().to_string().as_bytes());
+    out.push(b':');
+    out.extend_from_slice(b);
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Bytes(b) => write!(f, "{:?}", String::from_utf8_lossy(b)),
+            Value::List(l) => f.debug_list().entries(l).finish(),
+            Value::Dict(d) => f
+                .debug_map()
+                .entries(d.iter().map(|(k, v)| (String::from_utf8_lossy(k), v)))
+                .finish(),
+        }
+    }
+}
+
+/// Builds dicts in a readable way: `dict([("result", Value::str("pong"))])`.
+pub fn dict<const N: usize>(entries: [(&str, Value); N]) -> Value {
+    Value::Dict(
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v))
+            .collect(),
+    )
+}
+
+struct Decoder<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    elements: usize,
+}
+
+impl Decoder<'_> {
+    fn peek(&self) -> Result<u8, DecodeError> {
+        self.buf
+            .get(self.pos)
+            .copied()
+            .ok_or(DecodeError::Incomplete)
+    }
+
+    fn bad(&self, what: &'static str) -> DecodeError {
+        DecodeError::Invalid { at: self.pos, what }
+    }
+
+    fn count(&mut self) -> Result<(), DecodeError> {
+        self.elements += 1;
+        if self.elements > MAX_ELEMENTS {
+            return Err(DecodeError::TooManyElements);
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, DecodeError> {
+        match self.peek()? {
+            b'i' => {
+                self.pos += 1;
+                let v = self.int_until(b'e')?;
+                Ok(Value::Int(v))
+            }
+            b'0'..=b'9' => Ok(Value::Bytes(self.bytes()?)),
+            b'l' | b'd' if depth >= MAX_DEPTH => Err(DecodeError::TooDeep),
+            b'l' => {
+                self.pos += 1;
+                let mut items = Vec::new();
+                while self.peek()? != b'e' {
+                    self.count()?;
+                    items.push(self.value(depth + 1)?);
+                }
+                self.pos += 1;
+                Ok(Value::List(items))
+            }
+            b'd' => {
+                self.pos += 1;
+                let mut entries = Vec::new();
+                while self.peek()? != b'e' {
+                    if !self.peek()?.is_ascii_digit() {
+                        return Err(self.bad("dict key is not a string"));
+                    }
+                    self.count()?;
+                    let k = self.bytes()?;
+                    let v = self.value(depth + 1)?;
+                    entries.push((k, v));
+                }
+                self.pos += 1;
+                Ok(Value::Dict(entries))
+            }
+            _ => Err(self.bad("expected i, l, d or a digit")),
+        }
+    }
+
+    /// Parses a decimal integer up to `end` (strict: no leading zeros, no "-0").
+    fn int_until(&mut self, end: u8) -> Result<i64, DecodeError> {
+        let start = self.pos;
+        let neg = self.peek()? == b'-';
+        if neg {
+            self.pos += 1;
+        }
+        let digits_start = self.pos;
+        let mut v: i64 = 0;
+        loop {
+            let c = self.peek()?;
+            if c == end {
+                break;
+            }
+            if !c.is_ascii_digit() {
+                return Err(self.bad("not a digit"));
+            }
+            let d = i64::from(c - b'0');
+            v = v
+                .checked_mul(10)
+                .and_then(|v| {
+                    if neg {
+                        v.checked_sub(d)
+                    } else {
+                        v.checked_add(d)
+                    }
+                })
+                .ok_or(DecodeError::Invalid {
+                    at: start,
+                    what: "integer overflows i64",
+                })?;
+            self.pos += 1;
+        }
+        let ndigits = self.pos - digits_start;
+        if ndigits == 0 {
+            return Err(self.bad("empty integer"));
+        }
+        if self.buf[digits_start] == b'0' && (ndigits > 1 || neg) {
+            return Err(DecodeError::Invalid {
+                at: start,
+                what: "leading zero or negative zero",
+            });
+        }
+        self.pos += 1; // the terminator
+        Ok(v)
+    }
+
+    fn bytes(&mut self) -> Result<Vec<u8>, DecodeError> {
+        let at = self.pos;
+        if self.peek()? == b'-' {
+            return Err(self.bad("negative string length"));
+        }
+        let len = self.int_until(b':')?;
+        let len = usize::try_from(len).map_err(|_| DecodeError::Invalid {
+            at,
+            what: "string length out of range",
+        })?;
+        // Checked against what is present before allocating: a hostile length
+        // costs nothing.
+        let end = self.pos.checked_add(len).ok_or(DecodeError::Invalid {
+            at,
+            what: "string length out of range",
+        })?;
+        if end > self.buf.len() {
+            return Err(DecodeError::Incomplete);
+        }
+        let b = self.buf[self.pos..end].to_vec();
+        self.pos = end;
+        Ok(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_key_order() {
+        let raw = b"d7:command4:ping1:ai-12e1:bl1:xi0eee";
+        let v = Value::decode(raw).unwrap();
+        assert_eq!(v.get("command").and_then(Value::as_str), Some("ping"));
+        assert_eq!(v.get("a").and_then(Value::as_int), Some(-12));
+        assert_eq!(v.get("b").and_then(Value::as_list).map(<[_]>::len), Some(2));
+        assert_eq!(v.encode(), raw);
+    }
+
+    #[test]
+    fn strict_integers() {
+        for bad in [
+            &b"i03e"[..],
+            b"i-0e",
+            b"ie",
+            b"i-e",
+            b"i1x2e",
+            b"i99999999999999999999e",
+        ] {
+            assert!(
+                matches!(Value::decode(bad), Err(DecodeError::Invalid { .. })),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(Value::decode(b"i0e").unwrap(), Value::Int(0));
+        assert_eq!(
+            Value::decode(b"i-9223372036854775808e").unwrap(),
+            Value::Int(i64::MIN)
+        );
+    }
+
+    #[test]
+    fn strings_and_lengths() {
+        assert_eq!(Value::decode(b"0:").unwrap(), Value::Bytes(vec![]));
+        assert!(matches!(
+            Value::decode(b"01:a"),
+            Err(DecodeError::Invalid { .. })
+        ));
+        assert!(matches!(
+            Value::decode(b"-1:a"),
+            Err(DecodeError::Invalid { .. })
+        ));
+        // A huge announced length is refused without allocating it.
+        assert_eq!(
+            Value::decode(b"9999999999999:abc"),
+            Err(DecodeError::Incomplete)
+        );
+        assert!(matches!(
+            Value::decode(b"99999999999999999999999:"),
+            Err(DecodeError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn truncation_and_trailing_bytes() {
+        let full = b"d7:command4:pinge";
+        for n in 0..full.len() {
+            assert_eq!(
+                Value::decode(&full[..n]),
+                Err(DecodeError::Incomplete),
+                "{n}"
+            );
+        }
+        assert!(matches!(
+            Value::decode(b"d7:command4:pingeX"),
+            Err(DecodeError::Invalid { at: 17, .. })
+        ));
+        let (v, used) = Value::decode_prefix(b"i1ei2e").unwrap();
+        assert_eq!((v, used), (Value::Int(1), 3));
+    }
+
+    #[test]
+    fn structure_errors() {
+        assert!(matches!(
+            Value::decode(b"di1ei2ee"),
+            Err(DecodeError::Invalid { .. })
+        ));
+        assert!(matches!(
+            Value::decode(b"x"),
+            Err(DecodeError::Invalid { .. })
+        ));
+        let deep: Vec<u8> = std::iter::repeat_n(b'l', MAX_DEPTH + 1)
+            .chain(std::iter::repeat_n(b'e', MAX_DEPTH + 1))
+            .collect();
+        assert_eq!(Value::decode(&deep), Err(DecodeError::TooDeep));
+        let ok: Vec<u8> = std::iter::repeat_n(b'l', MAX_DEPTH)
+            .chain(std::iter::repeat_n(b'e', MAX_DEPTH))
+            .collect();
+        assert!(Value::decode(&ok).is_ok());
+        let mut many = vec![b'l'];
+        many.extend(std::iter::repeat_n(&b"i1e"[..], MAX_ELEMENTS + 1).flatten());
+        many.push(b'e');
+        assert_eq!(Value::decode(&many), Err(DecodeError::TooManyElements));
+    }
+
+    #[test]
+    fn builder_and_debug() {
+        let v = dict([("result", Value::str("pong")), ("n", Value::Int(3))]);
+        assert_eq!(v.encode(), b"d6:result4:pong1:ni3ee");
+        assert_eq!(format!("{v:?}"), r#"{"result": "pong", "n": 3}"#);
+    }
+}

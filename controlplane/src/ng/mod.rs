@@ -1,0 +1,8 @@
+//! rtpengine's NG control protocol: `<cookie> <bencode dict>` requests, replies with
+//! the same cookie, over UDP datagrams or a TCP stream.
+
+pub mod bencode;
+pub mod cookie_cache;
+
+pub use bencode::{DecodeError, Value};
+pub use cookie_cache::CookieCache;
