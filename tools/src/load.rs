@@ -1,0 +1,358 @@
+//! The load engine: client sockets per call, evenly paced RTP senders, epoll-driven
+//! receivers, and the report. Library code so the end-to-end bench drives the same
+//! engine in-process and reads its live counters over a measurement window.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+
+use crate::accounting::{Latency, RxStream};
+use crate::call_source::CallAddrs;
+use crate::packet::{self, RTP_HEADER, TxStream};
+use crate::report::LoadReport;
+
+/// What to send and for how long.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Packets per second per direction per call.
+    pub pps: u32,
+    /// RTP payload bytes (160 = 20 ms G.711; 172-byte packets).
+    pub payload_len: usize,
+    /// Total sending time, warm-up included.
+    pub duration: Duration,
+    /// Leading part of `duration` excluded from loss and latency (latching, caches).
+    pub warmup: Duration,
+    /// How long receivers keep listening after the last send.
+    pub drain: Duration,
+    pub sender_threads: usize,
+    pub receiver_threads: usize,
+    /// Cores the load threads are pinned to, round-robin; empty leaves them unpinned.
+    pub cpus: Vec<usize>,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        LoadConfig {
+            pps: 50,
+            payload_len: packet::DEFAULT_PAYLOAD,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(1),
+            drain: Duration::from_millis(500),
+            sender_threads: 1,
+            receiver_threads: 1,
+            cpus: Vec::new(),
+        }
+    }
+}
+
+/// Counters readable while the run is going (e.g. to count what a forwarder
+/// delivered during a CPU measurement window).
+#[derive(Debug, Default)]
+pub struct Live {
+    pub sent: AtomicU64,
+    /// Our packets received on the socket they were meant for, warm-up included.
+    pub received: AtomicU64,
+}
+
+/// What one sender thread hands back.
+#[derive(Debug, Default)]
+struct SenderOut {
+    /// (stream, packets sent after warm-up)
+    measured: Vec<(u32, u64)>,
+    sent_total: u64,
+    send_errors: u64,
+    /// Largest lateness of a send behind its scheduled time, ns.
+    max_lag_ns: u64,
+}
+
+/// What one receiver thread hands back.
+#[derive(Debug, Default)]
+struct ReceiverOut {
+    streams: Vec<(u32, RxStream)>,
+    latency: Latency,
+    misrouted: u64,
+    foreign: u64,
+}
+
+/// A running load: started by [`LoadRun::start`], finished by [`LoadRun::wait`].
+#[derive(Debug)]
+pub struct LoadRun {
+    cfg: LoadConfig,
+    calls: usize,
+    live: Arc<Live>,
+    stop: Arc<AtomicBool>,
+    senders: Vec<JoinHandle<SenderOut>>,
+    receivers: Vec<JoinHandle<io::Result<ReceiverOut>>>,
+}
+
+/// Binds one client socket connected to `relay`, so only the relay's packets reach it.
+fn client_socket(relay: SocketAddr) -> io::Result<UdpSocket> {
+    let any: SocketAddr = match relay {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let s = UdpSocket::bind(any)?;
+    s.connect(relay)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+fn pin(cpus: &[usize], n: usize) {
+    if let Some(&id) = cpus.get(n % cpus.len().max(1)) {
+        core_affinity::set_for_current(core_affinity::CoreId { id });
+    }
+}
+
+impl LoadRun {
+    /// Opens two client sockets per call and starts the sender and receiver threads.
+    ///
+    /// Stream `2i` goes A client -> `calls[i].a` -> relay -> B client, stream `2i+1`
+    /// the other way; socket `2i` is the A client, `2i+1` the B client, so stream `s`
+    /// is sent from socket `s` and received on socket `s ^ 1`.
+    pub fn start(cfg: LoadConfig, calls: &[CallAddrs]) -> io::Result<LoadRun> {
+        if cfg.pps == 0 || cfg.sender_threads == 0 || cfg.receiver_threads == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "pps and thread counts must be at least 1",
+            ));
+        }
+        if cfg.payload_len < packet::META_LEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("payload must be at least {} bytes", packet::META_LEN),
+            ));
+        }
+        let mut socks = Vec::with_capacity(calls.len() * 2);
+        for c in calls {
+            socks.push(Arc::new(client_socket(c.a)?));
+            socks.push(Arc::new(client_socket(c.b)?));
+        }
+        let live = Arc::new(Live::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let epoch = Instant::now();
+        let n_streams = socks.len();
+
+        let mut receivers = Vec::new();
+        for r in 0..cfg.receiver_threads {
+            let mine: Vec<(usize, Arc<UdpSocket>)> = socks
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| j % cfg.receiver_threads == r)
+                .map(|(j, s)| (j, Arc::clone(s)))
+                .collect();
+            let (live, stop, cfg2) = (Arc::clone(&live), Arc::clone(&stop), cfg.clone());
+            let core = cfg.sender_threads + r;
+            receivers.push(
+                std::thread::Builder::new()
+                    .name(format!("load-rx{r}"))
+                    .spawn(move || {
+                        pin(&cfg2.cpus, core);
+                        receive(&mine, &cfg2, epoch, &live, &stop)
+                    })?,
+            );
+        }
+
+        let mut senders = Vec::new();
+        for t in 0..cfg.sender_threads {
+            let mine: Vec<(u32, Arc<UdpSocket>)> = (0..n_streams)
+                .filter(|s| s % cfg.sender_threads == t)
+                .map(|s| (s as u32, Arc::clone(&socks[s])))
+                .collect();
+            let (live, cfg2) = (Arc::clone(&live), cfg.clone());
+            senders.push(
+                std::thread::Builder::new()
+                    .name(format!("load-tx{t}"))
+                    .spawn(move || {
+                        pin(&cfg2.cpus, t);
+                        send(&mine, n_streams, &cfg2, epoch, &live)
+                    })?,
+            );
+        }
+        Ok(LoadRun {
+            cfg,
+            calls: calls.len(),
+            live,
+            stop,
+            senders,
+            receivers,
+        })
+    }
+
+    pub fn live(&self) -> &Live {
+        &self.live
+    }
+
+    /// Waits for the senders to finish, lets the receivers drain, and builds the report.
+    pub fn wait(self) -> io::Result<LoadReport> {
+        let mut sent_measured = vec![0u64; self.calls * 2];
+        let (mut sent_total, mut send_errors, mut max_lag_ns) = (0, 0, 0);
+        for h in self.senders {
+            let out = h
+                .join()
+                .map_err(|_| io::Error::other("sender thread panicked"))?;
+            for (s, n) in out.measured {
+                sent_measured[s as usize] = n;
+            }
+            sent_total += out.sent_total;
+            send_errors += out.send_errors;
+            max_lag_ns = max_lag_ns.max(out.max_lag_ns);
+        }
+        std::thread::sleep(self.cfg.drain);
+        self.stop.store(true, Ordering::Relaxed);
+        let mut rx = vec![RxStream::new(); self.calls * 2];
+        let mut latency = Latency::new();
+        let (mut misrouted, mut foreign) = (0, 0);
+        for h in self.receivers {
+            let out = h
+                .join()
+                .map_err(|_| io::Error::other("receiver thread panicked"))??;
+            for (s, st) in out.streams {
+                rx[s as usize] = st;
+            }
+            latency.merge(&out.latency);
+            misrouted += out.misrouted;
+            foreign += out.foreign;
+        }
+        Ok(LoadReport::build(
+            &self.cfg,
+            self.calls,
+            &sent_measured,
+            &rx,
+            &latency,
+            crate::report::Extra {
+                sent_total,
+                send_errors,
+                misrouted,
+                foreign,
+                max_lag_ns,
+            },
+        ))
+    }
+}
+
+/// Paces this thread's streams: stream `s` of `n_streams` sends at phase
+/// `s / n_streams` of the packet period, so sends are spread evenly over time
+/// across all threads instead of bursting once per period.
+fn send(
+    mine: &[(u32, Arc<UdpSocket>)],
+    n_streams: usize,
+    cfg: &LoadConfig,
+    epoch: Instant,
+    live: &Live,
+) -> SenderOut {
+    let period_ns = 1_000_000_000u64 / u64::from(cfg.pps);
+    let end_ns = cfg.duration.as_nanos() as u64;
+    let warm_ns = cfg.warmup.as_nanos() as u64;
+    let mut tx: Vec<TxStream> = mine
+        .iter()
+        .map(|(s, _)| TxStream::new(*s, 8000 / cfg.pps.min(8000)))
+        .collect();
+    let phase: Vec<u64> = mine
+        .iter()
+        .map(|(s, _)| u64::from(*s) * period_ns / n_streams as u64)
+        .collect();
+    let mut out = SenderOut {
+        measured: mine.iter().map(|(s, _)| (*s, 0)).collect(),
+        ..SenderOut::default()
+    };
+    let mut buf = vec![0u8; RTP_HEADER + cfg.payload_len];
+    let mut round = 0u64;
+    'run: loop {
+        for (k, (_, sock)) in mine.iter().enumerate() {
+            let due = round * period_ns + phase[k];
+            if due >= end_ns {
+                break 'run;
+            }
+            let mut now = epoch.elapsed().as_nanos() as u64;
+            if now < due {
+                std::thread::sleep(Duration::from_nanos(due - now));
+                now = epoch.elapsed().as_nanos() as u64;
+            }
+            out.max_lag_ns = out.max_lag_ns.max(now.saturating_sub(due));
+            tx[k].write_next(&mut buf, now);
+            match sock.send(&buf) {
+                Ok(_) => {
+                    out.sent_total += 1;
+                    live.sent.fetch_add(1, Ordering::Relaxed);
+                    if now >= warm_ns {
+                        out.measured[k].1 += 1;
+                    }
+                }
+                // WouldBlock (full socket buffer) or ECONNREFUSED (relay port not
+                // up): the packet was not sent; counted, not retried.
+                Err(_) => out.send_errors += 1,
+            }
+        }
+        round += 1;
+    }
+    out
+}
+
+/// Receives on this thread's sockets until `stop`; socket `j` expects stream `j ^ 1`.
+fn receive(
+    mine: &[(usize, Arc<UdpSocket>)],
+    cfg: &LoadConfig,
+    epoch: Instant,
+    live: &Live,
+    stop: &AtomicBool,
+) -> io::Result<ReceiverOut> {
+    let warm_ns = cfg.warmup.as_nanos() as u64;
+    let mut poll = Poll::new()?;
+    let mut socks = Vec::with_capacity(mine.len());
+    for (i, (_, s)) in mine.iter().enumerate() {
+        let mut m = mio::net::UdpSocket::from_std(s.try_clone()?);
+        poll.registry()
+            .register(&mut m, Token(i), Interest::READABLE)?;
+        socks.push(m);
+    }
+    let mut out = ReceiverOut {
+        streams: mine
+            .iter()
+            .map(|(j, _)| ((*j ^ 1) as u32, RxStream::new()))
+            .collect(),
+        ..ReceiverOut::default()
+    };
+    let mut events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; 2048];
+    while !stop.load(Ordering::Relaxed) {
+        match poll.poll(&mut events, Some(Duration::from_millis(20))) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        for ev in events.iter() {
+            let i = ev.token().0;
+            loop {
+                let n = match socks[i].recv(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // ECONNREFUSED from an ICMP for an earlier send is reported
+                    // once: keep reading. Anything else: leave this socket for now.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                    Err(_) => break,
+                };
+                let now = epoch.elapsed().as_nanos() as u64;
+                let Ok(meta) = packet::parse(&buf[..n]) else {
+                    out.foreign += 1;
+                    continue;
+                };
+                let (stream, st) = &mut out.streams[i];
+                if meta.stream != *stream {
+                    out.misrouted += 1;
+                    continue;
+                }
+                live.received.fetch_add(1, Ordering::Relaxed);
+                if meta.send_ns >= warm_ns {
+                    st.on_packet(meta.seq);
+                    out.latency.record(now.saturating_sub(meta.send_ns));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
