@@ -1,0 +1,306 @@
+//! The whole description: session-level lines, then one [`Media`] per `m=` line.
+//!
+//! ```text
+//! v=0                                   session level (RFC 8866 §5, order v o s i u e p c b t r z k a)
+//! o=- 1 1 IN IP4 192.0.2.1
+//! s=-
+//! c=IN IP4 192.0.2.1
+//! t=0 0
+//! a=...
+//! m=audio 49170 RTP/AVP 0 8             media level (RFC 8866 §5.14, order m i c b k a)
+//! c=...
+//! a=...
+//! ```
+
+use core::fmt;
+use core::str::FromStr;
+use std::net::IpAddr;
+
+use crate::attr::{Attr, Direction, is_ice};
+use crate::error::{Reason, SdpError};
+use crate::fields::{Connection, MediaLine, Origin, addrtype};
+use crate::line::{Eol, Kind, Line, classify, split_lines};
+use crate::media::Media;
+
+/// A parsed SDP that keeps every line and writes back unchanged lines byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sdp {
+    pub(crate) lines: Vec<Line>,
+    pub(crate) media: Vec<Media>,
+    /// Line end for lines the relay adds: the input's first line end (CRLF if it had none).
+    pub(crate) eol: Eol,
+}
+
+impl Sdp {
+    /// Parses SDP text with CRLF or LF line ends; refuses what the relay cannot act on.
+    pub fn parse(input: &str) -> Result<Self, SdpError> {
+        let mut lines = split_lines(input)
+            .enumerate()
+            .map(|(i, (text, eol))| (i + 1, text, eol));
+        let (_, first, first_eol) = lines.next().ok_or(SdpError::new(1, Reason::Empty))?;
+        // RFC 8866 §5: "v=" first; §5.1: version 0.
+        let version = first
+            .strip_prefix("v=")
+            .ok_or(SdpError::new(1, Reason::MissingVersion))?;
+        if version.trim() != "0" {
+            return Err(SdpError::new(1, Reason::BadVersion));
+        }
+        let eol = if first_eol == Eol::None {
+            Eol::CrLf
+        } else {
+            first_eol
+        };
+        let mut sdp = Self {
+            lines: vec![Line {
+                text: first.to_owned(),
+                eol: first_eol,
+                number: 1,
+                kind: Kind::Other,
+            }],
+            media: Vec::new(),
+            eol,
+        };
+        for (number, text, eol) in lines {
+            if let Some(value) = text.strip_prefix("m=") {
+                let m = MediaLine::parse(value).map_err(|r| SdpError::new(number, r))?;
+                let header = Line {
+                    text: text.to_owned(),
+                    eol,
+                    number,
+                    kind: Kind::Media,
+                };
+                sdp.media.push(Media {
+                    header,
+                    m,
+                    lines: Vec::new(),
+                    eol: sdp.eol,
+                });
+                continue;
+            }
+            let line = Line {
+                text: text.to_owned(),
+                eol,
+                number,
+                kind: classify(text, number)?,
+            };
+            match sdp.media.last_mut() {
+                Some(media) => media.lines.push(line),
+                None => sdp.lines.push(line),
+            }
+        }
+        Ok(sdp)
+    }
+
+    /// Parses SDP bytes as they arrive in a SIP body or an NG `sdp` string.
+    pub fn parse_bytes(input: &[u8]) -> Result<Self, SdpError> {
+        match core::str::from_utf8(input) {
+            Ok(s) => Self::parse(s),
+            Err(e) => {
+                let line = 1 + input[..e.valid_up_to()]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count();
+                Err(SdpError::new(line, Reason::NotUtf8))
+            }
+        }
+    }
+
+    /// The media sections in order (one per m= line).
+    pub fn media(&self) -> &[Media] {
+        &self.media
+    }
+
+    /// The media sections, for rewriting.
+    pub fn media_mut(&mut self) -> &mut [Media] {
+        &mut self.media
+    }
+
+    /// The session origin (`o=`), absent only in non-conforming SDP.
+    pub fn origin(&self) -> Option<&Origin> {
+        self.lines.iter().find_map(|l| match &l.kind {
+            Kind::Origin(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    /// The session name (`s=`) text.
+    pub fn session_name(&self) -> Option<&str> {
+        self.lines
+            .iter()
+            .find(|l| l.letter() == b's')
+            .and_then(|l| l.text.get(2..))
+    }
+
+    /// The session-level connection (`c=`), the default for media without their own.
+    pub fn connection(&self) -> Option<&Connection> {
+        self.lines.iter().find_map(|l| match &l.kind {
+            Kind::Connection(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    /// The session-level direction, which media without their own inherit (RFC 8866 §6.7).
+    pub fn direction(&self) -> Option<Direction> {
+        self.lines.iter().find_map(|l| match l.kind {
+            Kind::Attr(Attr::Direction(d)) => Some(d),
+            _ => None,
+        })
+    }
+
+    /// The first session-level `a=<name>` value (`Some("")` for a flag such as `a=ice-lite`).
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes(name).next()
+    }
+
+    /// Every session-level `a=<name>` value in order.
+    pub fn attributes<'a, 'n>(
+        &'a self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+        self.lines.iter().filter_map(move |l| match l.attribute() {
+            Some((n, v)) if n == name => Some(v.unwrap_or("")),
+            _ => None,
+        })
+    }
+
+    /// Points the session-level c= at `address` (the relay), adding c= where RFC 8866 orders it.
+    pub fn set_connection(&mut self, address: IpAddr) {
+        let conn = Connection::new(address);
+        set_connection_in(&mut self.lines, conn, self.eol, b"btrzka");
+    }
+
+    /// Writes the relay's address into o= and, when asked, bumps the version; false without o=.
+    ///
+    /// RFC 3264 §8: a changed description must carry a higher version.
+    pub fn set_origin_address(&mut self, address: IpAddr, bump_version: bool) -> bool {
+        self.update_origin(|o| {
+            o.address = address.to_string();
+            o.addrtype = addrtype(address).to_owned();
+            if bump_version {
+                o.bump_version();
+            }
+        })
+    }
+
+    /// Adds one to the o= version (RFC 3264 §8); false without o= or with a non-numeric version.
+    pub fn bump_version(&mut self) -> bool {
+        let mut bumped = false;
+        self.update_origin(|o| bumped = o.bump_version()) && bumped
+    }
+
+    fn update_origin(&mut self, f: impl FnOnce(&mut Origin)) -> bool {
+        let Some(line) = self
+            .lines
+            .iter_mut()
+            .find(|l| matches!(l.kind, Kind::Origin(_)))
+        else {
+            return false;
+        };
+        let Kind::Origin(mut origin) = line.kind.clone() else {
+            return false;
+        };
+        f(&mut origin);
+        line.replace(format!("o={origin}"), Kind::Origin(origin));
+        true
+    }
+
+    /// Drops every ICE line at session and media level: the relay is the one endpoint now.
+    pub fn remove_ice(&mut self) {
+        self.lines
+            .retain(|l| !l.attribute().is_some_and(|(n, _)| is_ice(n)));
+        for m in &mut self.media {
+            m.remove_ice();
+        }
+    }
+
+    /// Removes every session-level `a=<name>` line; returns how many went.
+    pub fn remove_attribute(&mut self, name: &str) -> usize {
+        let before = self.lines.len();
+        self.lines.retain(|l| !l.is_attr(name));
+        before - self.lines.len()
+    }
+
+    /// Makes every line end CRLF, as RFC 8866 §5 asks of what the relay sends.
+    pub fn normalize_line_endings(&mut self) {
+        self.eol = Eol::CrLf;
+        for line in self.all_lines_mut() {
+            line.eol = Eol::CrLf;
+        }
+        for m in &mut self.media {
+            m.eol = Eol::CrLf;
+        }
+    }
+
+    /// The serialised SDP as bytes, ready for a SIP body or an NG reply.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_string().into_bytes()
+    }
+
+    fn all_lines(&self) -> impl Iterator<Item = &Line> {
+        self.lines.iter().chain(
+            self.media
+                .iter()
+                .flat_map(|m| core::iter::once(&m.header).chain(&m.lines)),
+        )
+    }
+
+    fn all_lines_mut(&mut self) -> impl Iterator<Item = &mut Line> {
+        self.lines.iter_mut().chain(
+            self.media
+                .iter_mut()
+                .flat_map(|m| core::iter::once(&mut m.header).chain(m.lines.iter_mut())),
+        )
+    }
+}
+
+/// Replaces the first c= (dropping any further ones) or inserts one before the first line
+/// whose letter is in `before` (the RFC 8866 §5 order), else at the end.
+pub(crate) fn set_connection_in(lines: &mut Vec<Line>, conn: Connection, eol: Eol, before: &[u8]) {
+    let text = format!("c={conn}");
+    let kind = Kind::Connection(conn);
+    match lines
+        .iter()
+        .position(|l| matches!(l.kind, Kind::Connection(_)))
+    {
+        Some(i) => {
+            lines[i].replace(text, kind);
+            let mut seen = 0usize;
+            lines.retain(|l| {
+                let is_c = matches!(l.kind, Kind::Connection(_));
+                seen += usize::from(is_c);
+                !is_c || seen == 1
+            });
+        }
+        None => {
+            let at = lines
+                .iter()
+                .position(|l| before.contains(&l.letter()))
+                .unwrap_or_else(|| crate::line::append_index(lines));
+            lines.insert(at, Line::new(text, eol, kind));
+        }
+    }
+}
+
+impl fmt::Display for Sdp {
+    /// Writes each line with its own line end; a line without one gets the default unless last.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut lines = self.all_lines().peekable();
+        while let Some(line) = lines.next() {
+            f.write_str(&line.text)?;
+            let eol = match line.eol {
+                Eol::None if lines.peek().is_some() => self.eol,
+                eol => eol,
+            };
+            f.write_str(eol.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Sdp {
+    type Err = SdpError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
