@@ -3,8 +3,18 @@
 //! test of the packet path runs in virtual time.
 #![forbid(unsafe_code)]
 
+mod engine;
+pub mod error;
+pub mod event;
+mod latch;
 pub mod rule;
+pub mod stats;
+mod table;
 
+pub use engine::{Action, Engine, EngineConfig, TAILROOM};
+pub use error::{DropCounts, DropReason, EngineError};
+pub use event::EngineEvent;
 pub use rule::{
     Component, CryptoSpec, FlowId, FlowRule, LatchMode, MismatchPolicy, Output, PtMap, SsrcRewrite,
 };
+pub use stats::{FlowStats, RtpStreamStats, WorkerStats};

@@ -1,0 +1,371 @@
+//! The per-core forwarding engine: `on_datagram` takes the bytes, their source and
+//! `now`, and returns what to send. It owns the flow table, the stats and the event
+//! queue of one worker; the I/O shell around it owns sockets and clocks.
+//!
+//! Packet path, in order (each step may end in a counted drop):
+//! lookup → demux/parse → (decrypt) → source check/latch → account → block →
+//! output lookup → rewrite → (encrypt) → forward.
+
+use std::net::SocketAddr;
+
+use ferrelay_wire::{Compound, PacketClass, RtcpPacket, RtpPacket, classify};
+use hdrhistogram::Histogram;
+
+use crate::error::{DropReason, EngineError};
+use crate::event::{EngineEvent, EventQueue};
+use crate::latch::Verdict;
+use crate::rule::{Component, FlowId, FlowRule, LatchMode};
+use crate::stats::{FlowStats, WorkerCounters, WorkerStats, residence_histogram};
+use crate::table::{Flow, FlowTable};
+
+/// Room the I/O shell leaves after each datagram so a transform (SRTP tag, MKI,
+/// SRTCP index) can grow the packet in place.
+pub const TAILROOM: usize = 64;
+
+/// Sizes of the engine's preallocated tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Flow slots; `FlowId.index` must be below this.
+    pub max_flows: u32,
+    /// Events held until `pop_event`; more are dropped and counted.
+    pub event_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_flows: 16_384,
+            event_capacity: 4_096,
+        }
+    }
+}
+
+/// What the I/O shell should do with a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Send `buf[..len]` from the socket of flow `via` to `dest`.
+    Forward {
+        via: FlowId,
+        dest: SocketAddr,
+        len: usize,
+    },
+    /// Discard it; the reason is already counted.
+    Drop(DropReason),
+}
+
+/// RTP or RTCP, once the port's component and RFC 5761 have decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Rtp,
+    Rtcp,
+}
+
+/// The forwarding engine of one worker. See the module docs for the packet path.
+#[derive(Debug)]
+pub struct Engine {
+    table: FlowTable,
+    events: EventQueue,
+    counters: WorkerCounters,
+    residence: Histogram<u64>,
+}
+
+impl Engine {
+    /// Builds an engine with every table allocated up front.
+    pub fn new(cfg: EngineConfig) -> Engine {
+        Engine {
+            table: FlowTable::new(cfg.max_flows),
+            events: EventQueue::new(cfg.event_capacity),
+            counters: WorkerCounters::default(),
+            residence: residence_histogram(),
+        }
+    }
+
+    /// Adds a flow in the slot `id.index`.
+    pub fn insert(&mut self, id: FlowId, rule: FlowRule) -> Result<(), EngineError> {
+        check_crypto(&rule)?;
+        self.table.insert(id, rule)
+    }
+
+    /// Replaces a flow's rule, keeping its stats and its latched remote (the latch is
+    /// dropped if the new rule is `LatchMode::Fixed`, which never learns).
+    pub fn update(&mut self, id: FlowId, rule: FlowRule) -> Result<(), EngineError> {
+        check_crypto(&rule)?;
+        let flow = self.table.get_mut(id).ok_or(EngineError::UnknownFlow)?;
+        if rule.latch == LatchMode::Fixed {
+            flow.latch.addr = None;
+        }
+        flow.pt_identity = rule.pt_map.is_identity();
+        flow.rule = rule;
+        Ok(())
+    }
+
+    /// Removes a flow and returns its final stats. Its slot then refuses `id`'s
+    /// generation, so reuse it with a new one.
+    pub fn remove(&mut self, id: FlowId) -> Result<FlowStats, EngineError> {
+        let flow = self.table.remove(id)?;
+        Ok(snapshot(&flow))
+    }
+
+    /// Blocks or unblocks media on a flow (packets still count as received).
+    pub fn set_blocked(&mut self, id: FlowId, blocked: bool) -> Result<(), EngineError> {
+        let flow = self.table.get_mut(id).ok_or(EngineError::UnknownFlow)?;
+        flow.rule.blocked = blocked;
+        Ok(())
+    }
+
+    pub fn contains(&self, id: FlowId) -> bool {
+        self.table.get(id).is_some()
+    }
+
+    /// The hot path. `buf[..len]` is the datagram that arrived on flow `id`'s socket
+    /// from `src`; `buf.len() >= len + TAILROOM` so a transform may grow it in place.
+    /// On `Forward`, `buf[..len]` (the new `len`) is what to send.
+    #[inline]
+    pub fn on_datagram(
+        &mut self,
+        now_ns: u64,
+        id: FlowId,
+        src: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Action {
+        self.counters.rx_packets += 1;
+        self.counters.rx_bytes += len as u64;
+        match self.forward(now_ns, id, src, buf, len) {
+            Ok((via, dest, len)) => {
+                self.counters.tx_packets += 1;
+                self.counters.tx_bytes += len as u64;
+                Action::Forward { via, dest, len }
+            }
+            Err(reason) => {
+                self.counters.drops.bump(reason);
+                if let Some(flow) = self.table.get_mut(id) {
+                    flow.counters.drops.bump(reason);
+                }
+                Action::Drop(reason)
+            }
+        }
+    }
+
+    fn forward(
+        &mut self,
+        now_ns: u64,
+        id: FlowId,
+        src: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Result<(FlowId, SocketAddr, usize), DropReason> {
+        let flow = self.table.get_mut(id).ok_or(DropReason::UnknownFlow)?;
+        flow.counters.rx_packets += 1;
+        flow.counters.rx_bytes += len as u64;
+        let pkt = buf.get_mut(..len).ok_or(DropReason::Malformed)?;
+        let kind = kind_of(flow.rule.component, pkt)?;
+
+        // Parse once; keep only the fields later steps need.
+        let (ssrc, rtp_fields) = match kind {
+            Kind::Rtp => {
+                let p = RtpPacket::new_checked(&*pkt).map_err(|_| DropReason::Malformed)?;
+                (Some(p.ssrc()), Some((p.sequence_number(), p.timestamp())))
+            }
+            Kind::Rtcp => {
+                let c = Compound::new_checked(pkt).map_err(|_| DropReason::Malformed)?;
+                (c.iter().next().and_then(|p| p.ssrc()), None)
+            }
+        };
+        // The SRTP/SRTCP decrypt step (in `pkt`, shrinking `len`) slots in here, before
+        // the source check, so that only authenticated packets can move a latch.
+
+        let rule = &flow.rule;
+        let verdict =
+            flow.latch
+                .check(rule.latch, rule.on_mismatch, rule.remote, src, ssrc, now_ns);
+        let from_remote = match verdict {
+            Verdict::Mismatch => return Err(DropReason::SourceMismatch),
+            Verdict::AcceptForeign => false,
+            Verdict::Accept => true,
+            Verdict::Latched { first } => {
+                if !first {
+                    flow.counters.relatches += 1;
+                }
+                self.events.push(EngineEvent::Latched { id, addr: src });
+                true
+            }
+        };
+        if from_remote {
+            account(flow, &mut self.events, id, now_ns, ssrc, rtp_fields);
+        }
+        if flow.rule.blocked {
+            return Err(DropReason::Blocked);
+        }
+        let out = match kind {
+            Kind::Rtp => flow.rule.rtp_out,
+            Kind::Rtcp => flow.rule.rtcp_out,
+        }
+        .ok_or(DropReason::NoOutput)?;
+
+        let peer = self.table.get(out.via).ok_or(DropReason::NoOutput)?;
+        let dest = peer
+            .latch
+            .remote(peer.rule.remote)
+            .ok_or(DropReason::NoDestination)?;
+
+        let flow = self.table.get_mut(id).ok_or(DropReason::UnknownFlow)?;
+        rewrite(flow, kind, pkt);
+        // The SRTP/SRTCP encrypt step (growing into `buf[len..len + TAILROOM]`) slots
+        // in here, after every rewrite of the plain packet.
+        flow.counters.fwd_packets += 1;
+        flow.counters.fwd_bytes += len as u64;
+        Ok((out.via, dest, len))
+    }
+
+    /// Records one forwarded packet's receive-to-send time; clamps past 10 s.
+    #[inline]
+    pub fn record_residence(&mut self, ns: u64) {
+        self.residence.saturating_record(ns);
+    }
+
+    /// A snapshot of one flow's counters.
+    pub fn flow_stats(&self, id: FlowId) -> Option<FlowStats> {
+        self.table.get(id).map(snapshot)
+    }
+
+    /// A snapshot of the worker's counters and residence histogram (clones it).
+    pub fn worker_stats(&self) -> WorkerStats {
+        let c = &self.counters;
+        WorkerStats {
+            rx_packets: c.rx_packets,
+            rx_bytes: c.rx_bytes,
+            tx_packets: c.tx_packets,
+            tx_bytes: c.tx_bytes,
+            drops: c.drops,
+            flows: self.table.live() as u64,
+            events_overflow: self.events.overflow(),
+            residence_ns: self.residence.clone(),
+        }
+    }
+
+    /// Queues `MediaIdle` for each flow that has had no media for `idle_after_ns`,
+    /// once per idle period. A flow that never saw media counts from its first scan.
+    pub fn scan_idle(&mut self, now_ns: u64, idle_after_ns: u64) {
+        for (id, flow) in self.table.iter_mut() {
+            let since = *flow.idle_since.get_or_insert(now_ns);
+            let idle_ns = now_ns.saturating_sub(since);
+            if idle_ns >= idle_after_ns && !flow.idle_reported {
+                flow.idle_reported = true;
+                self.events.push(EngineEvent::MediaIdle { id, idle_ns });
+            }
+        }
+    }
+
+    /// The oldest queued event.
+    pub fn pop_event(&mut self) -> Option<EngineEvent> {
+        self.events.pop()
+    }
+
+    /// Ids of every live flow, in slot order.
+    pub fn flow_ids(&self) -> impl Iterator<Item = FlowId> + '_ {
+        self.table.iter().map(|(id, _)| id)
+    }
+}
+
+/// Refuses rules with a transform until the SRTP contexts are wired in.
+fn check_crypto(rule: &FlowRule) -> Result<(), EngineError> {
+    if rule.crypto.decrypt.is_some() || rule.crypto.encrypt.is_some() {
+        return Err(EngineError::CryptoUnsupported);
+    }
+    Ok(())
+}
+
+/// Decides RTP or RTCP from the port's component and the first two bytes.
+#[inline]
+fn kind_of(component: Component, pkt: &[u8]) -> Result<Kind, DropReason> {
+    let class = match classify(pkt) {
+        PacketClass::Rtp => Kind::Rtp,
+        PacketClass::Rtcp => Kind::Rtcp,
+        // A first byte in the RTP range with nothing after it.
+        PacketClass::Unknown if pkt.first().is_some_and(|b| (128..=191).contains(b)) => {
+            return Err(DropReason::Malformed);
+        }
+        // RFC 7983: STUN, ZRTP, DTLS, TURN channel or junk: not ours to forward yet.
+        _ => return Err(DropReason::NotMedia),
+    };
+    match (component, class) {
+        (Component::Muxed, k) => Ok(k),
+        (Component::Rtp, Kind::Rtp) => Ok(Kind::Rtp),
+        (Component::Rtcp, Kind::Rtcp) => Ok(Kind::Rtcp),
+        _ => Err(DropReason::WrongComponent),
+    }
+}
+
+/// Per-flow accounting of a packet accepted from the flow's remote.
+#[inline]
+fn account(
+    flow: &mut Flow,
+    events: &mut EventQueue,
+    id: FlowId,
+    now_ns: u64,
+    ssrc: Option<u32>,
+    rtp_fields: Option<(u16, u32)>,
+) {
+    let c = &mut flow.counters;
+    c.first_packet_ns.get_or_insert(now_ns);
+    c.last_packet_ns = Some(now_ns);
+    flow.idle_since = Some(now_ns);
+    flow.idle_reported = false;
+    match (ssrc, rtp_fields) {
+        (Some(ssrc), Some((seq, ts))) => {
+            if c.on_rtp(now_ns, ssrc, seq, ts, flow.rule.clock_rate) {
+                events.push(EngineEvent::SsrcChanged { id, ssrc });
+            }
+        }
+        _ => c.rtcp_packets += 1,
+    }
+}
+
+/// Applies the rule's SSRC rewrite and PT map to the plain packet in place.
+#[inline]
+fn rewrite(flow: &Flow, kind: Kind, pkt: &mut [u8]) {
+    let rw = flow.rule.ssrc_rewrite;
+    match kind {
+        Kind::Rtp => {
+            if rw.is_none() && flow.pt_identity {
+                return;
+            }
+            let Ok(mut p) = RtpPacket::new_checked(pkt) else {
+                return;
+            };
+            if let Some(rw) = rw
+                && p.ssrc() == rw.from
+            {
+                p.set_ssrc(rw.to);
+            }
+            if !flow.pt_identity {
+                let pt = p.payload_type();
+                p.set_payload_type(flow.rule.pt_map.0[usize::from(pt)]);
+            }
+        }
+        Kind::Rtcp => {
+            let Some(rw) = rw else { return };
+            // Every packet of the compound: SR/RR and SDES/BYE name the sender too.
+            let mut at = 0;
+            while let Some(rest) = pkt.get_mut(at..).filter(|r| !r.is_empty()) {
+                let Ok(mut p) = RtcpPacket::new_checked(rest) else {
+                    return;
+                };
+                if p.ssrc() == Some(rw.from) {
+                    p.set_ssrc(rw.to);
+                }
+                at += p.packet_len();
+            }
+        }
+    }
+}
+
+/// Builds the public snapshot of a flow.
+fn snapshot(flow: &Flow) -> FlowStats {
+    let mut s = flow.counters.snapshot(flow.rule.clock_rate);
+    s.remote = flow.latch.remote(flow.rule.remote);
+    s.latched = flow.latch.addr.is_some();
+    s.blocked = flow.rule.blocked;
+    s
+}

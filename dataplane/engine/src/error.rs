@@ -1,0 +1,164 @@
+//! Control errors (a command the engine refuses) and drop reasons (a packet it
+//! refuses). Both are `Copy`: the hot path only bumps a counter indexed by the reason.
+
+use core::fmt;
+
+/// Why a control command (`insert`, `update`, `remove`, `set_blocked`) was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EngineError {
+    /// No live flow with this index and generation.
+    UnknownFlow,
+    /// The slot already holds a live flow.
+    SlotInUse,
+    /// `FlowId.index` is not below `EngineConfig::max_flows`.
+    TooManyFlows,
+    /// The id reuses the generation of the flow last removed from this slot, so packets
+    /// still in flight for the old flow would reach the new one.
+    StaleGeneration,
+    /// The rule asks for an SRTP transform this build cannot apply yet.
+    CryptoUnsupported,
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EngineError::UnknownFlow => "no live flow with this id",
+            EngineError::SlotInUse => "flow slot already in use",
+            EngineError::TooManyFlows => "flow index beyond the worker's max_flows",
+            EngineError::StaleGeneration => {
+                "flow id reuses the generation of the slot's previous flow"
+            }
+            EngineError::CryptoUnsupported => "SRTP transform not supported by this engine",
+        })
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// Why a datagram was not forwarded. Indexes the drop counter arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Looks like RTP/RTCP but fails the wire checks (or `len` exceeds the buffer).
+    Malformed = 0,
+    /// STUN, DTLS, ZRTP, TURN channel or an unknown first byte (RFC 7983).
+    NotMedia,
+    /// RTCP on an RTP-only port or RTP on an RTCP-only port.
+    WrongComponent,
+    /// No live flow with this id (missing, or a stale generation).
+    UnknownFlow,
+    /// The source is not the flow's remote and the mismatch policy refuses it.
+    SourceMismatch,
+    /// Media is blocked on this flow.
+    Blocked,
+    /// The rule has no output for this component, or the output flow is gone.
+    NoOutput,
+    /// The output flow has no remote address yet (neither signalled nor latched).
+    NoDestination,
+    /// SRTP/SRTCP authentication failed (RFC 3711 §3.4).
+    SrtpAuth,
+    /// SRTP/SRTCP replay check failed (RFC 3711 §3.3.2).
+    SrtpReplay,
+    /// The buffer lacks the tailroom an outgoing transform needs.
+    NoTailroom,
+}
+
+impl DropReason {
+    /// Number of reasons: the length of every drop counter array.
+    pub const COUNT: usize = 11;
+
+    /// Every reason, in index order.
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::Malformed,
+        DropReason::NotMedia,
+        DropReason::WrongComponent,
+        DropReason::UnknownFlow,
+        DropReason::SourceMismatch,
+        DropReason::Blocked,
+        DropReason::NoOutput,
+        DropReason::NoDestination,
+        DropReason::SrtpAuth,
+        DropReason::SrtpReplay,
+        DropReason::NoTailroom,
+    ];
+
+    /// Position in drop counter arrays.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A stable snake_case name for metrics labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::NotMedia => "not_media",
+            DropReason::WrongComponent => "wrong_component",
+            DropReason::UnknownFlow => "unknown_flow",
+            DropReason::SourceMismatch => "source_mismatch",
+            DropReason::Blocked => "blocked",
+            DropReason::NoOutput => "no_output",
+            DropReason::NoDestination => "no_destination",
+            DropReason::SrtpAuth => "srtp_auth",
+            DropReason::SrtpReplay => "srtp_replay",
+            DropReason::NoTailroom => "no_tailroom",
+        }
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One counter per drop reason; `Copy`, no heap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounts(pub [u64; DropReason::COUNT]);
+
+impl DropCounts {
+    #[inline]
+    pub fn bump(&mut self, r: DropReason) {
+        self.0[r.index()] += 1;
+    }
+
+    pub fn get(&self, r: DropReason) -> u64 {
+        self.0[r.index()]
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// `(reason, count)` for every reason, zeros included.
+    pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.into_iter().map(|r| (r, self.get(r)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_are_dense_and_names_unique() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+
+    #[test]
+    fn counts_add_up() {
+        let mut c = DropCounts::default();
+        c.bump(DropReason::Blocked);
+        c.bump(DropReason::Blocked);
+        c.bump(DropReason::NoTailroom);
+        assert_eq!(c.get(DropReason::Blocked), 2);
+        assert_eq!(c.total(), 3);
+        assert_eq!(c.iter().filter(|(_, n)| *n > 0).count(), 2);
+    }
+}

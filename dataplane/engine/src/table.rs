@@ -1,0 +1,161 @@
+//! The flow table: a slab of `max_flows` slots, allocated once, indexed directly by
+//! `FlowId.index` and guarded by the generation so a stale id never reaches a flow
+//! that has since taken over the slot.
+
+use crate::error::EngineError;
+use crate::latch::Latch;
+use crate::rule::{FlowId, FlowRule};
+use crate::stats::FlowCounters;
+
+/// A live flow: its rule and what the engine learned and counted.
+#[derive(Debug)]
+pub(crate) struct Flow {
+    pub rule: FlowRule,
+    /// Precomputed `rule.pt_map.is_identity()`, so RTP skips the map when it is.
+    pub pt_identity: bool,
+    pub latch: Latch,
+    pub counters: FlowCounters,
+    /// `now_ns` from which the flow counts as idle (last packet, or first idle scan).
+    pub idle_since: Option<u64>,
+    /// A `MediaIdle` was queued for the current idle period.
+    pub idle_reported: bool,
+}
+
+impl Flow {
+    fn new(rule: FlowRule) -> Self {
+        Flow {
+            pt_identity: rule.pt_map.is_identity(),
+            rule,
+            latch: Latch::default(),
+            counters: FlowCounters::default(),
+            idle_since: None,
+            idle_reported: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    /// Generation of the flow last removed from this slot (refused on reinsert).
+    retired: Option<u32>,
+    flow: Option<Flow>,
+}
+
+/// Slab of flows preallocated to `max_flows`.
+#[derive(Debug)]
+pub(crate) struct FlowTable {
+    slots: Vec<Slot>,
+    live: usize,
+}
+
+impl FlowTable {
+    pub(crate) fn new(max_flows: u32) -> Self {
+        let mut slots = Vec::with_capacity(max_flows as usize);
+        slots.resize_with(max_flows as usize, || Slot {
+            generation: 0,
+            retired: None,
+            flow: None,
+        });
+        FlowTable { slots, live: 0 }
+    }
+
+    pub(crate) fn live(&self) -> usize {
+        self.live
+    }
+
+    pub(crate) fn insert(&mut self, id: FlowId, rule: FlowRule) -> Result<(), EngineError> {
+        let slot = self
+            .slots
+            .get_mut(id.index as usize)
+            .ok_or(EngineError::TooManyFlows)?;
+        if slot.flow.is_some() {
+            return Err(EngineError::SlotInUse);
+        }
+        if slot.retired == Some(id.generation) {
+            return Err(EngineError::StaleGeneration);
+        }
+        slot.generation = id.generation;
+        slot.flow = Some(Flow::new(rule));
+        self.live += 1;
+        Ok(())
+    }
+
+    pub(crate) fn remove(&mut self, id: FlowId) -> Result<Flow, EngineError> {
+        let slot = self
+            .slots
+            .get_mut(id.index as usize)
+            .filter(|s| s.generation == id.generation && s.flow.is_some())
+            .ok_or(EngineError::UnknownFlow)?;
+        slot.retired = Some(slot.generation);
+        self.live -= 1;
+        slot.flow.take().ok_or(EngineError::UnknownFlow)
+    }
+
+    /// The live flow `id` names, if its generation is current.
+    #[inline]
+    pub(crate) fn get(&self, id: FlowId) -> Option<&Flow> {
+        match self.slots.get(id.index as usize) {
+            Some(s) if s.generation == id.generation => s.flow.as_ref(),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get_mut(&mut self, id: FlowId) -> Option<&mut Flow> {
+        match self.slots.get_mut(id.index as usize) {
+            Some(s) if s.generation == id.generation => s.flow.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// Every live flow with its id.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (FlowId, &Flow)> + '_ {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            s.flow
+                .as_ref()
+                .map(|f| (FlowId::new(i as u32, s.generation), f))
+        })
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (FlowId, &mut Flow)> + '_ {
+        self.slots.iter_mut().enumerate().filter_map(|(i, s)| {
+            let g = s.generation;
+            s.flow.as_mut().map(|f| (FlowId::new(i as u32, g), f))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::Component;
+
+    #[test]
+    fn generation_guards_the_slot() {
+        let mut t = FlowTable::new(4);
+        let old = FlowId::new(2, 5);
+        t.insert(old, FlowRule::new(Component::Rtp)).unwrap();
+        assert_eq!(
+            t.insert(FlowId::new(2, 6), FlowRule::new(Component::Rtp)),
+            Err(EngineError::SlotInUse)
+        );
+        assert!(t.get(FlowId::new(2, 4)).is_none());
+        assert!(t.get(old).is_some());
+        t.remove(old).unwrap();
+        assert_eq!(t.remove(old).unwrap_err(), EngineError::UnknownFlow);
+        assert_eq!(
+            t.insert(old, FlowRule::new(Component::Rtp)),
+            Err(EngineError::StaleGeneration)
+        );
+        let new = FlowId::new(2, 6);
+        t.insert(new, FlowRule::new(Component::Rtcp)).unwrap();
+        assert!(t.get(old).is_none());
+        assert_eq!(t.iter().map(|(id, _)| id).collect::<Vec<_>>(), [new]);
+        assert_eq!(t.live(), 1);
+        assert_eq!(
+            t.insert(FlowId::new(4, 0), FlowRule::new(Component::Rtp)),
+            Err(EngineError::TooManyFlows)
+        );
+    }
+}
