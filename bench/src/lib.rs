@@ -1,1 +1,4 @@
 //! Benchmark harness shared by the criterion suites and the end-to-end runs.
+#![forbid(unsafe_code)]
+
+pub mod fwd;
