@@ -1,1 +1,56 @@
 //! Worker threads, command/event rings and the I/O shell around the engine.
+//!
+//! Each worker is a pinned thread that owns an [`ferrelay_engine::Engine`], its flows'
+//! sockets and its receive buffers, and runs to completion over batches of datagrams
+//! from io_uring (multishot `RecvMsg`, one provided-buffer ring, batched `SendMsg`) or,
+//! where io_uring is unavailable, epoll + `recvmmsg`/`sendmmsg`. The control plane talks
+//! to a worker through its [`WorkerHandle`]: commands on one bounded SPSC ring (a full
+//! ring is an error, never a stall), events back on a second one, each with an eventfd.
+//!
+//! ```no_run
+//! use std::net::UdpSocket;
+//! use ferrelay_dataplane::{Dataplane, DataplaneConfig, Event};
+//! use ferrelay_engine::{Component, FlowRule, Output};
+//!
+//! let mut dp = Dataplane::start(DataplaneConfig { workers: 1, ..Default::default() })?;
+//! let w = dp.worker(0).expect("worker 0");
+//! // One call: caller A talks to relay port a, caller B to relay port b.
+//! let a = w.add_flow(UdpSocket::bind("127.0.0.1:30000")?, FlowRule::new(Component::Rtp))?;
+//! let b = w.add_flow(UdpSocket::bind("127.0.0.1:30002")?, FlowRule::new(Component::Rtp))?;
+//! // What arrives on a leaves through b (to b's latched remote), and back.
+//! let mut to_b = FlowRule::new(Component::Rtp);
+//! to_b.rtp_out = Some(Output { via: b });
+//! w.update_flow(a, to_b)?;
+//! let mut to_a = FlowRule::new(Component::Rtp);
+//! to_a.rtp_out = Some(Output { via: a });
+//! w.update_flow(b, to_a)?;
+//! // ... media flows; events (latching, idle, stats) arrive on w.event_fd():
+//! w.ack_events();
+//! while let Some(ev) = w.try_recv_event() {
+//!     if let Event::Latched { id, addr } = ev {
+//!         println!("{id:?} latched to {addr}");
+//!     }
+//! }
+//! w.remove_flow(a)?;
+//! w.remove_flow(b)?;
+//! dp.shutdown();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod alloc;
+mod command;
+mod config;
+mod dataplane;
+mod error;
+mod handle;
+mod io;
+mod ring;
+mod worker;
+
+pub use alloc::{FlowIdAllocator, MAX_INDEX};
+pub use command::{Command, Event, IoCounters, WorkerReport};
+pub use config::{Backend, BackendKind, DataplaneConfig};
+pub use dataplane::Dataplane;
+pub use error::{CommandError, DataplaneError};
+pub use handle::{WorkerHandle, WorkerInfo};
+pub use ring::EventFd;

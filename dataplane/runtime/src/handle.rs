@@ -1,0 +1,207 @@
+//! The control plane's side of one worker: allocates flow ids, pushes commands without
+//! ever blocking, and drains the worker's events after its eventfd fires.
+
+use std::net::UdpSocket;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ferrelay_engine::{FlowId, FlowRule};
+
+use crate::alloc::FlowIdAllocator;
+use crate::command::{Command, Event};
+use crate::config::BackendKind;
+use crate::error::DataplaneError;
+use crate::io::sock;
+use crate::ring::{Rx, Tx};
+
+/// What a worker reported when it started.
+#[derive(Debug, Clone)]
+pub struct WorkerInfo {
+    pub backend: BackendKind,
+    /// Why `Backend::Auto` fell back to recvmmsg, if it did.
+    pub fallback_reason: Option<String>,
+    /// The core the worker runs on, if pinning worked.
+    pub pinned_core: Option<usize>,
+}
+
+/// Control-side handle of one worker. Not `Clone`: it is the only producer on the
+/// worker's command ring and the only consumer of its event ring.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    index: usize,
+    commands: Tx<Command>,
+    events: Rx<Event>,
+    ids: FlowIdAllocator,
+    max_flows: u32,
+    rejected: u64,
+    info: WorkerInfo,
+    pub(crate) stop: Arc<AtomicBool>,
+}
+
+impl WorkerHandle {
+    pub(crate) fn new(
+        index: usize,
+        commands: Tx<Command>,
+        events: Rx<Event>,
+        max_flows: u32,
+        info: WorkerInfo,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        WorkerHandle {
+            index,
+            commands,
+            events,
+            ids: FlowIdAllocator::new(max_flows),
+            max_flows,
+            rejected: 0,
+            info,
+            stop,
+        }
+    }
+
+    fn send(&mut self, cmd: Command) -> Result<(), DataplaneError> {
+        match self.commands.push(cmd) {
+            Ok(()) => {
+                self.commands.wake();
+                Ok(())
+            }
+            Err(_) => {
+                self.rejected += 1;
+                Err(DataplaneError::RingFull { worker: self.index })
+            }
+        }
+    }
+
+    /// Checks room first so a full ring never costs the caller a flow id.
+    fn ensure_room(&mut self) -> Result<(), DataplaneError> {
+        if self.commands.occupied() >= self.commands.capacity() {
+            self.rejected += 1;
+            return Err(DataplaneError::RingFull { worker: self.index });
+        }
+        Ok(())
+    }
+
+    fn check_live(&self, id: FlowId) -> Result<(), DataplaneError> {
+        if self.ids.is_live(id) {
+            Ok(())
+        } else {
+            Err(DataplaneError::UnknownFlow(id))
+        }
+    }
+
+    /// Hands `socket` (bound by the caller) and its rule to the worker. The socket is made
+    /// nonblocking with large buffers here; on any error it is closed.
+    /// The worker reports a refused rule as `Event::CommandFailed`; call `remove_flow`
+    /// to free the id then.
+    pub fn add_flow(
+        &mut self,
+        socket: UdpSocket,
+        rule: FlowRule,
+    ) -> Result<FlowId, DataplaneError> {
+        self.ensure_room()?;
+        sock::prepare(&socket).map_err(|e| DataplaneError::io("preparing flow socket", e))?;
+        let id = self.ids.alloc().ok_or(DataplaneError::TooManyFlows {
+            worker: self.index,
+            max: self.max_flows,
+        })?;
+        let rule = Box::new(rule);
+        if let Err(e) = self.send(Command::AddFlow { id, socket, rule }) {
+            self.ids.release(id);
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    /// Replaces the rule of a live flow (stats and latched remote are kept).
+    pub fn update_flow(&mut self, id: FlowId, rule: FlowRule) -> Result<(), DataplaneError> {
+        self.check_live(id)?;
+        self.send(Command::UpdateFlow {
+            id,
+            rule: Box::new(rule),
+        })
+    }
+
+    /// Removes a flow; its final stats arrive as `Event::FlowRemoved`. The slot is free
+    /// for a new id (with a new generation) as soon as this returns `Ok`.
+    pub fn remove_flow(&mut self, id: FlowId) -> Result<(), DataplaneError> {
+        self.check_live(id)?;
+        self.send(Command::RemoveFlow { id })?;
+        self.ids.release(id);
+        Ok(())
+    }
+
+    /// Blocks or unblocks media on a flow (packets counted and dropped).
+    pub fn set_blocked(&mut self, id: FlowId, blocked: bool) -> Result<(), DataplaneError> {
+        self.check_live(id)?;
+        self.send(Command::SetBlocked { id, blocked })
+    }
+
+    /// Asks for `Event::FlowStats` (with `Some(id)`) or `Event::WorkerStats` (with `None`),
+    /// tagged with `token` so the answer can be matched to the request.
+    pub fn query(&mut self, token: u64, id: Option<FlowId>) -> Result<(), DataplaneError> {
+        if let Some(id) = id {
+            self.check_live(id)?;
+        }
+        self.send(Command::Query { token, id })
+    }
+
+    /// The next event from the worker, if any. Call `ack_events` before draining so a
+    /// wake-up that races with the drain is not lost.
+    pub fn try_recv_event(&mut self) -> Option<Event> {
+        self.events.pop()
+    }
+
+    /// Resets the event eventfd (it stays readable until acknowledged).
+    pub fn ack_events(&self) {
+        self.events.event_fd().drain();
+    }
+
+    /// The eventfd that becomes readable when the worker queued events (for epoll or
+    /// tokio's `AsyncFd`).
+    pub fn event_fd(&self) -> RawFd {
+        self.events.event_fd().as_raw_fd()
+    }
+
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    pub fn info(&self) -> &WorkerInfo {
+        &self.info
+    }
+
+    pub fn backend(&self) -> BackendKind {
+        self.info.backend
+    }
+
+    /// Commands refused because the ring was full, since start.
+    pub fn rejected_commands(&self) -> u64 {
+        self.rejected
+    }
+
+    /// Flows this handle has added and not removed.
+    pub fn live_flows(&self) -> usize {
+        self.ids.live_count()
+    }
+
+    /// Asks the worker to stop (best effort: the stop flag works even on a full ring).
+    pub(crate) fn request_stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.commands.push(Command::Shutdown);
+        self.commands.wake();
+    }
+}
+
+impl AsFd for WorkerHandle {
+    /// The event eventfd, so `AsyncFd<WorkerHandle>` can await worker events.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.events.event_fd().as_fd()
+    }
+}
+
+impl AsRawFd for WorkerHandle {
+    fn as_raw_fd(&self) -> RawFd {
+        self.event_fd()
+    }
+}
