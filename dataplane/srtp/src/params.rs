@@ -74,6 +74,20 @@ impl Suite {
             Suite::Null => 0,
         }
     }
+
+    /// Bytes the SRTCP transform appends to an RTCP packet: E flag + 31-bit index, then the tag.
+    ///
+    /// The AES-CM suites keep an 80-bit SRTCP tag even in their `_32` form (RFC 4568 §6.2).
+    pub fn rtcp_overhead(self) -> usize {
+        match self {
+            Suite::AesCm128HmacSha1_80
+            | Suite::AesCm128HmacSha1_32
+            | Suite::AesCm256HmacSha1_80
+            | Suite::AesCm256HmacSha1_32 => 4 + 10,
+            Suite::AeadAes128Gcm | Suite::AeadAes256Gcm => 4 + 16,
+            Suite::Null => 0,
+        }
+    }
 }
 
 /// Why key material was refused.
@@ -139,6 +153,17 @@ impl MasterKey {
         &self.bytes[k..k + self.salt_len as usize]
     }
 
+    /// Builds a master key from an SDES `inline:` key whose MKI, if any, the parser found.
+    ///
+    /// ferrelay sends and expects SRTP without an MKI field (RFC 3711 §3.1 makes it
+    /// optional), so a key that carries one is refused rather than silently misparsed.
+    pub fn from_sdes(suite: Suite, key_salt: &[u8], has_mki: bool) -> Result<Self, KeyError> {
+        if has_mki {
+            return Err(KeyError::MkiUnsupported);
+        }
+        Self::from_concatenated(suite, key_salt)
+    }
+
     /// `key || salt`, as SDES writes it.
     pub fn concatenated(&self) -> &[u8] {
         &self.bytes[..(self.key_len + self.salt_len) as usize]
@@ -183,6 +208,20 @@ mod tests {
             Some(Suite::AesCm128HmacSha1_80)
         );
         assert_eq!(Suite::from_sdes_name("F8_128_HMAC_SHA1_80"), None);
+    }
+
+    #[test]
+    fn mki_is_refused_and_overheads_match_rfcs() {
+        let m = [1u8; 30];
+        assert_eq!(
+            MasterKey::from_sdes(Suite::AesCm128HmacSha1_80, &m, true),
+            Err(KeyError::MkiUnsupported)
+        );
+        assert!(MasterKey::from_sdes(Suite::AesCm128HmacSha1_80, &m, false).is_ok());
+        assert_eq!(Suite::AesCm128HmacSha1_32.rtp_overhead(), 4);
+        assert_eq!(Suite::AesCm128HmacSha1_32.rtcp_overhead(), 14);
+        assert_eq!(Suite::AeadAes256Gcm.rtcp_overhead(), 20);
+        assert_eq!(Suite::Null.rtcp_overhead(), 0);
     }
 
     #[test]
