@@ -310,3 +310,89 @@ pub(crate) fn residence_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(RESIDENCE_MIN_NS, RESIDENCE_MAX_NS, 3)
         .expect("constant histogram bounds are valid")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_across_the_16_bit_wrap() {
+        let mut s = SeqTracker::default();
+        // 65535 is lost; the rest arrive in order across the wrap.
+        for seq in [65532, 65533, 65534, 0, 1, 2] {
+            assert!(s.update(seq));
+        }
+        assert_eq!(s.extended_max(), 65536 + 2);
+        assert_eq!(s.expected(), 7);
+        assert_eq!(s.received, 6);
+        assert_eq!(s.lost(), 1);
+    }
+
+    #[test]
+    fn duplicates_and_reordering() {
+        let mut s = SeqTracker::default();
+        for seq in [10, 12, 11, 12, 13] {
+            s.update(seq);
+        }
+        assert_eq!((s.duplicates, s.reordered), (1, 1));
+        assert_eq!(s.expected(), 4);
+        // A.3 counts the duplicate as received, so loss goes negative.
+        assert_eq!(s.lost(), -1);
+    }
+
+    #[test]
+    fn large_jump_resyncs_only_when_confirmed() {
+        let mut s = SeqTracker::default();
+        s.update(100);
+        s.update(101);
+        // One stray far ahead is ignored...
+        assert!(!s.update(20_000));
+        assert_eq!((s.received, s.extended_max()), (2, 101));
+        // ...but a second packet right after it restarts the count there (A.1).
+        assert!(s.update(20_001));
+        assert_eq!((s.received, s.expected()), (1, 1));
+        assert_eq!(s.extended_max(), 20_001);
+    }
+
+    #[test]
+    fn jitter_matches_a_hand_computed_sequence() {
+        // 8 kHz: one unit is 125 µs. Packets every 160 units (20 ms), the third 10 ms late.
+        let mut j = JitterEstimator::default();
+        let ms = 1_000_000;
+        j.update(0, 0, 8000); // transit 0 (first packet: no D)
+        j.update(20 * ms, 160, 8000); // transit 0, D 0: J = 0
+        assert_eq!(j.units(), 0);
+        j.update(50 * ms, 320, 8000); // arrival 400, transit 80, D 80: J = 80/16 = 5
+        assert_eq!(j.units(), 5);
+        j.update(60 * ms, 480, 8000); // transit 0, D 80: J = 5 + (80 - 5)/16 = 9.6875
+        assert_eq!(j.units(), 9);
+        assert_eq!(j.jitter_x16, 155);
+        assert_eq!(units_to_ns(j.units(), 8000), 1_125_000);
+    }
+
+    #[test]
+    fn jitter_needs_a_clock_rate_and_survives_huge_times() {
+        let mut j = JitterEstimator::default();
+        j.update(5, 1, 0);
+        j.update(50_000_000, 9, 0);
+        assert_eq!(j.units(), 0);
+        // 300 days at 90 kHz overflows u64 ns * rate: the u128 path must agree.
+        let day = 86_400_000_000_000u64;
+        assert_eq!(
+            ns_to_units(300 * day, 90_000),
+            (300u128 * 86_400 * 90_000) as u32
+        );
+        assert_eq!(ns_to_units(1_000_000_000, 48_000), 48_000);
+    }
+
+    #[test]
+    fn histogram_clamps_instead_of_growing() {
+        let mut h = residence_histogram();
+        let before = h.len();
+        h.saturating_record(u64::MAX);
+        h.saturating_record(0);
+        h.saturating_record(1_500);
+        assert_eq!(h.len(), before + 3);
+        assert!(h.max() >= RESIDENCE_MAX_NS / 2);
+    }
+}
