@@ -1,0 +1,312 @@
+//! Interop with libsrtp (through pylibsrtp) for every negotiable suite, both
+//! directions, RTP and RTCP, across the 16-bit sequence wrap.
+//!
+//! Needs `python3` with `pylibsrtp` (`python3 -m pip install pylibsrtp`).
+//! Without them the test fails, unless `FERRELAY_SKIP_INTEROP=1` is set.
+
+use ferrelay_srtp::{MasterKey, SrtpContext, SrtpError, SrtpParams, Suite};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+struct Oracle {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Oracle {
+    /// Starts the oracle, or explains why it cannot (None only when skipping is allowed).
+    fn start() -> Option<Oracle> {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/srtp/oracle.py");
+        let skip = std::env::var("FERRELAY_SKIP_INTEROP").is_ok_and(|v| v == "1");
+        let fail = |why: String| -> Option<Oracle> {
+            if skip {
+                eprintln!("libsrtp interop SKIPPED (FERRELAY_SKIP_INTEROP=1): {why}");
+                None
+            } else {
+                panic!(
+                    "libsrtp interop cannot run: {why}\n\
+                     install it with `python3 -m pip install pylibsrtp`, \
+                     or set FERRELAY_SKIP_INTEROP=1 to skip this test"
+                );
+            }
+        };
+        let mut child = match Command::new("python3")
+            .arg(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => return fail(format!("cannot start python3 {}: {e}", script.display())),
+        };
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap_or(0);
+        if !first.starts_with("ready") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return fail(format!("oracle said {:?}", first.trim()));
+        }
+        Some(Oracle {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    fn ask(&mut self, line: &str) -> Result<Vec<u8>, String> {
+        writeln!(self.stdin, "{line}").expect("oracle stdin");
+        self.stdin.flush().expect("oracle flush");
+        let mut reply = String::new();
+        self.stdout.read_line(&mut reply).expect("oracle stdout");
+        let reply = reply.trim();
+        if let Some(rest) = reply.strip_prefix("ok") {
+            Ok(unhex(rest.trim()))
+        } else {
+            Err(reply.to_string())
+        }
+    }
+}
+
+impl Drop for Oracle {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Deterministic test bytes (xorshift), so failures reproduce.
+struct Bytes(u64);
+impl Bytes {
+    fn next(&mut self) -> u8 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 24) as u8
+    }
+}
+
+fn rtp_packet(g: &mut Bytes, seq: u16, ssrc: u32, with_ext: bool) -> Vec<u8> {
+    let mut p = vec![0x80, 96];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    if with_ext {
+        p[0] |= 0x10 | 0x01; // X = 1, CC = 1
+        p.extend_from_slice(&[0, 0, 0, 9]); // CSRC
+        p.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x10, 0xaa, 0, 0]); // one-byte ext
+    }
+    let n = 1 + usize::from(g.next()) % 200;
+    p.extend((0..n).map(|_| g.next()));
+    p
+}
+
+fn rtcp_packet(g: &mut Bytes, ssrc: u32) -> Vec<u8> {
+    // Receiver report with one report block, then an SDES-sized tail of bytes.
+    let mut p = vec![0x81, 201, 0, 7];
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend((0..24).map(|_| g.next()));
+    p
+}
+
+fn params(suite: Suite, g: &mut Bytes) -> SrtpParams {
+    let material: Vec<u8> = (0..suite.key_len() + suite.salt_len())
+        .map(|_| g.next())
+        .collect();
+    SrtpParams {
+        suite,
+        key: MasterKey::from_concatenated(suite, &material).unwrap(),
+        replay_window: 1024,
+    }
+}
+
+const SEQS: std::ops::Range<u32> = 65_400..65_800; // crosses the 16-bit wrap
+
+#[test]
+fn every_suite_interoperates_with_libsrtp_both_ways() {
+    let Some(mut o) = Oracle::start() else {
+        return;
+    };
+    let mut g = Bytes(0x9e37_79b9_7f4a_7c15);
+    for (n, suite) in Suite::NEGOTIABLE.into_iter().enumerate() {
+        let name = suite.sdes_name();
+        let p = params(suite, &mut g);
+        let key = hex(p.key.concatenated());
+        o.ask(&format!("new in{n} {name} in {key}")).unwrap();
+        o.ask(&format!("new out{n} {name} out {key}")).unwrap();
+        let mut ours_tx = SrtpContext::new(&p).unwrap();
+        let mut ours_rx = SrtpContext::new(&p).unwrap();
+        let mut rtp_same_bytes = 0;
+        for (i, s) in SEQS.enumerate() {
+            let ssrc = 0x1111_0000 + (i as u32 % 2);
+            let plain = rtp_packet(&mut g, s as u16, ssrc, i % 3 == 0);
+
+            // ferrelay protects, libsrtp unprotects.
+            let mut buf = [0u8; 1500];
+            buf[..plain.len()].copy_from_slice(&plain);
+            let len = ours_tx.protect_rtp(&mut buf, plain.len()).unwrap();
+            let theirs = o.ask(&format!("unprotect in{n} {}", hex(&buf[..len])));
+            assert_eq!(
+                theirs.as_deref(),
+                Ok(&plain[..]),
+                "{name}: libsrtp unprotect seq {s}"
+            );
+
+            // libsrtp protects, ferrelay unprotects; the bytes must match ours exactly.
+            let protected = o.ask(&format!("protect out{n} {}", hex(&plain))).unwrap();
+            if protected[..] == buf[..len] {
+                rtp_same_bytes += 1;
+            }
+            let mut buf = [0u8; 1500];
+            buf[..protected.len()].copy_from_slice(&protected);
+            let got = ours_rx.unprotect_rtp(&mut buf, protected.len());
+            assert_eq!(got, Ok(plain.len()), "{name}: ferrelay unprotect seq {s}");
+            assert_eq!(&buf[..plain.len()], &plain[..], "{name}: seq {s}");
+
+            // A tampered copy of an accepted packet is refused as a replay, before any MAC work.
+            if i % 50 == 7 {
+                let mut bad = protected.clone();
+                let at = bad.len() - 1 - suite.rtp_overhead();
+                bad[at] ^= 0x20;
+                let mut buf = [0u8; 1500];
+                buf[..bad.len()].copy_from_slice(&bad);
+                assert_eq!(
+                    ours_rx.unprotect_rtp(&mut buf, bad.len()),
+                    Err(SrtpError::Replayed),
+                    "{name}: same index again is a replay before any auth"
+                );
+            }
+        }
+        assert_eq!(
+            rtp_same_bytes,
+            SEQS.len(),
+            "{name}: ferrelay and libsrtp SRTP bytes identical"
+        );
+
+        for i in 0..40u32 {
+            let ssrc = 0x2222_0000 + (i % 2);
+            let plain = rtcp_packet(&mut g, ssrc);
+            let mut buf = [0u8; 1500];
+            buf[..plain.len()].copy_from_slice(&plain);
+            let len = ours_tx.protect_rtcp(&mut buf, plain.len()).unwrap();
+            let theirs = o.ask(&format!("unprotect_rtcp in{n} {}", hex(&buf[..len])));
+            assert_eq!(
+                theirs.as_deref(),
+                Ok(&plain[..]),
+                "{name}: libsrtp unprotect_rtcp {i}"
+            );
+
+            let protected = o
+                .ask(&format!("protect_rtcp out{n} {}", hex(&plain)))
+                .unwrap();
+            let mut buf = [0u8; 1500];
+            buf[..protected.len()].copy_from_slice(&protected);
+            let got = ours_rx.unprotect_rtcp(&mut buf, protected.len());
+            assert_eq!(got, Ok(plain.len()), "{name}: ferrelay unprotect_rtcp {i}");
+            assert_eq!(&buf[..plain.len()], &plain[..], "{name}: rtcp {i}");
+
+            let mut tampered = protected.clone();
+            tampered[10] ^= 1;
+            let mut buf = [0u8; 1500];
+            buf[..tampered.len()].copy_from_slice(&tampered);
+            // Same index as the packet just accepted, so the replay check answers first.
+            assert_eq!(
+                ours_rx.unprotect_rtcp(&mut buf, tampered.len()),
+                Err(SrtpError::Replayed),
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn tampered_libsrtp_packets_fail_our_auth() {
+    let Some(mut o) = Oracle::start() else {
+        return;
+    };
+    let mut g = Bytes(42);
+    for (n, suite) in Suite::NEGOTIABLE.into_iter().enumerate() {
+        let name = suite.sdes_name();
+        let p = params(suite, &mut g);
+        o.ask(&format!(
+            "new out{n} {name} out {}",
+            hex(p.key.concatenated())
+        ))
+        .unwrap();
+        let mut rx = SrtpContext::new(&p).unwrap();
+        let plain = rtp_packet(&mut g, 500, 7, false);
+        let mut protected = o.ask(&format!("protect out{n} {}", hex(&plain))).unwrap();
+        protected[13] ^= 0x04;
+        let mut buf = [0u8; 1500];
+        buf[..protected.len()].copy_from_slice(&protected);
+        assert_eq!(
+            rx.unprotect_rtp(&mut buf, protected.len()),
+            Err(SrtpError::AuthFailed),
+            "{name}"
+        );
+        let plain = rtcp_packet(&mut g, 7);
+        let mut protected = o
+            .ask(&format!("protect_rtcp out{n} {}", hex(&plain)))
+            .unwrap();
+        protected[9] ^= 0x04;
+        let mut buf = [0u8; 1500];
+        buf[..protected.len()].copy_from_slice(&protected);
+        assert_eq!(
+            rx.unprotect_rtcp(&mut buf, protected.len()),
+            Err(SrtpError::AuthFailed),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn libsrtp_authenticated_only_srtcp_verifies() {
+    let Some(mut o) = Oracle::start() else {
+        return;
+    };
+    let mut g = Bytes(7);
+    for (n, suite) in Suite::NEGOTIABLE.into_iter().enumerate() {
+        let name = suite.sdes_name();
+        let p = params(suite, &mut g);
+        o.ask(&format!(
+            "new out{n} {name} out {} auth-only-rtcp",
+            hex(p.key.concatenated())
+        ))
+        .unwrap();
+        let mut rx = SrtpContext::new(&p).unwrap();
+        for _ in 0..3 {
+            let plain = rtcp_packet(&mut g, 0x4242);
+            let protected = o
+                .ask(&format!("protect_rtcp out{n} {}", hex(&plain)))
+                .unwrap();
+            assert_eq!(
+                &protected[..plain.len()],
+                &plain[..],
+                "{name}: E=0 is clear"
+            );
+            let mut buf = [0u8; 1500];
+            buf[..protected.len()].copy_from_slice(&protected);
+            assert_eq!(
+                rx.unprotect_rtcp(&mut buf, protected.len()),
+                Ok(plain.len()),
+                "{name}"
+            );
+            assert_eq!(&buf[..plain.len()], &plain[..], "{name}");
+        }
+    }
+}
