@@ -136,13 +136,17 @@ impl Media {
     }
 
     /// Hold as peers signal it: sendonly/inactive (RFC 3264 §8.4) or c=0.0.0.0 (RFC 2543).
+    ///
+    /// With ICE, c=0.0.0.0 only means "no default candidate yet" (trickle ICE, RFC 8840), not hold.
     pub fn is_on_hold(&self, sdp: &Sdp) -> bool {
+        let uses_ice = self.ice_ufrag().is_some() || sdp.attribute("ice-ufrag").is_some();
+        let unspecified = self
+            .effective_connection(sdp)
+            .is_some_and(Connection::is_unspecified);
         matches!(
             self.effective_direction(sdp),
             Direction::SendOnly | Direction::Inactive
-        ) || self
-            .effective_connection(sdp)
-            .is_some_and(Connection::is_unspecified)
+        ) || (unspecified && !uses_ice)
     }
 
     /// The a=rtpmap for a payload type.
@@ -201,12 +205,12 @@ impl Media {
         self.attributes("candidate")
     }
 
-    /// a=end-of-candidates present (RFC 8840 §8.2).
+    /// a=end-of-candidates present (RFC 8840).
     pub fn end_of_candidates(&self) -> bool {
         self.has_attribute("end-of-candidates")
     }
 
-    /// a=mid, the stream's BUNDLE identity (RFC 9143 §5).
+    /// a=mid, the stream's media identification (RFC 5888 §4), used by BUNDLE.
     pub fn mid(&self) -> Option<&str> {
         self.attribute("mid")
     }
