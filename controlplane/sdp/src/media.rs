@@ -94,12 +94,14 @@ impl Media {
         })
     }
 
-    /// RTCP port: a=rtcp (RFC 3605) else RTP port + 1 (RFC 3550 §11); `None` past 65535.
+    /// RTCP port: a=rtcp (RFC 3605) else RTP port + 1 (RFC 3550 §11).
     ///
-    /// With [`Media::rtcp_mux`] the peer sends RTCP on the RTP port instead.
+    /// `None` for a rejected stream (port 0) without a=rtcp, or past 65535. With
+    /// [`Media::rtcp_mux`] the peer sends RTCP on the RTP port instead.
     pub fn rtcp_port(&self) -> Option<u16> {
         match self.rtcp() {
             Some(r) => Some(r.port),
+            None if self.m.port == 0 => None,
             None => self.m.port.checked_add(1),
         }
     }

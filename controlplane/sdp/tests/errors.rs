@@ -95,3 +95,11 @@ fn lenient_where_rtpengine_is() {
     assert_eq!(m.attribute("x-whatever"), Some("1 2 3"));
     assert_eq!(sdp.origin().unwrap().address, "192.0.2.1");
 }
+
+#[test]
+fn rtcp_port_past_65535_is_none_not_a_wrap() {
+    let sdp = Sdp::parse("v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 65535 RTP/AVP 0\r\n").unwrap();
+    assert_eq!(sdp.media()[0].rtcp_port(), None);
+    assert_eq!(sdp.media()[0].rtcp_addr(&sdp), None);
+    assert_eq!(sdp.media()[0].rtp_addr(&sdp).unwrap().port(), 65535);
+}

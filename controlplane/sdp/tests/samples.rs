@@ -228,6 +228,7 @@ fn kamailio_ipv6_directions_rejection_and_hold() {
     assert_eq!(audio.direction(), Some(Direction::SendOnly));
     assert!(audio.is_on_hold(&sdp));
     assert!(video.is_rejected() && !audio.is_rejected());
+    assert_eq!((video.rtcp_port(), video.rtcp_addr(&sdp)), (None, None));
     // Inherits the session's recvonly: not hold by direction, but c=:: is.
     assert_eq!(held.effective_direction(&sdp), Direction::RecvOnly);
     assert!(held.is_on_hold(&sdp));
