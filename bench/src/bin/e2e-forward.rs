@@ -1,0 +1,240 @@
+//! e2e-forward: CPU per forwarded packet of fwd-mmsg, fwd-uring and the ferrelay
+//! relay (bench-relay, per backend) under the same RTP load, in alternating rounds.
+//! Writes `<out-dir>/e2e-forward-<date>.{json,md}` and lists them in `perf/README.md`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use ferrelay_bench::e2e::run::{Forwarder, RunPlan, RunResult, run_one};
+use ferrelay_bench::e2e::summary::{
+    self, BASELINE, CPU_METHOD, Machine, PlanInfo, Results, summarise,
+};
+
+#[derive(Debug, Parser)]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1")]
+    ip: IpAddr,
+    #[arg(long, default_value_t = 30_000)]
+    base_port: u16,
+    #[arg(long, default_value_t = 500)]
+    calls: usize,
+    /// Packets per second per direction per call.
+    #[arg(long, default_value_t = 50)]
+    pps: u32,
+    #[arg(long, default_value_t = 160)]
+    payload: usize,
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Steady-state measurement window, seconds.
+    #[arg(long, default_value_t = 8.0)]
+    window: f64,
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    #[arg(long, default_value_t = 1)]
+    forwarder_core: usize,
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    load_cores: Vec<usize>,
+    /// ferrelay backends to run bench-relay with.
+    #[arg(long, value_delimiter = ',', default_value = "io_uring,mmsg")]
+    backend: Vec<String>,
+    /// Skip the ferrelay relay (baselines only).
+    #[arg(long)]
+    no_relay: bool,
+    /// Where the result files go; nothing is written without it.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// README that lists result files (updated when --out-dir is given).
+    #[arg(long, default_value = "perf/README.md")]
+    readme: PathBuf,
+    /// The command line to record (the wrapper script passes its own).
+    #[arg(long)]
+    record_command: Option<String>,
+}
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn machine() -> Machine {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    Machine {
+        cpu,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        git_commit: sh("git", &["rev-parse", "--short", "HEAD"]),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    anyhow::ensure!(a.rounds >= 1 && a.rounds <= 10, "--rounds must be 1..=10");
+    anyhow::ensure!(
+        (0.5..=60.0).contains(&a.window) && (0.0..=30.0).contains(&a.warmup),
+        "--window must be 0.5..=60 s and --warmup 0..=30 s"
+    );
+    let dir = std::env::current_exe()?
+        .parent()
+        .context("binary directory")?
+        .to_path_buf();
+    let bin = |n: &str| dir.join(n);
+    let mut forwarders = vec![
+        Forwarder {
+            name: "fwd-mmsg".into(),
+            bin: bin("fwd-mmsg"),
+            extra_args: vec![],
+        },
+        Forwarder {
+            name: BASELINE.into(),
+            bin: bin("fwd-uring"),
+            extra_args: vec![],
+        },
+    ];
+    let mut skipped = Vec::new();
+    if !a.no_relay {
+        for b in &a.backend {
+            let relay = bin("bench-relay");
+            if relay.exists() {
+                forwarders.push(Forwarder {
+                    name: format!("ferrelay-{b}"),
+                    bin: relay,
+                    extra_args: vec![
+                        "--backend".into(),
+                        b.clone(),
+                        "--core".into(),
+                        a.forwarder_core.to_string(),
+                    ],
+                });
+            } else {
+                skipped.push((format!("ferrelay-{b}"), "bench-relay not built".into()));
+            }
+        }
+    }
+    for f in &forwarders {
+        anyhow::ensure!(
+            f.bin.exists(),
+            "{} not built (cargo build -p ferrelay-bench --release --bins)",
+            f.bin.display()
+        );
+    }
+    let plan = RunPlan {
+        ip: a.ip,
+        base_port: a.base_port,
+        calls: a.calls,
+        pps: a.pps,
+        payload: a.payload,
+        warmup: Duration::from_secs_f64(a.warmup),
+        window: Duration::from_secs_f64(a.window),
+        forwarder_core: a.forwarder_core,
+        load_cores: a.load_cores.clone(),
+    };
+    let machine = machine();
+    // The harness's own threads (timing, procfs reads) stay with the load.
+    if let Some(&c) = a.load_cores.first() {
+        core_affinity::set_for_current(core_affinity::CoreId { id: c });
+    }
+
+    let mut runs: Vec<RunResult> = Vec::new();
+    for round in 0..a.rounds {
+        // A B C, C B A, ...: slow drift of the machine hits every forwarder alike.
+        let order: Vec<&Forwarder> = if round % 2 == 0 {
+            forwarders.iter().collect()
+        } else {
+            forwarders.iter().rev().collect()
+        };
+        for f in order {
+            match run_one(f, &plan, round) {
+                Ok(r) => {
+                    eprintln!(
+                        "round {round} {:<18} {:>7.0} pps  user {:.3}  sys {:.3}  total {:.3}  on-CPU {:.3} us/pkt  loss {:.3}%  p50 {:.1} p99 {:.1} us",
+                        r.forwarder,
+                        r.forwarded_pps,
+                        r.user_us_per_pkt,
+                        r.sys_us_per_pkt,
+                        r.total_us_per_pkt,
+                        r.oncpu_us_per_pkt,
+                        r.loss_pct,
+                        r.p50_us,
+                        r.p99_us
+                    );
+                    runs.push(r);
+                }
+                Err(e) => {
+                    eprintln!("round {round} {}: {e:#}", f.name);
+                    if !skipped.iter().any(|(n, _)| *n == f.name) {
+                        skipped.push((f.name.clone(), format!("{e:#}")));
+                    }
+                }
+            }
+        }
+    }
+
+    let date = sh("date", &["-u", "+%Y-%m-%d"]);
+    let command = a
+        .record_command
+        .clone()
+        .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
+    let results = Results {
+        date: sh("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
+        command: command.clone(),
+        machine,
+        plan: PlanInfo {
+            calls: a.calls,
+            pps_per_direction: a.pps,
+            packet_len: 12 + a.payload,
+            offered_pps: a.calls as u64 * 2 * u64::from(a.pps),
+            warmup_s: a.warmup,
+            window_s: a.window,
+            rounds: a.rounds,
+            forwarder_core: a.forwarder_core,
+            load_cores: a.load_cores.clone(),
+        },
+        cpu_method: CPU_METHOD,
+        summary: summarise(&runs),
+        runs,
+        skipped,
+    };
+    let md = summary::markdown(&results);
+    println!("{md}");
+    if let Some(out) = &a.out_dir {
+        std::fs::create_dir_all(out)?;
+        let stem = format!("e2e-forward-{date}");
+        std::fs::write(
+            out.join(format!("{stem}.json")),
+            serde_json::to_string_pretty(&results)?,
+        )?;
+        std::fs::write(out.join(format!("{stem}.md")), &md)?;
+        let headline = results
+            .summary
+            .iter()
+            .map(|s| format!("{} {:.2} µs/pkt", s.forwarder, s.oncpu_us_per_pkt))
+            .collect::<Vec<_>>()
+            .join(", ");
+        summary::upsert_readme(&a.readme, &format!("{stem}.md"), &command, &headline)?;
+        eprintln!(
+            "wrote {}/{stem}.{{json,md}} and {}",
+            out.display(),
+            a.readme.display()
+        );
+    }
+    Ok(())
+}

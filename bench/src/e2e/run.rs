@@ -1,0 +1,176 @@
+//! One measured run: start a forwarder process pinned to its core, load it from this
+//! process on another core, and read its CPU over a steady-state window.
+
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ferrelay_tools::{CallSource, FixedPairs, LoadConfig, LoadRun};
+use serde::Serialize;
+
+use super::cpu::{CpuSample, clock_ticks_per_sec};
+
+/// A forwarder to measure: a binary taking the `FwdArgs` command line plus extras.
+#[derive(Debug, Clone)]
+pub struct Forwarder {
+    pub name: String,
+    pub bin: PathBuf,
+    pub extra_args: Vec<String>,
+}
+
+/// The shape of the load and the measurement.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    pub ip: IpAddr,
+    pub base_port: u16,
+    pub calls: usize,
+    pub pps: u32,
+    pub payload: usize,
+    pub warmup: Duration,
+    pub window: Duration,
+    /// Core the forwarder process is confined to (taskset).
+    pub forwarder_core: usize,
+    /// Cores the load threads run on.
+    pub load_cores: Vec<usize>,
+}
+
+/// What one run measured. CPU figures are per packet forwarded in the window,
+/// counted where the load generator received them.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub forwarder: String,
+    pub round: usize,
+    pub window_s: f64,
+    pub forwarded: u64,
+    pub forwarded_pps: f64,
+    pub user_us_per_pkt: f64,
+    pub sys_us_per_pkt: f64,
+    /// utime + stime.
+    pub total_us_per_pkt: f64,
+    /// schedstat on-CPU time (ns-precise total), per packet.
+    pub oncpu_us_per_pkt: f64,
+    /// Share of one core the forwarder used in the window (schedstat).
+    pub core_util_pct: f64,
+    /// This process's (the load generator's) on-CPU time per packet, for context.
+    pub loadgen_us_per_pkt: f64,
+    pub sent: u64,
+    pub lost: u64,
+    pub loss_pct: f64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub misrouted: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+}
+
+/// Kills the forwarder however the run ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(f: &Forwarder, plan: &RunPlan) -> anyhow::Result<Guard> {
+    let seconds = (plan.warmup + plan.window).as_secs_f64() + 30.0;
+    let mut child = Command::new("taskset")
+        .arg("-c")
+        .arg(plan.forwarder_core.to_string())
+        .arg(&f.bin)
+        .args(["--ip", &plan.ip.to_string()])
+        .args(["--base-port", &plan.base_port.to_string()])
+        .args(["--pairs", &plan.calls.to_string()])
+        .args(["--seconds", &format!("{seconds:.0}")])
+        .args(&f.extra_args)
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {} under taskset", f.bin.display()))?;
+    let stdout = child.stdout.take().context("forwarder stdout")?;
+    let guard = Guard(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(Duration::from_secs(15)) {
+        Ok(line) if line.starts_with("ready") => Ok(guard),
+        Ok(line) => bail!("{} did not start: {line:?}", f.name),
+        Err(_) => bail!("{} did not report ready within 15 s", f.name),
+    }
+}
+
+/// Runs `f` once under the plan's load and measures it.
+pub fn run_one(f: &Forwarder, plan: &RunPlan, round: usize) -> anyhow::Result<RunResult> {
+    let guard = spawn(f, plan)?;
+    let pid = guard.0.id();
+    let tail = Duration::from_millis(500);
+    let cfg = LoadConfig {
+        pps: plan.pps,
+        payload_len: plan.payload,
+        duration: plan.warmup + plan.window + tail,
+        warmup: plan.warmup,
+        drain: Duration::from_millis(300),
+        sender_threads: 1,
+        receiver_threads: 1,
+        cpus: plan.load_cores.clone(),
+    };
+    let calls = FixedPairs::new(plan.ip, plan.base_port).calls(plan.calls)?;
+    let ticks = clock_ticks_per_sec();
+    let me = std::process::id();
+    let load = LoadRun::start(cfg, &calls)?;
+    std::thread::sleep(plan.warmup);
+
+    let c0 = CpuSample::read(pid)?;
+    let l0 = CpuSample::read(me)?;
+    let r0 = load.live().received.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    std::thread::sleep(plan.window);
+    let c1 = CpuSample::read(pid)?;
+    let l1 = CpuSample::read(me)?;
+    let r1 = load.live().received.load(Ordering::Relaxed);
+    let window = t0.elapsed().as_secs_f64();
+
+    let report = load.wait()?;
+    drop(guard);
+    let fwd = r1 - r0;
+    if fwd == 0 {
+        bail!("{}: nothing forwarded in the window", f.name);
+    }
+    let d = c1.since(&c0, ticks);
+    let lg = l1.since(&l0, ticks);
+    let per = |s: f64| s * 1e6 / fwd as f64;
+    Ok(RunResult {
+        forwarder: f.name.clone(),
+        round,
+        window_s: window,
+        forwarded: fwd,
+        forwarded_pps: fwd as f64 / window,
+        user_us_per_pkt: per(d.user_s),
+        sys_us_per_pkt: per(d.sys_s),
+        total_us_per_pkt: per(d.user_s + d.sys_s),
+        oncpu_us_per_pkt: per(d.on_cpu_s),
+        core_util_pct: 100.0 * d.on_cpu_s / window,
+        loadgen_us_per_pkt: per(lg.on_cpu_s),
+        sent: report.sent,
+        lost: report.lost,
+        loss_pct: report.loss_pct,
+        duplicates: report.duplicates,
+        reordered: report.reordered,
+        misrouted: report.misrouted,
+        p50_us: report.latency.p50_us,
+        p99_us: report.latency.p99_us,
+        p999_us: report.latency.p999_us,
+        max_us: report.latency.max_us,
+    })
+}
