@@ -205,6 +205,9 @@ impl Default for Config {
     }
 }
 
+/// A seconds-valued key: name, flag value, file value, whether 0 is allowed.
+type SecondsKey<'a> = (&'a str, &'a Option<u64>, &'a Option<Spanned<u64>>, bool);
+
 /// Where a value came from, for error messages.
 struct Origin<'a> {
     file: Option<(&'a Path, &'a str)>,
@@ -336,7 +339,7 @@ impl Config {
             ));
         }
 
-        let secs: [(&str, &Option<u64>, &Option<Spanned<u64>>, bool); 5] = [
+        let secs: [SecondsKey<'_>; 5] = [
             ("timeout", &cli.timeout, &parsed.timeout, false),
             (
                 "silent-timeout",

@@ -1,0 +1,144 @@
+//! What the sessions need from the data plane, as a trait: the real workers in the
+//! binary, a recording fake in the session tests (so call logic is tested without
+//! threads or sockets).
+
+use std::net::{SocketAddr, UdpSocket};
+
+use ferrelay_engine::{FlowId, FlowRule};
+
+/// A data-plane command that could not be queued, with its reason for the reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("data plane: {0}")]
+pub struct BackendError(pub String);
+
+/// The flow commands of the data plane, addressed by worker.
+pub trait MediaBackend: Send + std::fmt::Debug {
+    /// Number of workers; flows of one call all go to one of them.
+    fn workers(&self) -> usize;
+    /// Hands `socket` to `worker`, which starts forwarding per `rule`.
+    fn add_flow(
+        &mut self,
+        worker: usize,
+        socket: UdpSocket,
+        rule: FlowRule,
+    ) -> Result<FlowId, BackendError>;
+    /// Replaces the rule, keeping counters and the latched remote.
+    fn update_flow(
+        &mut self,
+        worker: usize,
+        id: FlowId,
+        rule: FlowRule,
+    ) -> Result<(), BackendError>;
+    /// Stops the flow and closes the worker's copy of its socket.
+    fn remove_flow(&mut self, worker: usize, id: FlowId) -> Result<(), BackendError>;
+    fn set_blocked(&mut self, worker: usize, id: FlowId, blocked: bool)
+    -> Result<(), BackendError>;
+    /// Asks for a stats snapshot of the flow (answered later as an event).
+    fn query_flow(&mut self, worker: usize, id: FlowId) -> Result<(), BackendError>;
+}
+
+/// The counters the sessions keep per flow, from the worker's stats events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowCounters {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packets dropped on this flow for any reason.
+    pub errors: u64,
+    /// Where packets really come from (latched or last seen).
+    pub remote: Option<SocketAddr>,
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    //! A backend that records rules instead of forwarding.
+
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[derive(Debug, Default)]
+    pub struct FakeBackend {
+        pub workers: usize,
+        pub next: u32,
+        /// Live flows: (worker, id) -> (local port, rule).
+        pub flows: BTreeMap<(usize, u32), (u16, FlowRule)>,
+        pub blocked: Vec<(usize, FlowId, bool)>,
+        pub commands: usize,
+    }
+
+    impl FakeBackend {
+        pub fn new(workers: usize) -> Self {
+            FakeBackend {
+                workers,
+                ..Default::default()
+            }
+        }
+
+        /// The rule of the flow bound to local `port`.
+        pub fn rule_on(&self, port: u16) -> Option<(FlowId, &FlowRule)> {
+            self.flows
+                .iter()
+                .find(|(_, (p, _))| *p == port)
+                .map(|((_, i), (_, r))| (FlowId::new(*i, 0), r))
+        }
+    }
+
+    impl MediaBackend for FakeBackend {
+        fn workers(&self) -> usize {
+            self.workers
+        }
+
+        fn add_flow(
+            &mut self,
+            worker: usize,
+            socket: UdpSocket,
+            rule: FlowRule,
+        ) -> Result<FlowId, BackendError> {
+            self.commands += 1;
+            let port = socket
+                .local_addr()
+                .map_err(|e| BackendError(e.to_string()))?;
+            let id = FlowId::new(self.next, 0);
+            self.next += 1;
+            self.flows.insert((worker, id.index), (port.port(), rule));
+            Ok(id)
+        }
+
+        fn update_flow(
+            &mut self,
+            worker: usize,
+            id: FlowId,
+            rule: FlowRule,
+        ) -> Result<(), BackendError> {
+            self.commands += 1;
+            let slot = self
+                .flows
+                .get_mut(&(worker, id.index))
+                .ok_or_else(|| BackendError("unknown flow".into()))?;
+            slot.1 = rule;
+            Ok(())
+        }
+
+        fn remove_flow(&mut self, worker: usize, id: FlowId) -> Result<(), BackendError> {
+            self.commands += 1;
+            self.flows
+                .remove(&(worker, id.index))
+                .map(|_| ())
+                .ok_or_else(|| BackendError("unknown flow".into()))
+        }
+
+        fn set_blocked(
+            &mut self,
+            worker: usize,
+            id: FlowId,
+            blocked: bool,
+        ) -> Result<(), BackendError> {
+            self.blocked.push((worker, id, blocked));
+            Ok(())
+        }
+
+        fn query_flow(&mut self, _worker: usize, _id: FlowId) -> Result<(), BackendError> {
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! The state of one call: monologues (one per SIP tag) holding one side per m= line.
+//! A side owns the port pair its party talks to and the two flows on those ports.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ferrelay_engine::{Component, FlowId, FlowRule, LatchMode, MismatchPolicy, Output};
+
+use super::backend::FlowCounters;
+use super::flags::{Flags, MuxFlags};
+use super::ports::PortPair;
+
+/// Silence before `media-handover` lets a new source take over the stream (the
+/// engine also lets a newcomer with the latched SSRC move it at once).
+pub const HANDOVER_AFTER: Duration = Duration::from_secs(1);
+
+/// How a side learns and guards its remote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub latch: LatchMode,
+    pub mismatch: MismatchPolicy,
+}
+
+impl Policy {
+    /// rtpengine's flags mapped to the engine's latch and mismatch modes.
+    pub fn from_flags(f: &Flags) -> Policy {
+        let latch = if f.trust_address || f.asymmetric {
+            LatchMode::Fixed
+        } else {
+            LatchMode::LatchFirst
+        };
+        let mismatch = if f.strict_source {
+            MismatchPolicy::Drop
+        } else if f.media_handover {
+            MismatchPolicy::Relatch {
+                relatch_after_ns: HANDOVER_AFTER.as_nanos() as u64,
+            }
+        } else {
+            MismatchPolicy::Accept
+        };
+        Policy { latch, mismatch }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            latch: LatchMode::LatchFirst,
+            mismatch: MismatchPolicy::Accept,
+        }
+    }
+}
+
+/// One party's end of one m= line.
+#[derive(Debug)]
+pub struct Side {
+    /// Index of the interface the pair is bound on.
+    pub iface: usize,
+    /// Our sockets: the party sends to `pair.port` (RTP, or both when muxed) and
+    /// `pair.port + 1` (RTCP). Held here until the call's ports are released.
+    pub pair: PortPair,
+    /// Installed flows on the pair: `[rtp-or-muxed, rtcp]`.
+    pub flows: Option<[FlowId; 2]>,
+    /// Where the party wants RTP (from its SDP); `None` before it is known or on hold.
+    pub remote_rtp: Option<SocketAddr>,
+    pub remote_rtcp: Option<SocketAddr>,
+    /// The party sends and expects RTCP on the RTP port (RFC 5761).
+    pub muxed: bool,
+    /// The party's own SDP carried a=rtcp-mux.
+    pub mux_signalled: bool,
+    /// The relay offered rtcp-mux to this party.
+    pub mux_offered: bool,
+    /// The party's m= port was 0: stream rejected or disabled, no flows.
+    pub rejected: bool,
+    pub policy: Policy,
+    pub blocked: bool,
+    pub clock_rate: u32,
+    pub media_type: String,
+    pub protocol: String,
+    /// Counters of `[rtp-or-muxed, rtcp]`, from the worker's stats.
+    pub counters: [FlowCounters; 2],
+    /// Counters of flows already removed (re-offers that rejected the stream).
+    pub retired: FlowCounters,
+    /// Wall-clock second (unix) the counters of `[rtp, rtcp]` last grew.
+    pub last_packet_unix: [u64; 2],
+}
+
+impl Side {
+    pub fn new(iface: usize, pair: PortPair) -> Side {
+        Side {
+            iface,
+            pair,
+            flows: None,
+            remote_rtp: None,
+            remote_rtcp: None,
+            muxed: false,
+            mux_signalled: false,
+            mux_offered: false,
+            rejected: false,
+            policy: Policy::default(),
+            blocked: false,
+            clock_rate: 8000,
+            media_type: "audio".into(),
+            protocol: "RTP/AVP".into(),
+            counters: [FlowCounters::default(); 2],
+            retired: FlowCounters::default(),
+            last_packet_unix: [0; 2],
+        }
+    }
+
+    /// The two rules of this side, forwarding to `peer`'s flows.
+    pub fn rules(&self, peer: [FlowId; 2], peer_muxed: bool) -> [FlowRule; 2] {
+        let rtcp_to = Output {
+            via: if peer_muxed { peer[0] } else { peer[1] },
+        };
+        let mut rtp = FlowRule::new(Component::Muxed);
+        rtp.remote = self.remote_rtp;
+        rtp.rtp_out = Some(Output { via: peer[0] });
+        rtp.rtcp_out = Some(rtcp_to);
+        let mut rtcp = FlowRule::new(Component::Rtcp);
+        rtcp.remote = self.remote_rtcp;
+        rtcp.rtcp_out = Some(rtcp_to);
+        for r in [&mut rtp, &mut rtcp] {
+            r.latch = self.policy.latch;
+            r.on_mismatch = self.policy.mismatch;
+            r.blocked = self.blocked;
+            r.clock_rate = self.clock_rate;
+        }
+        [rtp, rtcp]
+    }
+
+    /// A rule with no outputs, to install a flow before its peer exists.
+    pub fn bare_rule(&self, which: usize) -> FlowRule {
+        let mut r = FlowRule::new(if which == 0 {
+            Component::Muxed
+        } else {
+            Component::Rtcp
+        });
+        r.remote = if which == 0 {
+            self.remote_rtp
+        } else {
+            self.remote_rtcp
+        };
+        r.latch = self.policy.latch;
+        r.on_mismatch = self.policy.mismatch;
+        r.blocked = self.blocked;
+        r
+    }
+
+    /// Totals over live and removed flows.
+    pub fn totals(&self) -> FlowCounters {
+        let mut t = self.retired;
+        for c in &self.counters {
+            t.packets += c.packets;
+            t.bytes += c.bytes;
+            t.errors += c.errors;
+        }
+        t
+    }
+}
+
+/// One SIP party (tag) of a call.
+#[derive(Debug)]
+pub struct Monologue {
+    /// The SIP tag; empty while an offer waits for the answerer's to-tag.
+    pub tag: String,
+    pub label: Option<String>,
+    pub created_unix: u64,
+    /// One side per m= line, in SDP order.
+    pub sides: Vec<Side>,
+    /// Tag of the party this one talks to.
+    pub peer: Option<String>,
+    /// The `rtcp-mux` options this party's last offer came with.
+    pub mux_flags: MuxFlags,
+}
+
+impl Monologue {
+    pub fn new(tag: &str, created_unix: u64) -> Monologue {
+        Monologue {
+            tag: tag.to_owned(),
+            label: None,
+            created_unix,
+            sides: Vec::new(),
+            peer: None,
+            mux_flags: MuxFlags::default(),
+        }
+    }
+}
+
+/// One call (SIP call-id).
+#[derive(Debug)]
+pub struct Call {
+    pub id: String,
+    /// The worker that owns every flow of the call.
+    pub worker: usize,
+    pub created: Instant,
+    pub created_unix: u64,
+    pub last_signal_unix: u64,
+    pub monologues: Vec<Monologue>,
+    /// An answer completed the call; until then the offer timeout applies.
+    pub answered: bool,
+    pub offered_at: Instant,
+    /// Last time packet counters grew (or the answer came).
+    pub last_media: Instant,
+    /// Every stream is on hold: the silent timeout applies instead.
+    pub held: bool,
+}
+
+impl Call {
+    pub fn monologue(&self, tag: &str) -> Option<usize> {
+        self.monologues.iter().position(|m| m.tag == tag)
+    }
+
+    /// All installed flows of the call.
+    pub fn flows(&self) -> impl Iterator<Item = FlowId> + '_ {
+        self.monologues
+            .iter()
+            .flat_map(|m| m.sides.iter())
+            .filter_map(|s| s.flows)
+            .flatten()
+    }
+
+    /// Packet total over every side, to notice media activity.
+    pub fn packets(&self) -> u64 {
+        self.monologues
+            .iter()
+            .flat_map(|m| m.sides.iter())
+            .map(|s| s.totals().packets)
+            .sum()
+    }
+}

@@ -1,0 +1,710 @@
+//! Calls, their monologues and streams, the port pools, and the compilation of each
+//! stream into flow rules for the worker that owns the call.
+//!
+//! Port contract (as rtpengine): the port in the **offer** reply's SDP is where the
+//! *answering* party sends; the port in the **answer** reply's SDP is where the
+//! *offering* party sends. Each party's side of an m= line owns an even/odd pair.
+
+pub mod backend;
+pub mod call;
+pub mod flags;
+pub mod ports;
+mod query;
+mod rewrite;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use ferrelay_engine::FlowId;
+use ferrelay_sdp::Sdp;
+
+use crate::config::{Config, InterfaceSpec};
+use crate::ng::Value;
+use backend::{FlowCounters, MediaBackend};
+use call::{Call, Monologue, Policy, Side};
+use flags::{Family, Flags};
+use ports::{PortPair, PortPool};
+
+/// The session limits the relay was started with.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub interfaces: Vec<InterfaceSpec>,
+    pub port_min: u16,
+    pub port_max: u16,
+    pub timeout: Duration,
+    pub silent_timeout: Duration,
+    pub final_timeout: Option<Duration>,
+    pub offer_timeout: Duration,
+    pub delete_delay: Duration,
+}
+
+impl From<&Config> for SessionConfig {
+    fn from(c: &Config) -> Self {
+        SessionConfig {
+            interfaces: c.interfaces.clone(),
+            port_min: c.port_min,
+            port_max: c.port_max,
+            timeout: c.timeout,
+            silent_timeout: c.silent_timeout,
+            final_timeout: c.final_timeout,
+            offer_timeout: c.offer_timeout,
+            delete_delay: c.delete_delay,
+        }
+    }
+}
+
+/// Why a call ended, for the log line and the statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Deleted,
+    MediaTimeout,
+    SilentTimeout,
+    OfferTimeout,
+    FinalTimeout,
+    Shutdown,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Deleted => "deleted",
+            EndReason::MediaTimeout => "media timeout",
+            EndReason::SilentTimeout => "silent timeout",
+            EndReason::OfferTimeout => "offer timeout",
+            EndReason::FinalTimeout => "final timeout",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Counters over the relay's lifetime, for `statistics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    pub managed: u64,
+    pub rejected: u64,
+    pub ended: [u64; 6],
+    /// Packets/bytes/errors of calls that have ended.
+    pub media: FlowCounters,
+    pub call_seconds: u64,
+}
+
+/// The port pools and the data plane: what a call consumes.
+#[derive(Debug)]
+struct Resources<B> {
+    cfg: SessionConfig,
+    pools: Vec<PortPool>,
+    backend: B,
+}
+
+/// Every call the relay anchors.
+#[derive(Debug)]
+pub struct Sessions<B> {
+    res: Resources<B>,
+    calls: HashMap<String, Call>,
+    /// Port pairs of ended calls, released once `delete_delay` has passed.
+    draining: Vec<(Instant, usize, PortPair)>,
+    /// Calls per worker, to place a new call on the least loaded one.
+    load: Vec<usize>,
+    pub totals: Totals,
+    started: Instant,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn required<'a>(req: &'a Value, key: &str) -> Result<&'a str, String> {
+    flags::lookup(req, key)
+        .ok_or_else(|| format!("No {key} in message"))?
+        .as_str()
+        .ok_or_else(|| format!("'{key}' must be a string"))
+}
+
+impl<B: MediaBackend> Sessions<B> {
+    pub fn new(cfg: SessionConfig, backend: B, now: Instant) -> Self {
+        let pools = cfg
+            .interfaces
+            .iter()
+            .map(|i| PortPool::new(i.local, cfg.port_min, cfg.port_max))
+            .collect();
+        let load = vec![0; backend.workers().max(1)];
+        Sessions {
+            res: Resources {
+                cfg,
+                pools,
+                backend,
+            },
+            calls: HashMap::new(),
+            draining: Vec::new(),
+            load,
+            totals: Totals::default(),
+            started: now,
+        }
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.res.backend
+    }
+
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.res.backend
+    }
+
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Port pairs held by live and draining calls.
+    pub fn ports_in_use(&self) -> usize {
+        self.res.pools.iter().map(PortPool::in_use).sum()
+    }
+
+    pub fn uptime(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.started)
+    }
+
+    /// `offer`: anchors the offerer's streams and returns the SDP for the answerer.
+    pub fn offer(&mut self, req: &Value, now: Instant) -> Result<Value, String> {
+        let call_id = required(req, "call-id")?.to_owned();
+        let from_tag = required(req, "from-tag")?.to_owned();
+        let to_tag = flags::string(req, "to-tag")?;
+        let flags = Flags::parse(req)?;
+        let mut sdp = parse_sdp(req)?;
+        rewrite::check_protocols(&sdp, &flags)?;
+
+        let is_new = !self.calls.contains_key(&call_id);
+        if is_new {
+            let worker = (0..self.load.len())
+                .min_by_key(|w| self.load[*w])
+                .unwrap_or(0);
+            let unix = unix_now();
+            self.calls.insert(
+                call_id.clone(),
+                Call {
+                    id: call_id.clone(),
+                    worker,
+                    created: now,
+                    created_unix: unix,
+                    last_signal_unix: unix,
+                    monologues: Vec::new(),
+                    answered: false,
+                    offered_at: now,
+                    last_media: now,
+                    held: false,
+                },
+            );
+            self.load[worker] += 1;
+            self.totals.managed += 1;
+        }
+        let call = self.calls.get_mut(&call_id).expect("inserted above");
+        let res = offer_call(
+            &mut self.res,
+            call,
+            &from_tag,
+            to_tag.as_deref(),
+            &flags,
+            &mut sdp,
+            now,
+        );
+        match res {
+            Ok(()) => {
+                tracing::info!(call_id = %call_id, from_tag = %from_tag, new = is_new, "offer");
+                Ok(Value::Dict(vec![
+                    (b"result".to_vec(), Value::str("ok")),
+                    (b"sdp".to_vec(), Value::Bytes(sdp.to_bytes())),
+                ]))
+            }
+            Err(e) => {
+                if is_new {
+                    self.totals.managed -= 1;
+                    self.totals.rejected += 1;
+                    self.end_call(&call_id, EndReason::Deleted, now, true);
+                }
+                tracing::info!(call_id = %call_id, error = %e, "offer refused");
+                Err(e)
+            }
+        }
+    }
+
+    /// `answer`: completes the call with the answerer's streams; returns its SDP
+    /// rewritten for the offerer.
+    pub fn answer(&mut self, req: &Value, now: Instant) -> Result<Value, String> {
+        let call_id = required(req, "call-id")?;
+        let from_tag = required(req, "from-tag")?;
+        let to_tag = required(req, "to-tag")?;
+        let flags = Flags::parse(req)?;
+        let mut sdp = parse_sdp(req)?;
+        rewrite::check_protocols(&sdp, &flags)?;
+        let call = self
+            .calls
+            .get_mut(call_id)
+            .ok_or_else(|| "Unknown call-id".to_owned())?;
+        answer_call(&mut self.res, call, from_tag, to_tag, &flags, &mut sdp, now)?;
+        tracing::info!(call_id = %call_id, from_tag = %from_tag, to_tag = %to_tag, "answer");
+        Ok(Value::Dict(vec![
+            (b"result".to_vec(), Value::str("ok")),
+            (b"sdp".to_vec(), Value::Bytes(sdp.to_bytes())),
+        ]))
+    }
+
+    /// `delete`: stops the call's media now; its ports go back after `delete-delay`.
+    pub fn delete(&mut self, req: &Value, now: Instant) -> Result<Value, String> {
+        let call_id = required(req, "call-id")?;
+        let call = self
+            .calls
+            .get(call_id)
+            .ok_or_else(|| "Unknown call-id".to_owned())?;
+        for key in ["from-tag", "to-tag"] {
+            if let Some(tag) = flags::string(req, key)?
+                && call.monologue(&tag).is_none()
+            {
+                return Err(format!("Unknown {key}"));
+            }
+        }
+        let mut reply = query::call_info(call);
+        if let Value::Dict(d) = &mut reply {
+            d.insert(0, (b"result".to_vec(), Value::str("ok")));
+        }
+        let call_id = call_id.to_owned();
+        self.end_call(&call_id, EndReason::Deleted, now, false);
+        Ok(reply)
+    }
+
+    /// `query`: the call's tags, streams and counters in rtpengine's shape.
+    pub fn query(&self, req: &Value) -> Result<Value, String> {
+        let call_id = required(req, "call-id")?;
+        let call = self
+            .calls
+            .get(call_id)
+            .ok_or_else(|| "Unknown call-id".to_owned())?;
+        let mut reply = query::call_info(call);
+        if let Value::Dict(d) = &mut reply {
+            d.insert(0, (b"result".to_vec(), Value::str("ok")));
+        }
+        Ok(reply)
+    }
+
+    /// `list`: call-ids, at most `limit` (default 32, as rtpengine).
+    pub fn list(&self, req: &Value) -> Result<Value, String> {
+        let limit = match flags::lookup(req, "limit") {
+            None => 32,
+            Some(Value::Int(n)) if *n >= 0 => *n as usize,
+            Some(v) => v
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .ok_or("'limit' must be a non-negative number")?,
+        };
+        let mut ids: Vec<&String> = self.calls.keys().collect();
+        ids.sort();
+        Ok(Value::Dict(vec![
+            (b"result".to_vec(), Value::str("ok")),
+            (
+                b"calls".to_vec(),
+                Value::List(ids.into_iter().take(limit).map(|s| Value::str(s)).collect()),
+            ),
+        ]))
+    }
+
+    /// `statistics`: current and lifetime totals in rtpengine's shape.
+    pub fn statistics(&self, now: Instant) -> Value {
+        query::statistics(self, now)
+    }
+
+    /// `block media` / `unblock media`: drop (and count) what a party sends.
+    pub fn set_blocked(&mut self, req: &Value, blocked: bool) -> Result<Value, String> {
+        let call_id = required(req, "call-id")?;
+        let tag = flags::string(req, "from-tag")?;
+        let call = self
+            .calls
+            .get_mut(call_id)
+            .ok_or_else(|| "Unknown call-id".to_owned())?;
+        let targets: Vec<usize> = match &tag {
+            Some(t) => vec![call.monologue(t).ok_or("Unknown from-tag")?],
+            None => (0..call.monologues.len()).collect(),
+        };
+        for m in targets {
+            for side in &mut call.monologues[m].sides {
+                side.blocked = blocked;
+                for id in side.flows.into_iter().flatten() {
+                    self.res
+                        .backend
+                        .set_blocked(call.worker, id, blocked)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        tracing::info!(call_id = %call_id, tag = ?tag, blocked, "block media");
+        Ok(Value::Dict(vec![(b"result".to_vec(), Value::str("ok"))]))
+    }
+
+    /// Stores a worker's counters for one flow; growing counters keep the call alive.
+    pub fn on_flow_stats(&mut self, worker: usize, id: FlowId, c: FlowCounters, now: Instant) {
+        let unix = unix_now();
+        for call in self.calls.values_mut().filter(|c| c.worker == worker) {
+            for side in call.monologues.iter_mut().flat_map(|m| m.sides.iter_mut()) {
+                let Some(flows) = side.flows else { continue };
+                let Some(k) = flows.iter().position(|f| *f == id) else {
+                    continue;
+                };
+                if c.packets > side.counters[k].packets {
+                    side.last_packet_unix[k] = unix;
+                    call.last_media = now;
+                }
+                side.counters[k] = c;
+                return;
+            }
+        }
+    }
+
+    /// Flows to ask the workers about, so counters and media timeouts stay current.
+    pub fn flows_to_poll(&self) -> Vec<(usize, FlowId)> {
+        self.calls
+            .values()
+            .flat_map(|c| c.flows().map(move |f| (c.worker, f)))
+            .collect()
+    }
+
+    /// Runs the timers: offer, media, silent and final timeouts, and port release.
+    /// Returns the calls that ended, with why.
+    pub fn tick(&mut self, now: Instant) -> Vec<(String, EndReason)> {
+        let cfg = &self.res.cfg;
+        let mut ended = Vec::new();
+        for call in self.calls.values() {
+            let reason = if let Some(f) = cfg.final_timeout
+                && now.saturating_duration_since(call.created) >= f
+            {
+                Some(EndReason::FinalTimeout)
+            } else if !call.answered {
+                (now.saturating_duration_since(call.offered_at) >= cfg.offer_timeout)
+                    .then_some(EndReason::OfferTimeout)
+            } else if call.held {
+                (now.saturating_duration_since(call.last_media) >= cfg.silent_timeout)
+                    .then_some(EndReason::SilentTimeout)
+            } else {
+                (now.saturating_duration_since(call.last_media) >= cfg.timeout)
+                    .then_some(EndReason::MediaTimeout)
+            };
+            if let Some(r) = reason {
+                ended.push((call.id.clone(), r));
+            }
+        }
+        for (id, r) in &ended {
+            self.end_call(id, *r, now, false);
+        }
+        self.release_due(now);
+        ended
+    }
+
+    fn release_due(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.draining.len() {
+            if self.draining[i].0 <= now {
+                let (_, iface, pair) = self.draining.swap_remove(i);
+                self.res.pools[iface].release(pair);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Ends every call (shutdown): flows removed, ports released at once.
+    pub fn shutdown(&mut self, now: Instant) {
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for id in ids {
+            self.end_call(&id, EndReason::Shutdown, now, true);
+        }
+        for (_, iface, pair) in self.draining.drain(..) {
+            self.res.pools[iface].release(pair);
+        }
+    }
+
+    /// Removes the call's flows and schedules (or, `now_release`, performs) the
+    /// release of its ports.
+    fn end_call(&mut self, call_id: &str, reason: EndReason, now: Instant, release_now: bool) {
+        let Some(call) = self.calls.remove(call_id) else {
+            return;
+        };
+        self.load[call.worker] = self.load[call.worker].saturating_sub(1);
+        let idx = reason as usize;
+        self.totals.ended[idx] += 1;
+        self.totals.call_seconds += now.saturating_duration_since(call.created).as_secs();
+        let at = if release_now {
+            now
+        } else {
+            now + self.res.cfg.delete_delay
+        };
+        for mono in call.monologues {
+            for side in mono.sides {
+                let t = side.totals();
+                self.totals.media.packets += t.packets;
+                self.totals.media.bytes += t.bytes;
+                self.totals.media.errors += t.errors;
+                for id in side.flows.into_iter().flatten() {
+                    if let Err(e) = self.res.backend.remove_flow(call.worker, id) {
+                        tracing::warn!(call_id = %call_id, error = %e, "flow removal failed");
+                    }
+                }
+                self.draining.push((at, side.iface, side.pair));
+            }
+        }
+        if release_now {
+            self.release_due(now);
+        }
+        tracing::info!(call_id = %call_id, reason = reason.as_str(), "call ended");
+    }
+}
+
+fn parse_sdp(req: &Value) -> Result<Sdp, String> {
+    let raw = flags::lookup(req, "sdp")
+        .ok_or("No SDP body in message")?
+        .as_bytes()
+        .ok_or("'sdp' must be a string")?;
+    Sdp::parse_bytes(raw).map_err(|e| format!("Failed to parse SDP: {e}"))
+}
+
+/// Index of the monologue named `tag`, created when new.
+fn ensure_monologue(call: &mut Call, tag: &str) -> usize {
+    match call.monologue(tag) {
+        Some(i) => i,
+        None => {
+            call.monologues.push(Monologue::new(tag, unix_now()));
+            call.monologues.len() - 1
+        }
+    }
+}
+
+/// Picks the interface for a side: by name (`direction`), else by family, else the first.
+fn pick_iface(
+    cfg: &SessionConfig,
+    name: Option<&str>,
+    family: Option<Family>,
+) -> Result<usize, String> {
+    let ifs = &cfg.interfaces;
+    if let Some(n) = name {
+        return ifs
+            .iter()
+            .position(|i| i.name == n)
+            .ok_or_else(|| format!("Unknown interface '{n}'"));
+    }
+    match family {
+        None => Ok(0),
+        Some(f) => ifs
+            .iter()
+            .position(|i| Family::of(i.local) == f)
+            .ok_or_else(|| format!("No interface of address family {f:?}")),
+    }
+}
+
+/// Makes sure monologue `m` has a side (with bound ports) for m= line `i`.
+fn ensure_side<B>(
+    res: &mut Resources<B>,
+    mono: &mut Monologue,
+    i: usize,
+    iface: usize,
+) -> Result<(), String> {
+    while mono.sides.len() <= i {
+        let pair = res.pools[iface]
+            .alloc()
+            .map_err(|_| "Ran out of ports".to_owned())?;
+        mono.sides.push(Side::new(iface, pair));
+    }
+    Ok(())
+}
+
+/// Both monologues mutably: `(a, b)` with `a != b`.
+fn two<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+    if a < b {
+        let (l, r) = v.split_at_mut(b);
+        (&mut l[a], &mut r[0])
+    } else {
+        let (l, r) = v.split_at_mut(a);
+        (&mut r[0], &mut l[b])
+    }
+}
+
+/// Installs or updates the four flows of m= line `i` between two parties.
+fn sync_stream<B: MediaBackend>(
+    backend: &mut B,
+    worker: usize,
+    sa: &mut Side,
+    sb: &mut Side,
+) -> Result<(), String> {
+    if sa.rejected || sb.rejected {
+        for s in [sa, sb] {
+            if let Some(flows) = s.flows.take() {
+                for (k, id) in flows.into_iter().enumerate() {
+                    let c = s.counters[k];
+                    s.retired.packets += c.packets;
+                    s.retired.bytes += c.bytes;
+                    s.retired.errors += c.errors;
+                    s.counters[k] = FlowCounters::default();
+                    backend.remove_flow(worker, id).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        return Ok(());
+    }
+    for s in [&mut *sa, &mut *sb] {
+        if s.flows.is_none() {
+            let mut ids = [FlowId::new(0, 0); 2];
+            for (k, slot) in ids.iter_mut().enumerate() {
+                let sock = if k == 0 { &s.pair.rtp } else { &s.pair.rtcp };
+                let sock = sock
+                    .try_clone()
+                    .map_err(|e| format!("socket clone failed: {e}"))?;
+                *slot = backend
+                    .add_flow(worker, sock, s.bare_rule(k))
+                    .map_err(|e| e.to_string())?;
+            }
+            s.flows = Some(ids);
+        }
+    }
+    let (fa, fb) = (sa.flows.expect("installed"), sb.flows.expect("installed"));
+    let ra = sa.rules(fb, sb.muxed);
+    let rb = sb.rules(fa, sa.muxed);
+    for (ids, rules) in [(fa, ra), (fb, rb)] {
+        for (id, rule) in ids.into_iter().zip(rules) {
+            backend
+                .update_flow(worker, id, rule)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+fn offer_call<B: MediaBackend>(
+    res: &mut Resources<B>,
+    call: &mut Call,
+    from_tag: &str,
+    to_tag: Option<&str>,
+    flags: &Flags,
+    sdp: &mut Sdp,
+    now: Instant,
+) -> Result<(), String> {
+    let x = ensure_monologue(call, from_tag);
+    let y = match to_tag {
+        Some(t) => ensure_monologue(call, t),
+        None => match call.monologues[x].peer.clone() {
+            Some(p) => ensure_monologue(call, &p),
+            None => ensure_monologue(call, ""),
+        },
+    };
+    if x == y {
+        return Err("from-tag and to-tag name the same party".into());
+    }
+    let x_iface = pick_iface(&res.cfg, flags.direction[0].as_deref(), None)?;
+    let y_iface = pick_iface(
+        &res.cfg,
+        flags.direction[1].as_deref(),
+        flags.address_family,
+    )?;
+    let worker = call.worker;
+    let (mx, my) = two(&mut call.monologues, x, y);
+    mx.peer = Some(my.tag.clone());
+    my.peer = Some(mx.tag.clone());
+    mx.mux_flags = flags.mux;
+    if flags.label.is_some() {
+        mx.label = flags.label.clone();
+    }
+    let policy = Policy::from_flags(flags);
+    let mut all_held = !sdp.media().is_empty();
+    let mut plan = Vec::with_capacity(sdp.media().len());
+    for (i, m) in sdp.media().iter().enumerate() {
+        ensure_side(res, mx, i, x_iface)?;
+        ensure_side(res, my, i, y_iface)?;
+        let (sx, sy) = (&mut mx.sides[i], &mut my.sides[i]);
+        all_held &= m.is_on_hold(sdp);
+        rewrite::learn_remote(sx, m, sdp, flags);
+        sx.policy = policy;
+        sy.rejected = sx.rejected;
+        sy.mux_offered = flags.mux.require
+            || flags.mux.offer
+            || (sx.mux_signalled && !flags.mux.demux && !flags.mux.reject);
+        sync_stream(&mut res.backend, worker, sx, sy)?;
+        plan.push(rewrite::Plan {
+            port: if sy.rejected { 0 } else { sy.pair.port },
+            mux: sy.mux_offered,
+            rtcp_on_rtp_port: flags.mux.require,
+        });
+    }
+    let adv = res.cfg.interfaces[y_iface].advertised;
+    rewrite::apply(sdp, adv, &plan, flags);
+    call.held = all_held;
+    call.last_signal_unix = unix_now();
+    if !call.answered {
+        call.offered_at = now;
+    }
+    Ok(())
+}
+
+fn answer_call<B: MediaBackend>(
+    res: &mut Resources<B>,
+    call: &mut Call,
+    from_tag: &str,
+    to_tag: &str,
+    flags: &Flags,
+    sdp: &mut Sdp,
+    now: Instant,
+) -> Result<(), String> {
+    let x = call.monologue(from_tag).ok_or("Unknown from-tag")?;
+    let y = match call.monologue(to_tag) {
+        Some(y) => y,
+        None => {
+            let y = call
+                .monologue("")
+                .filter(|y| call.monologues[x].peer.as_deref() == Some("") && *y != x)
+                .ok_or("Unknown to-tag")?;
+            call.monologues[y].tag = to_tag.to_owned();
+            call.monologues[x].peer = Some(to_tag.to_owned());
+            y
+        }
+    };
+    if x == y {
+        return Err("from-tag and to-tag name the same party".into());
+    }
+    let worker = call.worker;
+    let (mx, my) = two(&mut call.monologues, x, y);
+    if sdp.media().len() > mx.sides.len() {
+        return Err("The answer has more media than the offer".into());
+    }
+    if flags.label.is_some() {
+        my.label = flags.label.clone();
+    }
+    let policy = Policy::from_flags(flags);
+    let mut plan = Vec::with_capacity(sdp.media().len());
+    let mut iface = mx.sides.first().map_or(0, |s| s.iface);
+    for (i, m) in sdp.media().iter().enumerate() {
+        let (sx, sy) = (&mut mx.sides[i], &mut my.sides[i]);
+        rewrite::learn_remote(sy, m, sdp, flags);
+        sy.policy = policy;
+        sy.muxed = sy.mux_signalled && sy.mux_offered;
+        let mf = mx.mux_flags;
+        sx.muxed = sx.mux_signalled
+            && !mf.reject
+            && (sy.muxed || mf.demux || mf.accept || flags.mux.accept);
+        let rejected = sy.rejected || sx.rejected;
+        sx.rejected = rejected;
+        sy.rejected = rejected;
+        sync_stream(&mut res.backend, worker, sx, sy)?;
+        iface = sx.iface;
+        plan.push(rewrite::Plan {
+            port: if rejected { 0 } else { sx.pair.port },
+            mux: sx.muxed,
+            rtcp_on_rtp_port: sx.muxed,
+        });
+    }
+    let adv: IpAddr = res.cfg.interfaces[iface].advertised;
+    rewrite::apply(sdp, adv, &plan, flags);
+    if !call.answered {
+        call.answered = true;
+        call.last_media = now;
+    }
+    call.last_signal_unix = unix_now();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

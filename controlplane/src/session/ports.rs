@@ -1,0 +1,131 @@
+//! The media port pool of one interface: RTP on an even port, RTCP on the next odd
+//! one (RFC 3550 §11), both bound here so the relay owns them before it announces
+//! them. Ports another process holds (the default range overlaps the kernel's
+//! ephemeral range) are skipped, not fatal.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+
+/// A bound even/odd port pair; dropping it closes both sockets.
+#[derive(Debug)]
+pub struct PortPair {
+    pub rtp: UdpSocket,
+    pub rtcp: UdpSocket,
+    /// The even (RTP) port; RTCP is `port + 1`.
+    pub port: u16,
+}
+
+/// Why no pair could be handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    #[error("no free media port pair on {0}")]
+    Exhausted(IpAddr),
+}
+
+/// Even/odd pairs on one local address within `[min, max]`.
+#[derive(Debug)]
+pub struct PortPool {
+    addr: IpAddr,
+    /// First even port of the range.
+    first: u16,
+    /// Number of pairs in the range.
+    pairs: u32,
+    /// Where the next search starts, so freed ports rest before reuse.
+    cursor: u32,
+    held: HashSet<u16>,
+}
+
+impl PortPool {
+    pub fn new(addr: IpAddr, min: u16, max: u16) -> Self {
+        let first = min.saturating_add(min % 2);
+        let pairs = if max > first {
+            (u32::from(max) - u32::from(first)).div_ceil(2)
+        } else {
+            0
+        };
+        PortPool {
+            addr,
+            first,
+            pairs,
+            cursor: 0,
+            held: HashSet::new(),
+        }
+    }
+
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// Pairs handed out and not yet released.
+    pub fn in_use(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Binds the next free pair, skipping ports in use here or by anyone else.
+    pub fn alloc(&mut self) -> Result<PortPair, PoolError> {
+        for _ in 0..self.pairs {
+            let port = (u32::from(self.first) + 2 * self.cursor) as u16;
+            self.cursor = (self.cursor + 1) % self.pairs;
+            if self.held.contains(&port) {
+                continue;
+            }
+            let Ok(rtp) = bind(self.addr, port) else {
+                continue;
+            };
+            let Ok(rtcp) = bind(self.addr, port + 1) else {
+                continue;
+            };
+            self.held.insert(port);
+            return Ok(PortPair { rtp, rtcp, port });
+        }
+        Err(PoolError::Exhausted(self.addr))
+    }
+
+    /// Returns a pair to the pool (closing our sockets).
+    pub fn release(&mut self, pair: PortPair) {
+        self.held.remove(&pair.port);
+    }
+}
+
+fn bind(addr: IpAddr, port: u16) -> std::io::Result<UdpSocket> {
+    let s = UdpSocket::bind(SocketAddr::new(addr, port))?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LO: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn pairs_are_even_odd_and_exhaust() {
+        // Odd min rounds up to the next even port.
+        let mut p = PortPool::new(LO, 41_001, 41_009);
+        let mut got = Vec::new();
+        while let Ok(pair) = p.alloc() {
+            assert_eq!(pair.port % 2, 0);
+            assert_eq!(pair.rtcp.local_addr().unwrap().port(), pair.port + 1);
+            got.push(pair);
+        }
+        // 41002..41009 holds four pairs, minus any another process holds.
+        assert!(got.len() <= 4 && !got.is_empty());
+        assert_eq!(p.alloc().unwrap_err(), PoolError::Exhausted(LO));
+        let first = got.remove(0);
+        let port = first.port;
+        p.release(first);
+        assert_eq!(p.alloc().unwrap().port, port);
+    }
+
+    #[test]
+    fn busy_ports_are_skipped() {
+        // Someone else holds the first RTCP port: that pair is skipped.
+        let blocker = UdpSocket::bind((LO, 41_101)).unwrap();
+        let mut p = PortPool::new(LO, 41_100, 41_103);
+        let pair = p.alloc().unwrap();
+        assert_eq!(pair.port, 41_102);
+        assert!(p.alloc().is_err());
+        drop(blocker);
+    }
+}

@@ -1,0 +1,125 @@
+//! Between a party's SDP and the flows: what the relay learns from it (where the
+//! party wants media) and how the SDP is rewritten onto the relay's ports for the
+//! other party.
+
+use std::net::{IpAddr, SocketAddr};
+
+use ferrelay_sdp::{Media, Proto, Rtcp, Sdp};
+
+use super::call::Side;
+use super::flags::Flags;
+
+/// What one m= line of the outgoing SDP announces.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// The relay port the receiving party sends to (0: stream rejected).
+    pub port: u16,
+    /// Announce a=rtcp-mux (RFC 5761 §5.1.1).
+    pub mux: bool,
+    /// a=rtcp names the RTP port itself (muxed only) instead of port + 1.
+    pub rtcp_on_rtp_port: bool,
+}
+
+/// Refuses what plain forwarding cannot do: a change between RTP and SRTP needs keys,
+/// and DTLS-SRTP needs a DTLS endpoint. SRTP passed through unchanged is fine.
+pub fn check_protocols(sdp: &Sdp, flags: &Flags) -> Result<(), String> {
+    let want = flags.transport_protocol.as_deref().map(Proto::parse);
+    if let Some(w) = &want {
+        if !w.is_rtp() {
+            return Err(format!("Unsupported transport protocol '{w}'"));
+        }
+        if w.is_dtls() {
+            return Err(format!(
+                "Transport protocol '{w}' (DTLS-SRTP) is not supported yet"
+            ));
+        }
+    }
+    for m in sdp.media().iter().filter(|m| !m.is_rejected()) {
+        let p = m.proto();
+        if p.is_dtls() {
+            return Err(format!(
+                "Media protocol '{p}' (DTLS-SRTP) is not supported yet"
+            ));
+        }
+        if let Some(w) = &want
+            && p.is_rtp()
+            && w.is_srtp() != p.is_srtp()
+        {
+            return Err(format!(
+                "Translating {p} to {w} needs SRTP keys, which this relay does not handle yet"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Records where the party of `side` wants media, per its m= line `m`.
+pub fn learn_remote(side: &mut Side, m: &Media, sdp: &Sdp, flags: &Flags) {
+    side.rejected = m.is_rejected();
+    side.mux_signalled = m.rtcp_mux();
+    side.media_type = m.media_type().to_owned();
+    side.protocol = m.proto().as_str().to_owned();
+    side.clock_rate = m
+        .payload_types()
+        .next()
+        .and_then(|pt| m.clock_rate(pt))
+        .unwrap_or(8000);
+    // rtpengine: `media-address` replaces the SDP address; `SIP-source-address`
+    // uses the address the signalling came from.
+    let over: Option<IpAddr> = flags.media_address.or(if flags.sip_source_address {
+        flags.received_from
+    } else {
+        None
+    });
+    let fix = |a: SocketAddr| {
+        let a = over.map_or(a, |ip| SocketAddr::new(ip, a.port()));
+        // RFC 3264 §8.4: c=0.0.0.0 is hold; nowhere to send until it comes back.
+        (!a.ip().is_unspecified() && a.port() != 0).then_some(a)
+    };
+    side.remote_rtp = m.rtp_addr(sdp).and_then(fix);
+    side.remote_rtcp = if side.mux_signalled {
+        side.remote_rtp
+    } else {
+        m.rtcp_addr(sdp).and_then(fix)
+    };
+}
+
+/// Rewrites `sdp` onto the relay: addresses, ports, a=rtcp, rtcp-mux, protocol,
+/// origin; ICE lines always go (the relay is not an ICE agent, and candidates
+/// pointing at the party would let media bypass it).
+pub fn apply(sdp: &mut Sdp, adv: IpAddr, plan: &[Plan], flags: &Flags) {
+    // A hold's 0.0.0.0 is kept so the other party still sees the hold.
+    if sdp.connection().is_some_and(|c| !c.is_unspecified()) {
+        sdp.set_connection(adv);
+    }
+    let proto = flags.transport_protocol.as_deref().map(Proto::parse);
+    for (m, p) in sdp.media_mut().iter_mut().zip(plan) {
+        if m.connection().is_some_and(|c| !c.is_unspecified()) {
+            m.set_connection(adv);
+        }
+        m.set_port(p.port);
+        if p.port == 0 {
+            continue;
+        }
+        // RFC 3605 §2.1: say where RTCP goes, explicitly.
+        let rtcp_port = if p.rtcp_on_rtp_port {
+            p.port
+        } else {
+            p.port + 1
+        };
+        m.set_rtcp(Some(Rtcp {
+            port: rtcp_port,
+            connection: None,
+        }));
+        m.set_rtcp_mux(p.mux);
+        if let Some(w) = &proto
+            && m.proto().is_rtp()
+        {
+            m.set_proto(w.clone());
+        }
+    }
+    sdp.remove_ice();
+    if flags.replace_origin {
+        sdp.set_origin_address(adv, false);
+    }
+}

@@ -1,0 +1,430 @@
+//! Call logic against a recording backend: which flows exist, their rules, and the
+//! SDP handed back, without threads or packets.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use ferrelay_engine::{Component, LatchMode, MismatchPolicy};
+use ferrelay_sdp::Sdp;
+
+use super::backend::fake::FakeBackend;
+use super::*;
+use crate::config::InterfaceSpec;
+
+/// Each test gets its own port range so parallel tests never collide.
+static NEXT_RANGE: AtomicU16 = AtomicU16::new(42_000);
+
+fn cfg(pairs: u16) -> SessionConfig {
+    let min = NEXT_RANGE.fetch_add(100, Ordering::Relaxed);
+    let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    SessionConfig {
+        interfaces: vec![InterfaceSpec {
+            name: "default".into(),
+            local: lo,
+            advertised: "203.0.113.1".parse().unwrap(),
+        }],
+        port_min: min,
+        port_max: min + pairs * 2 - 1,
+        timeout: Duration::from_secs(60),
+        silent_timeout: Duration::from_secs(3600),
+        final_timeout: None,
+        offer_timeout: Duration::from_secs(10),
+        delete_delay: Duration::from_secs(30),
+    }
+}
+
+fn sdp(addr: &str, port: u16, extra: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {addr}\r\ns=-\r\nc=IN IP4 {addr}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\n{extra}"
+    )
+}
+
+fn req(pairs: &[(&str, &str)], list: &[(&str, &[&str])]) -> Value {
+    let mut d: Vec<(Vec<u8>, Value)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), Value::str(v)))
+        .collect();
+    for (k, l) in list {
+        d.push((
+            k.as_bytes().to_vec(),
+            Value::List(l.iter().map(|s| Value::str(s)).collect()),
+        ));
+    }
+    Value::Dict(d)
+}
+
+fn reply_sdp(v: &Value) -> Sdp {
+    Sdp::parse_bytes(v.get("sdp").and_then(Value::as_bytes).unwrap()).unwrap()
+}
+
+fn port_of(v: &Value) -> u16 {
+    reply_sdp(v).media()[0].port()
+}
+
+fn sessions(pairs: u16) -> Sessions<FakeBackend> {
+    Sessions::new(cfg(pairs), FakeBackend::new(2), Instant::now())
+}
+
+#[test]
+fn offer_answer_wires_both_directions() {
+    let t0 = Instant::now();
+    let mut s = sessions(10);
+    let offer = sdp(
+        "192.0.2.10",
+        5000,
+        "a=candidate:1 1 UDP 1 192.0.2.10 5000 typ host\r\n",
+    );
+    let r = s
+        .offer(
+            &req(
+                &[("call-id", "c1"), ("from-tag", "A"), ("sdp", &offer)],
+                &[],
+            ),
+            t0,
+        )
+        .unwrap();
+    let out = reply_sdp(&r);
+    let p = out.media()[0].port();
+    assert_eq!(p % 2, 0);
+    assert_eq!(out.connection().unwrap().address.to_string(), "203.0.113.1");
+    assert_eq!(out.media()[0].rtcp_port(), Some(p + 1));
+    assert_eq!(out.media()[0].candidates().count(), 0, "ICE removed");
+    // Four flows: the answerer-facing pair is not yet pointed anywhere.
+    assert_eq!(s.backend().flows.len(), 4);
+    let (_, r_y) = s.backend().rule_on(p).unwrap();
+    assert_eq!(r_y.remote, None);
+    assert_eq!(r_y.component, Component::Muxed);
+
+    let answer = sdp("198.51.100.20", 6000, "");
+    let r = s
+        .answer(
+            &req(
+                &[
+                    ("call-id", "c1"),
+                    ("from-tag", "A"),
+                    ("to-tag", "B"),
+                    ("sdp", &answer),
+                ],
+                &[],
+            ),
+            t0,
+        )
+        .unwrap();
+    let q = port_of(&r);
+    assert_ne!(p, q);
+    let b = s.backend();
+    let (fy, r_y) = b.rule_on(p).unwrap();
+    let (fx, r_x) = b.rule_on(q).unwrap();
+    // Answerer sends to p; forwarded out of q's socket to the offerer, and back.
+    assert_eq!(r_y.remote, Some("198.51.100.20:6000".parse().unwrap()));
+    assert_eq!(r_x.remote, Some("192.0.2.10:5000".parse().unwrap()));
+    assert_eq!(r_y.rtp_out.unwrap().via, fx);
+    assert_eq!(r_x.rtp_out.unwrap().via, fy);
+    // RTCP port flows forward RTCP to the other party's RTCP flow.
+    let (fx_rtcp, rx_rtcp) = b.rule_on(q + 1).unwrap();
+    assert_eq!(rx_rtcp.component, Component::Rtcp);
+    assert_eq!(rx_rtcp.remote, Some("192.0.2.10:5001".parse().unwrap()));
+    assert_eq!(r_y.rtcp_out.unwrap().via, fx_rtcp);
+    assert_eq!(r_x.latch, LatchMode::LatchFirst);
+    assert_eq!(r_x.on_mismatch, MismatchPolicy::Accept);
+
+    let info = s.query(&req(&[("call-id", "c1")], &[])).unwrap();
+    let tags = info.get("tags").unwrap();
+    assert!(tags.get("A").is_some() && tags.get("B").is_some());
+}
+
+#[test]
+fn reoffer_and_hold_keep_ports() {
+    let t0 = Instant::now();
+    let mut s = sessions(10);
+    let o = |sd: &str| req(&[("call-id", "c"), ("from-tag", "A"), ("sdp", sd)], &[]);
+    let p1 = port_of(&s.offer(&o(&sdp("192.0.2.10", 5000, "")), t0).unwrap());
+    let a = req(
+        &[
+            ("call-id", "c"),
+            ("from-tag", "A"),
+            ("to-tag", "B"),
+            ("sdp", &sdp("198.51.100.2", 7000, "")),
+        ],
+        &[],
+    );
+    let q1 = port_of(&s.answer(&a, t0).unwrap());
+    let commands = s.backend().commands;
+    // Re-INVITE with hold from the offerer, with to-tag now known.
+    let hold = sdp("0.0.0.0", 5000, "a=sendonly\r\n");
+    let r = s
+        .offer(
+            &req(
+                &[
+                    ("call-id", "c"),
+                    ("from-tag", "A"),
+                    ("to-tag", "B"),
+                    ("sdp", &hold),
+                ],
+                &[],
+            ),
+            t0,
+        )
+        .unwrap();
+    assert_eq!(port_of(&r), p1);
+    assert!(
+        reply_sdp(&r).connection().unwrap().is_unspecified(),
+        "hold stays visible"
+    );
+    assert_eq!(s.backend().flows.len(), 4, "no new flows");
+    assert!(s.backend().commands > commands);
+    let (_, rx) = s.backend().rule_on(q1).unwrap();
+    assert_eq!(rx.remote, None, "held party gets nothing sent");
+    // Held calls use the silent timeout (3600 s), not the media timeout (60 s).
+    assert!(s.tick(t0 + Duration::from_secs(120)).is_empty());
+    assert_eq!(s.call_count(), 1);
+    // Re-INVITE from the answerer (roles swap) still uses the same pairs.
+    let r = s
+        .offer(
+            &req(
+                &[
+                    ("call-id", "c"),
+                    ("from-tag", "B"),
+                    ("to-tag", "A"),
+                    ("sdp", &sdp("198.51.100.2", 7000, "")),
+                ],
+                &[],
+            ),
+            t0,
+        )
+        .unwrap();
+    assert_eq!(port_of(&r), q1);
+    assert_eq!(s.call_count(), 1);
+    assert_eq!(s.backend().flows.len(), 4);
+}
+
+#[test]
+fn rtcp_mux_offered_then_demuxed() {
+    let t0 = Instant::now();
+    let mut s = sessions(10);
+    let offer = sdp("192.0.2.10", 5000, "a=rtcp-mux\r\n");
+    let r = s
+        .offer(
+            &req(
+                &[("call-id", "m"), ("from-tag", "A"), ("sdp", &offer)],
+                &[("rtcp-mux", &["demux"])],
+            ),
+            t0,
+        )
+        .unwrap();
+    let out = reply_sdp(&r);
+    assert!(!out.media()[0].rtcp_mux(), "answerer is not offered mux");
+    let p = out.media()[0].port();
+    assert_eq!(out.media()[0].rtcp_port(), Some(p + 1));
+    let a = req(
+        &[
+            ("call-id", "m"),
+            ("from-tag", "A"),
+            ("to-tag", "B"),
+            ("sdp", &sdp("198.51.100.2", 7000, "")),
+        ],
+        &[],
+    );
+    let r = s.answer(&a, t0).unwrap();
+    let out = reply_sdp(&r);
+    let q = out.media()[0].port();
+    assert!(
+        out.media()[0].rtcp_mux(),
+        "offerer's mux accepted: relay demuxes"
+    );
+    assert_eq!(out.media()[0].rtcp_port(), Some(q));
+    let b = s.backend();
+    let (fx, _) = b.rule_on(q).unwrap();
+    // RTCP from the answerer's RTCP port goes to the offerer's single port.
+    let (_, ry_rtcp) = b.rule_on(p + 1).unwrap();
+    assert_eq!(ry_rtcp.rtcp_out.unwrap().via, fx);
+    // RTCP muxed on the offerer's port goes to the answerer's RTCP port.
+    let (fy_rtcp, _) = b.rule_on(p + 1).unwrap();
+    let (_, rx) = b.rule_on(q).unwrap();
+    assert_eq!(rx.rtcp_out.unwrap().via, fy_rtcp);
+}
+
+#[test]
+fn flags_map_to_policies() {
+    let t0 = Instant::now();
+    let mut s = sessions(10);
+    let offer = sdp("192.0.2.10", 5000, "");
+    let r = s
+        .offer(
+            &req(
+                &[
+                    ("call-id", "f"),
+                    ("from-tag", "A"),
+                    ("sdp", &offer),
+                    ("transport-protocol", "RTP/AVPF"),
+                ],
+                &[
+                    ("flags", &["trust-address", "strict-source"]),
+                    ("replace", &["origin"]),
+                ],
+            ),
+            t0,
+        )
+        .unwrap();
+    let out = reply_sdp(&r);
+    assert_eq!(out.media()[0].proto().as_str(), "RTP/AVPF");
+    assert_eq!(out.origin().unwrap().address, "203.0.113.1");
+    let a = req(
+        &[
+            ("call-id", "f"),
+            ("from-tag", "A"),
+            ("to-tag", "B"),
+            ("sdp", &sdp("198.51.100.2", 7000, "")),
+        ],
+        &[("flags", &["media-handover"])],
+    );
+    let q = port_of(&s.answer(&a, t0).unwrap());
+    let (_, rx) = s.backend().rule_on(q).unwrap();
+    assert_eq!(
+        (rx.latch, rx.on_mismatch),
+        (LatchMode::Fixed, MismatchPolicy::Drop)
+    );
+    let p = s.calls["f"].monologues[1].sides[0].pair.port;
+    let (_, ry) = s.backend().rule_on(p).unwrap();
+    assert!(matches!(ry.on_mismatch, MismatchPolicy::Relatch { .. }));
+    // block media from A marks A's flows.
+    s.set_blocked(&req(&[("call-id", "f"), ("from-tag", "A")], &[]), true)
+        .unwrap();
+    assert_eq!(s.backend().blocked.len(), 2);
+}
+
+#[test]
+fn errors_are_clear() {
+    let t0 = Instant::now();
+    let mut s = sessions(1);
+    let offer = sdp("192.0.2.10", 5000, "");
+    let e = s
+        .offer(&req(&[("from-tag", "A"), ("sdp", &offer)], &[]), t0)
+        .unwrap_err();
+    assert_eq!(e, "No call-id in message");
+    let e = s
+        .answer(
+            &req(
+                &[
+                    ("call-id", "x"),
+                    ("from-tag", "A"),
+                    ("to-tag", "B"),
+                    ("sdp", &offer),
+                ],
+                &[],
+            ),
+            t0,
+        )
+        .unwrap_err();
+    assert_eq!(e, "Unknown call-id");
+    let e = s
+        .offer(
+            &req(
+                &[("call-id", "x"), ("from-tag", "A"), ("sdp", "garbage")],
+                &[],
+            ),
+            t0,
+        )
+        .unwrap_err();
+    assert!(e.starts_with("Failed to parse SDP"), "{e}");
+    let e = s
+        .offer(
+            &req(
+                &[
+                    ("call-id", "x"),
+                    ("from-tag", "A"),
+                    ("sdp", &offer),
+                    ("transport protocol", "RTP/SAVP"),
+                ],
+                &[],
+            ),
+            t0,
+        )
+        .unwrap_err();
+    assert!(e.contains("SRTP keys"), "{e}");
+    // One pair in the range: an offer needs two, so it fails and leaves nothing.
+    let e = s
+        .offer(
+            &req(&[("call-id", "x"), ("from-tag", "A"), ("sdp", &offer)], &[]),
+            t0,
+        )
+        .unwrap_err();
+    assert_eq!(e, "Ran out of ports");
+    assert_eq!(s.call_count(), 0);
+    assert_eq!(s.ports_in_use(), 0);
+    assert!(s.backend().flows.is_empty());
+    assert_eq!(s.totals.rejected, 1);
+}
+
+#[test]
+fn delete_frees_ports_after_delay_and_timers_fire() {
+    let t0 = Instant::now();
+    let mut s = sessions(10);
+    let offer = sdp("192.0.2.10", 5000, "");
+    let o = |id: &str| req(&[("call-id", id), ("from-tag", "A"), ("sdp", &offer)], &[]);
+    s.offer(&o("d"), t0).unwrap();
+    assert_eq!(s.ports_in_use(), 2);
+    let r = s.delete(&req(&[("call-id", "d")], &[]), t0).unwrap();
+    assert_eq!(r.get("result").and_then(Value::as_str), Some("ok"));
+    assert!(s.backend().flows.is_empty(), "media stops at once");
+    assert_eq!(s.ports_in_use(), 2, "ports held for delete-delay");
+    s.tick(t0 + Duration::from_secs(29));
+    assert_eq!(s.ports_in_use(), 2);
+    s.tick(t0 + Duration::from_secs(30));
+    assert_eq!(s.ports_in_use(), 0);
+    assert_eq!(
+        s.delete(&req(&[("call-id", "d")], &[]), t0).unwrap_err(),
+        "Unknown call-id"
+    );
+
+    // Unanswered offer expires after offer-timeout (10 s here).
+    s.offer(&o("t"), t0).unwrap();
+    assert!(s.tick(t0 + Duration::from_secs(9)).is_empty());
+    assert_eq!(
+        s.tick(t0 + Duration::from_secs(10)),
+        vec![("t".to_owned(), EndReason::OfferTimeout)]
+    );
+
+    // Answered call without media ends after --timeout; counters growing keep it.
+    s.offer(&o("m"), t0).unwrap();
+    let a = req(
+        &[
+            ("call-id", "m"),
+            ("from-tag", "A"),
+            ("to-tag", "B"),
+            ("sdp", &sdp("198.51.100.2", 7000, "")),
+        ],
+        &[],
+    );
+    s.answer(&a, t0).unwrap();
+    let (w, f) = s.flows_to_poll()[0];
+    let c = FlowCounters {
+        packets: 5,
+        bytes: 500,
+        errors: 0,
+        remote: Some(SocketAddr::from(([192, 0, 2, 10], 5000))),
+    };
+    s.on_flow_stats(w, f, c, t0 + Duration::from_secs(50));
+    assert!(s.tick(t0 + Duration::from_secs(100)).is_empty());
+    assert_eq!(
+        s.tick(t0 + Duration::from_secs(110)),
+        vec![("m".to_owned(), EndReason::MediaTimeout)]
+    );
+    let st = s.statistics(t0);
+    let total = st
+        .get("statistics")
+        .unwrap()
+        .get("totalstatistics")
+        .unwrap();
+    assert_eq!(
+        total.get("timeoutsessions").and_then(Value::as_int),
+        Some(1)
+    );
+    assert_eq!(
+        total.get("offertimeoutsessions").and_then(Value::as_int),
+        Some(1)
+    );
+    assert_eq!(total.get("relayedpackets").and_then(Value::as_int), Some(5));
+}
