@@ -5,4 +5,5 @@
 
 pub mod config;
 pub mod ng;
+pub mod relay;
 pub mod session;

@@ -1,4 +1,78 @@
-fn main() {
-    eprintln!("ferrelay: the control plane is being built (issue 3)");
-    std::process::exit(2);
+//! `ferrelay`: starts the relay with rtpengine-compatible flags and runs until
+//! SIGTERM or SIGINT, then releases every port and worker thread.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use ferrelay::config::{Cli, Config};
+use ferrelay::relay::{self, RelayOptions};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Shutdown must finish within this, or the process exits anyway.
+const SHUTDOWN_LIMIT: Duration = Duration::from_millis(1800);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match Config::from_cli(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ferrelay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cfg.log_level))
+        .with_target(false)
+        .init();
+    // The control plane is light: two threads leave the cores to the workers.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferrelay: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = rt.block_on(async {
+        let handle = match relay::start(&cfg, RelayOptions::default()).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("signal received, shutting down");
+        if tokio::time::timeout(SHUTDOWN_LIMIT, handle.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::error!("shutdown took too long, exiting anyway");
+        }
+        ExitCode::SUCCESS
+    });
+    rt.shutdown_timeout(Duration::from_millis(100));
+    code
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; running until killed");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }

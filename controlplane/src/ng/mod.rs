@@ -2,7 +2,9 @@
 //! the same cookie, over UDP datagrams or a TCP stream.
 
 pub mod bencode;
+pub mod commands;
 pub mod cookie_cache;
+pub mod server;
 
 pub use bencode::{DecodeError, Value};
 pub use cookie_cache::CookieCache;

@@ -1,0 +1,252 @@
+//! One NG request in, one reply out: cookie handling, the reply cache, and the
+//! command table (after rtpengine's `include/control_ng.h`). Sans-IO: the servers
+//! feed bytes and send back what this returns.
+
+use std::time::{Duration, Instant};
+
+use super::bencode::{DecodeError, Value, dict};
+use super::cookie_cache::CookieCache;
+use crate::session::backend::MediaBackend;
+use crate::session::flags::norm;
+use crate::session::{Sessions, flags};
+
+/// Longest cookie accepted; rtpengine's proxies send a few dozen bytes.
+pub const MAX_COOKIE: usize = 256;
+/// How long replies stay in the cache generation (rtpengine uses 30 s too).
+pub const CACHE_PERIOD: Duration = Duration::from_secs(30);
+
+/// The NG front of the relay: sessions plus the cookie cache.
+#[derive(Debug)]
+pub struct Controller<B> {
+    pub sessions: Sessions<B>,
+    cache: CookieCache,
+    /// Commands executed (cache hits excluded), for tests and statistics.
+    pub executed: u64,
+}
+
+/// Splits `<cookie> <body>`; `None` without a cookie (nothing to reply to).
+pub fn split_cookie(msg: &[u8]) -> Option<(&[u8], &[u8])> {
+    let sp = msg.iter().take(MAX_COOKIE + 1).position(|b| *b == b' ')?;
+    (sp > 0).then(|| (&msg[..sp], &msg[sp + 1..]))
+}
+
+/// Where one message of a TCP stream ends, if it is complete.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// Need more bytes.
+    Partial,
+    /// A complete message of this many bytes is at the front.
+    Message(usize),
+    /// The stream cannot be resynchronised: reply (when `cookie_len` is known) and close.
+    Broken {
+        cookie_len: Option<usize>,
+        reason: String,
+    },
+}
+
+/// Finds the end of the first `<cookie> <bencode>` in a stream buffer.
+pub fn frame(buf: &[u8]) -> Framing {
+    // Whitespace between messages (a client that ends each with a newline) is skipped
+    // by the caller; here the buffer starts at a cookie.
+    let Some(sp) = buf.iter().take(MAX_COOKIE + 1).position(|b| *b == b' ') else {
+        return if buf.len() > MAX_COOKIE {
+            Framing::Broken {
+                cookie_len: None,
+                reason: "no cookie".into(),
+            }
+        } else {
+            Framing::Partial
+        };
+    };
+    if sp == 0 {
+        return Framing::Broken {
+            cookie_len: None,
+            reason: "empty cookie".into(),
+        };
+    }
+    match Value::decode_prefix(&buf[sp + 1..]) {
+        Ok((_, used)) => Framing::Message(sp + 1 + used),
+        Err(DecodeError::Incomplete) => Framing::Partial,
+        Err(e) => Framing::Broken {
+            cookie_len: Some(sp),
+            reason: format!("Failed to decode bencode: {e}"),
+        },
+    }
+}
+
+/// `{result: error, error-reason: ...}` as rtpengine replies.
+pub fn error_reply(reason: &str) -> Value {
+    dict([
+        ("result", Value::str("error")),
+        ("error-reason", Value::str(reason)),
+    ])
+}
+
+/// `<cookie> <encoded value>`.
+pub fn with_cookie(cookie: &[u8], v: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(cookie.len() + 64);
+    out.extend_from_slice(cookie);
+    out.push(b' ');
+    v.encode_into(&mut out);
+    out
+}
+
+impl<B: MediaBackend> Controller<B> {
+    pub fn new(sessions: Sessions<B>, now: Instant) -> Self {
+        Controller {
+            sessions,
+            cache: CookieCache::new(CACHE_PERIOD, now),
+            executed: 0,
+        }
+    }
+
+    /// Answers one complete message; `None` when it has no cookie to answer to.
+    /// A cookie seen in the last 30–60 s gets the cached reply, with no side effect.
+    pub fn handle(&mut self, msg: &[u8], now: Instant) -> Option<Vec<u8>> {
+        let (cookie, body) = split_cookie(msg)?;
+        if let Some(r) = self.cache.get(cookie, now) {
+            tracing::debug!(cookie = %String::from_utf8_lossy(cookie), "reply from cache");
+            return Some(r.to_vec());
+        }
+        let reply = match Value::decode(body) {
+            Ok(req) => self.execute(&req, now),
+            Err(e) => error_reply(&format!("Failed to decode bencode: {e}")),
+        };
+        let out = with_cookie(cookie, &reply);
+        self.cache.insert(cookie, &out, now);
+        Some(out)
+    }
+
+    /// Runs one decoded request; every failure becomes an error reply.
+    pub fn execute(&mut self, req: &Value, now: Instant) -> Value {
+        if !matches!(req, Value::Dict(_)) {
+            return error_reply("Message is not a dictionary");
+        }
+        let command = match flags::string(req, "command") {
+            Ok(Some(c)) => c,
+            Ok(None) => return error_reply("No command in message"),
+            Err(e) => return error_reply(&e),
+        };
+        self.executed += 1;
+        let s = &mut self.sessions;
+        let res = match norm(&command).as_str() {
+            "ping" => Ok(dict([("result", Value::str("pong"))])),
+            "offer" => s.offer(req, now),
+            "answer" => s.answer(req, now),
+            "delete" => s.delete(req, now),
+            "query" => s.query(req),
+            "list" => s.list(req),
+            "statistics" => Ok(s.statistics(now)),
+            "block media" => s.set_blocked(req, true),
+            "unblock media" => s.set_blocked(req, false),
+            _ => Err("Unrecognized command".to_owned()),
+        };
+        res.unwrap_or_else(|e| error_reply(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::config::InterfaceSpec;
+    use crate::session::SessionConfig;
+    use crate::session::backend::fake::FakeBackend;
+
+    fn controller() -> Controller<FakeBackend> {
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let cfg = SessionConfig {
+            interfaces: vec![InterfaceSpec {
+                name: "default".into(),
+                local: lo,
+                advertised: lo,
+            }],
+            port_min: 43_000,
+            port_max: 43_099,
+            timeout: Duration::from_secs(60),
+            silent_timeout: Duration::from_secs(3600),
+            final_timeout: None,
+            offer_timeout: Duration::from_secs(60),
+            delete_delay: Duration::from_secs(0),
+        };
+        let now = Instant::now();
+        Controller::new(Sessions::new(cfg, FakeBackend::new(1), now), now)
+    }
+
+    fn reply(c: &mut Controller<FakeBackend>, msg: &[u8]) -> String {
+        String::from_utf8(c.handle(msg, Instant::now()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn ping_pong_and_errors() {
+        let mut c = controller();
+        assert_eq!(
+            reply(&mut c, b"abc d7:command4:pinge"),
+            "abc d6:result4:ponge"
+        );
+        assert_eq!(
+            reply(&mut c, b"k1 d7:command3:fooe"),
+            "k1 d6:result5:error12:error-reason19:Unrecognized commande"
+        );
+        assert!(reply(&mut c, b"k2 d7:commande").contains("Failed to decode bencode"));
+        assert!(reply(&mut c, b"k3 i1e").contains("Message is not a dictionary"));
+        assert!(reply(&mut c, b"k4 d1:xi1ee").contains("No command in message"));
+        assert!(reply(&mut c, b"k5 d7:command5:offere").contains("No call-id in message"));
+        assert_eq!(c.handle(b"nocookie", Instant::now()), None);
+        assert_eq!(c.handle(b" d7:command4:pinge", Instant::now()), None);
+    }
+
+    #[test]
+    fn retransmission_is_answered_from_cache_without_side_effect() {
+        let mut c = controller();
+        let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+        let req = dict([
+            ("command", Value::str("offer")),
+            ("call-id", Value::str("x")),
+            ("from-tag", Value::str("a")),
+            ("sdp", Value::str(sdp)),
+        ]);
+        let msg = with_cookie(b"c1", &req);
+        let first = c.handle(&msg, Instant::now()).unwrap();
+        let flows = c.sessions.backend().flows.len();
+        let ports = c.sessions.ports_in_use();
+        let again = c.handle(&msg, Instant::now()).unwrap();
+        assert_eq!(first, again);
+        assert_eq!(c.executed, 1);
+        assert_eq!(c.sessions.backend().flows.len(), flows);
+        assert_eq!(c.sessions.ports_in_use(), ports);
+        // A new cookie is a new request (a re-offer keeps the ports).
+        let third = c.handle(&with_cookie(b"c2", &req), Instant::now()).unwrap();
+        assert_eq!(&third[3..], &first[3..]);
+        assert_eq!(c.executed, 2);
+    }
+
+    #[test]
+    fn stream_framing() {
+        assert_eq!(frame(b"ab d7:command4:pi"), Framing::Partial);
+        assert_eq!(frame(b"ab"), Framing::Partial);
+        assert_eq!(frame(b"ab d7:command4:pingexyz"), Framing::Message(20));
+        assert!(matches!(
+            frame(b"ab x"),
+            Framing::Broken {
+                cookie_len: Some(2),
+                ..
+            }
+        ));
+        assert!(matches!(
+            frame(&[b'a'; 300]),
+            Framing::Broken {
+                cookie_len: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            frame(b" x"),
+            Framing::Broken {
+                cookie_len: None,
+                ..
+            }
+        ));
+    }
+}

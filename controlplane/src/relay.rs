@@ -1,0 +1,265 @@
+//! The running relay: data-plane workers, NG listeners, the event pump that turns
+//! worker events into session counters, and the timer that polls stats and expires
+//! calls. `start` returns a handle whose `shutdown` releases every port and thread.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferrelay_dataplane::{Backend, Dataplane, DataplaneConfig, Event};
+use ferrelay_engine::{FlowId, FlowRule, FlowStats};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, IoBackend};
+use crate::ng::commands::Controller;
+use crate::ng::server::{self, Shared};
+use crate::session::backend::{BackendError, FlowCounters, MediaBackend};
+use crate::session::{SessionConfig, Sessions};
+
+/// Stats queries per worker per tick: half a command ring, so signalling always
+/// finds room.
+const POLL_BUDGET: usize = 512;
+
+/// The data plane as the sessions see it.
+#[derive(Debug)]
+pub struct DataplaneBackend {
+    dp: Option<Dataplane>,
+}
+
+impl DataplaneBackend {
+    fn dp(&mut self) -> Result<&mut Dataplane, BackendError> {
+        self.dp
+            .as_mut()
+            .ok_or_else(|| BackendError("data plane stopped".into()))
+    }
+
+    fn worker(&mut self, w: usize) -> Result<&mut ferrelay_dataplane::WorkerHandle, BackendError> {
+        self.dp()?
+            .worker(w)
+            .ok_or_else(|| BackendError(format!("no worker {w}")))
+    }
+
+    /// Stops and joins every worker thread.
+    pub fn shutdown(&mut self) {
+        if let Some(dp) = self.dp.take() {
+            dp.shutdown();
+        }
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> BackendError {
+    BackendError(e.to_string())
+}
+
+impl MediaBackend for DataplaneBackend {
+    fn workers(&self) -> usize {
+        self.dp.as_ref().map_or(0, Dataplane::workers)
+    }
+
+    fn add_flow(&mut self, w: usize, s: UdpSocket, rule: FlowRule) -> Result<FlowId, BackendError> {
+        self.worker(w)?.add_flow(s, rule).map_err(err)
+    }
+
+    fn update_flow(&mut self, w: usize, id: FlowId, rule: FlowRule) -> Result<(), BackendError> {
+        self.worker(w)?.update_flow(id, rule).map_err(err)
+    }
+
+    fn remove_flow(&mut self, w: usize, id: FlowId) -> Result<(), BackendError> {
+        self.worker(w)?.remove_flow(id).map_err(err)
+    }
+
+    fn set_blocked(&mut self, w: usize, id: FlowId, b: bool) -> Result<(), BackendError> {
+        self.worker(w)?.set_blocked(id, b).map_err(err)
+    }
+
+    fn query_flow(&mut self, w: usize, id: FlowId) -> Result<(), BackendError> {
+        self.worker(w)?.query(0, Some(id)).map_err(err)
+    }
+}
+
+/// The counters the sessions keep, from the engine's snapshot.
+fn counters(s: &FlowStats) -> FlowCounters {
+    FlowCounters {
+        packets: s.rx_packets,
+        bytes: s.rx_bytes,
+        errors: s.drops.total(),
+        remote: s.remote,
+    }
+}
+
+/// Options the tests shorten.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// How often flow stats are polled and timers run.
+    pub tick: Duration,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        RelayOptions {
+            tick: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A started relay.
+#[derive(Debug)]
+pub struct RelayHandle {
+    /// Where NG listens (the bound addresses, useful with port 0).
+    pub ng_udp: SocketAddr,
+    pub ng_tcp: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    ctl: Shared<DataplaneBackend>,
+}
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen for NG on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("data plane: {0}")]
+    Dataplane(#[from] ferrelay_dataplane::DataplaneError),
+}
+
+/// Starts workers, NG listeners, the event pump and the timers.
+pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, StartError> {
+    let listen = |addr: SocketAddr, e| StartError::Listen { addr, source: e };
+    let udp = tokio::net::UdpSocket::bind(cfg.listen_ng)
+        .await
+        .map_err(|e| listen(cfg.listen_ng, e))?;
+    let tcp = tokio::net::TcpListener::bind(cfg.listen_tcp_ng)
+        .await
+        .map_err(|e| listen(cfg.listen_tcp_ng, e))?;
+    let ng_udp = udp.local_addr().map_err(|e| listen(cfg.listen_ng, e))?;
+    let ng_tcp = tcp.local_addr().map_err(|e| listen(cfg.listen_tcp_ng, e))?;
+
+    let dp = Dataplane::start(DataplaneConfig {
+        workers: cfg.workers,
+        backend: match cfg.io_backend {
+            IoBackend::Auto => Backend::Auto,
+            IoBackend::IoUring => Backend::IoUring,
+            IoBackend::Mmsg => Backend::Mmsg,
+        },
+        idle_after: cfg.timeout,
+        ..Default::default()
+    })?;
+    for (i, b) in dp.backend_in_use().iter().enumerate() {
+        tracing::info!(worker = i, backend = b.as_str(), "worker started");
+    }
+    let now = Instant::now();
+    let sessions = Sessions::new(
+        SessionConfig::from(cfg),
+        DataplaneBackend { dp: Some(dp) },
+        now,
+    );
+    let ctl: Shared<DataplaneBackend> = Arc::new(Mutex::new(Controller::new(sessions, now)));
+    let (stop, stop_rx) = watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(server::serve_udp(udp, ctl.clone(), stop_rx.clone())),
+        tokio::spawn(server::serve_tcp(tcp, ctl.clone(), stop_rx.clone())),
+        tokio::spawn(pump(ctl.clone(), stop_rx.clone())),
+        tokio::spawn(ticker(opts.tick, ctl.clone(), stop_rx)),
+    ];
+    tracing::info!(%ng_udp, %ng_tcp, workers = cfg.workers, "ferrelay listening");
+    Ok(RelayHandle {
+        ng_udp,
+        ng_tcp,
+        stop,
+        tasks,
+        ctl,
+    })
+}
+
+/// How often the worker event rings are drained. Awaiting their eventfds with
+/// tokio's `AsyncFd` needs `unsafe` registration (tokio 1.54), which this crate
+/// forbids; a 10 ms drain costs one lock per turn and bounds event latency.
+const EVENT_DRAIN: Duration = Duration::from_millis(10);
+
+/// Drains every worker's events into the session counters.
+async fn pump(ctl: Shared<DataplaneBackend>, mut stop: watch::Receiver<bool>) {
+    let mut iv = tokio::time::interval(EVENT_DRAIN);
+    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut events = Vec::new();
+    loop {
+        tokio::select! {
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+            _ = iv.tick() => {}
+        }
+        let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let workers = c.sessions.backend().workers();
+        for w in 0..workers {
+            let Ok(h) = c.sessions.backend_mut().worker(w) else {
+                return;
+            };
+            h.ack_events();
+            while let Some(ev) = h.try_recv_event() {
+                events.push(ev);
+            }
+            for ev in events.drain(..) {
+                match ev {
+                    Event::FlowStats { id, stats, .. } => {
+                        c.sessions.on_flow_stats(w, id, counters(&stats), now);
+                    }
+                    Event::CommandFailed { id, error } => {
+                        tracing::warn!(worker = w, flow = ?id, error = %error, "worker refused a command");
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Polls flow stats (bounded per tick) and runs the session timers.
+async fn ticker(every: Duration, ctl: Shared<DataplaneBackend>, mut stop: watch::Receiver<bool>) {
+    let mut iv = tokio::time::interval(every);
+    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cursor = 0usize;
+    loop {
+        tokio::select! {
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+            _ = iv.tick() => {}
+        }
+        let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
+        c.sessions.tick(Instant::now());
+        let flows = c.sessions.flows_to_poll();
+        let workers = c.sessions.backend().workers().max(1);
+        let mut sent = vec![0usize; workers];
+        let n = flows.len();
+        for k in 0..n {
+            let (w, id) = flows[(cursor + k) % n];
+            if sent[w] >= POLL_BUDGET {
+                continue;
+            }
+            sent[w] += 1;
+            let _ = c.sessions.backend_mut().query_flow(w, id);
+        }
+        cursor = cursor.wrapping_add(POLL_BUDGET * workers);
+    }
+}
+
+impl RelayHandle {
+    /// The controller, for in-process tests that look at the sessions.
+    pub fn controller(&self) -> &Shared<DataplaneBackend> {
+        &self.ctl
+    }
+
+    /// Stops taking commands, ends every call, releases every port and joins the
+    /// workers.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let mut c = self.ctl.lock().unwrap_or_else(|p| p.into_inner());
+        c.sessions.shutdown(Instant::now());
+        c.sessions.backend_mut().shutdown();
+        tracing::info!("ferrelay stopped");
+    }
+}
