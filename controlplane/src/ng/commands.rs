@@ -187,7 +187,7 @@ mod tests {
         );
         assert_eq!(
             reply(&mut c, b"k1 d7:command3:fooe"),
-            "k1 d6:result5:error12:error-reason19:Unrecognized commande"
+            "k1 d6:result5:error12:error-reason20:Unrecognized commande"
         );
         assert!(reply(&mut c, b"k2 d7:commande").contains("Failed to decode bencode"));
         assert!(reply(&mut c, b"k3 i1e").contains("Message is not a dictionary"));
