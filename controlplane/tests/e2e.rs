@@ -1,0 +1,282 @@
+//! End to end over loopback: NG offer/answer to an in-process relay, then real RTP
+//! and RTCP through the relay's ports, checked byte for byte.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use ferrelay::ng::Value;
+
+fn at(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtp_flows_both_ways_through_the_offered_ports() {
+    let relay = relay().await;
+    let mut ng = Ng::new(relay.ng_udp).await;
+    let a = bind().await;
+    let b = bind().await;
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+
+    let r = ng
+        .call(&offer("call-1", "tagA", &sdp(pa, ""), vec![]))
+        .await;
+    // Offer reply: where the answerer (B) sends.
+    let to_b_side = media_port(&reply_sdp(&r));
+    let r = ng
+        .call(&answer("call-1", "tagA", "tagB", &sdp(pb, ""), vec![]))
+        .await;
+    // Answer reply: where the offerer (A) sends.
+    let to_a_side = media_port(&reply_sdp(&r));
+    assert_ne!(to_a_side, to_b_side);
+
+    let pkt = rtp(0, 1, 0x1111_1111, 0xAA);
+    let (got, src) = send_until(&a, at(to_a_side), &pkt, &b).await;
+    assert_eq!(got, pkt, "A->B bytes unchanged");
+    assert_eq!(src, at(to_b_side), "B sees the relay's B-facing port");
+
+    let pkt = rtp(0, 7, 0x2222_2222, 0xBB);
+    let (got, src) = send_until(&b, at(to_b_side), &pkt, &a).await;
+    assert_eq!(got, pkt, "B->A bytes unchanged");
+    assert_eq!(src, at(to_a_side));
+
+    // The query shows the counters from the worker (polled every 100 ms here).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let q = ng.call(&cmd("query", "call-1")).await;
+    assert_eq!(result(&q), "ok", "{q:?}");
+    let totals = q.get("totals").unwrap().get("RTP").unwrap();
+    assert!(
+        totals.get("packets").and_then(Value::as_int).unwrap() >= 2,
+        "{q:?}"
+    );
+    let tag_a = q.get("tags").unwrap().get("tagA").unwrap();
+    let stream = &tag_a.get("medias").unwrap().as_list().unwrap()[0]
+        .get("streams")
+        .unwrap()
+        .as_list()
+        .unwrap()[0];
+    assert_eq!(
+        stream.get("local port").and_then(Value::as_int),
+        Some(i64::from(to_a_side))
+    );
+
+    let d = ng.call(&cmd("delete", "call-1")).await;
+    assert_eq!(result(&d), "ok");
+    let q = ng.call(&cmd("query", "call-1")).await;
+    assert_eq!(result(&q), "error");
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latches_to_the_real_source_behind_nat() {
+    let relay = relay().await;
+    let mut ng = Ng::new(relay.ng_udp).await;
+    // A signals one port but really sends from another (a NAT rewrote it).
+    let a_signalled = bind().await;
+    let a_real = bind().await;
+    let b = bind().await;
+    let ps = a_signalled.local_addr().unwrap().port();
+    let pb = b.local_addr().unwrap().port();
+    let r = ng.call(&offer("nat", "A", &sdp(ps, ""), vec![])).await;
+    let to_b_side = media_port(&reply_sdp(&r));
+    let r = ng
+        .call(&answer("nat", "A", "B", &sdp(pb, ""), vec![]))
+        .await;
+    let to_a_side = media_port(&reply_sdp(&r));
+
+    let pkt = rtp(0, 1, 0xABCD_0001, 1);
+    let (got, _) = send_until(&a_real, at(to_a_side), &pkt, &b).await;
+    assert_eq!(got, pkt);
+    // B's media now goes to where A really is, not where A said.
+    let back = rtp(0, 2, 0xABCD_0002, 2);
+    let (got, src) = send_until(&b, at(to_b_side), &back, &a_real).await;
+    assert_eq!(got, back);
+    assert_eq!(src, at(to_a_side));
+    let mut buf = [0u8; 64];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), a_signalled.recv_from(&mut buf))
+            .await
+            .is_err(),
+        "nothing goes to the signalled address once latched"
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_and_reinvite_keep_ports_and_media() {
+    let relay = relay().await;
+    let mut ng = Ng::new(relay.ng_udp).await;
+    let a = bind().await;
+    let b = bind().await;
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    let r = ng.call(&offer("hold", "A", &sdp(pa, ""), vec![])).await;
+    let p_b = media_port(&reply_sdp(&r));
+    let r = ng
+        .call(&answer("hold", "A", "B", &sdp(pb, ""), vec![]))
+        .await;
+    let p_a = media_port(&reply_sdp(&r));
+
+    // Hold: re-offer with a=sendonly, then the answer with recvonly.
+    let r = ng
+        .call(&offer(
+            "hold",
+            "A",
+            &sdp(pa, "a=sendonly\r\n"),
+            vec![("to-tag", Value::str("B"))],
+        ))
+        .await;
+    let held = reply_sdp(&r);
+    assert_eq!(media_port(&held), p_b, "re-offer keeps the port");
+    assert!(held.contains("a=sendonly"));
+    let r = ng
+        .call(&answer(
+            "hold",
+            "A",
+            "B",
+            &sdp(pb, "a=recvonly\r\n"),
+            vec![],
+        ))
+        .await;
+    assert_eq!(media_port(&reply_sdp(&r)), p_a);
+    // Resume.
+    let r = ng
+        .call(&offer(
+            "hold",
+            "A",
+            &sdp(pa, "a=sendrecv\r\n"),
+            vec![("to-tag", Value::str("B"))],
+        ))
+        .await;
+    assert_eq!(media_port(&reply_sdp(&r)), p_b);
+    let r = ng
+        .call(&answer("hold", "A", "B", &sdp(pb, ""), vec![]))
+        .await;
+    assert_eq!(media_port(&reply_sdp(&r)), p_a);
+    let pkt = rtp(8, 100, 77, 0x5A);
+    let (got, _) = send_until(&a, at(p_a), &pkt, &b).await;
+    assert_eq!(got, pkt);
+    let l = ng
+        .call(&ferrelay::ng::bencode::dict([(
+            "command",
+            Value::str("list"),
+        )]))
+        .await;
+    assert_eq!(
+        l.get("calls").and_then(Value::as_list).map(<[_]>::len),
+        Some(1)
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtcp_mux_on_one_side_demuxed_on_the_other() {
+    let relay = relay().await;
+    let mut ng = Ng::new(relay.ng_udp).await;
+    let a = bind().await; // muxed: RTP and RTCP on one port
+    let (b_rtp, b_rtcp) = bind_pair().await;
+    let pa = a.local_addr().unwrap().port();
+    let pb = b_rtp.local_addr().unwrap().port();
+    let r = ng
+        .call(&offer(
+            "mux",
+            "A",
+            &sdp(pa, "a=rtcp-mux\r\n"),
+            vec![("rtcp-mux", list(&["demux"]))],
+        ))
+        .await;
+    let out = reply_sdp(&r);
+    assert!(
+        !out.contains("a=rtcp-mux"),
+        "B is offered plain RTCP: {out}"
+    );
+    let p_b = media_port(&out);
+    assert!(out.contains(&format!("a=rtcp:{}", p_b + 1)));
+    let r = ng
+        .call(&answer("mux", "A", "B", &sdp(pb, ""), vec![]))
+        .await;
+    let out = reply_sdp(&r);
+    let p_a = media_port(&out);
+    assert!(out.contains("a=rtcp-mux"), "A's mux is accepted: {out}");
+
+    // RTP from A's single port reaches B's RTP port ...
+    let pkt = rtp(0, 1, 9, 1);
+    let (got, _) = send_until(&a, at(p_a), &pkt, &b_rtp).await;
+    assert_eq!(got, pkt);
+    // ... and RTCP on the same port of A's reaches B's RTCP port, from the relay's.
+    let sr = rtcp_sr(9);
+    let (got, src) = send_until(&a, at(p_a), &sr, &b_rtcp).await;
+    assert_eq!(got, sr);
+    assert_eq!(src, at(p_b + 1));
+    // B's RTCP from its RTCP port goes back muxed onto A's one port.
+    let sr_b = rtcp_sr(10);
+    let (got, src) = loop {
+        let (got, src) = send_until(&b_rtcp, at(p_b + 1), &sr_b, &a).await;
+        if got == sr_b {
+            break (got, src);
+        }
+    };
+    assert_eq!(got, sr_b);
+    assert_eq!(src, at(p_a));
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_offer_expires() {
+    let relay = relay_with(|c| c.offer_timeout = Duration::from_secs(1)).await;
+    let mut ng = Ng::new(relay.ng_udp).await;
+    let r = ng.call(&offer("late", "A", &sdp(4000, ""), vec![])).await;
+    assert_eq!(result(&r), "ok");
+    assert_eq!(result(&ng.call(&cmd("query", "late")).await), "ok");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let q = ng.call(&cmd("query", "late")).await;
+    assert_eq!(
+        q.get("error-reason").and_then(Value::as_str),
+        Some("Unknown call-id")
+    );
+    let s = ng
+        .call(&ferrelay::ng::bencode::dict([(
+            "command",
+            Value::str("statistics"),
+        )]))
+        .await;
+    let t = s.get("statistics").unwrap().get("totalstatistics").unwrap();
+    assert_eq!(
+        t.get("offertimeoutsessions").and_then(Value::as_int),
+        Some(1)
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_releases_every_port() {
+    let relay = relay_with(|c| (c.port_min, c.port_max) = (45_900, 45_999)).await;
+    let mut ng = Ng::new(relay.ng_udp).await;
+    let r = ng.call(&offer("s", "A", &sdp(4000, ""), vec![])).await;
+    let p = media_port(&reply_sdp(&r));
+    let started = std::time::Instant::now();
+    relay.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The relay's ports are free again (io_uring lets go of its file references
+    // asynchronously after the ring closes, so allow it a moment).
+    let mut free = false;
+    for _ in 0..50 {
+        if std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
+        {
+            free = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(free, "ports {p}/{} released", p + 1);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -1,0 +1,210 @@
+//! The NG protocol against the in-process relay: golden offer/answer transcripts
+//! (ports masked, as rtpengine's `t/auto-daemon-tests.pl` does), malformed
+//! requests, TCP framing, and retransmissions answered from the cookie cache.
+
+mod common;
+
+use common::*;
+use ferrelay::config::InterfaceSpec;
+use ferrelay::ng::Value;
+use ferrelay::ng::bencode::dict;
+
+/// Replaces the m= and a=rtcp ports with PORT so transcripts are stable.
+fn mask(sdp: &str) -> String {
+    sdp.split_inclusive("\r\n")
+        .map(|l| {
+            if let Some(rest) = l.strip_prefix("m=") {
+                let mut f: Vec<&str> = rest.splitn(3, ' ').collect();
+                f[1] = "PORT";
+                format!("m={}", f.join(" "))
+            } else if let Some(rest) = l.strip_prefix("a=rtcp:") {
+                let tail = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+                format!("a=rtcp:PORT{tail}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_offer_answer_delete() {
+    let relay = relay_with(|c| {
+        c.interfaces = vec![InterfaceSpec::parse("pub/127.0.0.1!203.0.113.9").unwrap()];
+    })
+    .await;
+    let mut ng = Ng::new(relay.ng_udp).await;
+    let offer_sdp = "v=0\r\n\
+        o=- 1545997027 1 IN IP4 198.51.100.1\r\n\
+        s=tester\r\n\
+        c=IN IP4 198.51.100.1\r\n\
+        t=0 0\r\n\
+        m=audio 2000 RTP/AVP 0 101\r\n\
+        a=rtpmap:101 telephone-event/8000\r\n\
+        a=ice-ufrag:abcd\r\n\
+        a=candidate:1 1 UDP 2130706431 198.51.100.1 2000 typ host\r\n\
+        a=sendrecv\r\n";
+    let r = ng
+        .call(&offer(
+            "golden",
+            "from1",
+            offer_sdp,
+            vec![
+                ("replace", list(&["origin"])),
+                ("unknown-key", Value::Int(5)),
+            ],
+        ))
+        .await;
+    assert_eq!(
+        mask(&reply_sdp(&r)),
+        "v=0\r\n\
+        o=- 1545997027 1 IN IP4 203.0.113.9\r\n\
+        s=tester\r\n\
+        c=IN IP4 203.0.113.9\r\n\
+        t=0 0\r\n\
+        m=audio PORT RTP/AVP 0 101\r\n\
+        a=rtpmap:101 telephone-event/8000\r\n\
+        a=sendrecv\r\n\
+        a=rtcp:PORT\r\n"
+    );
+    let answer_sdp = "v=0\r\n\
+        o=- 9 9 IN IP4 192.0.2.5\r\n\
+        s=-\r\n\
+        c=IN IP4 192.0.2.5\r\n\
+        t=0 0\r\n\
+        m=audio 3000 RTP/AVP 0\r\n\
+        a=sendrecv\r\n";
+    let r = ng
+        .call(&answer("golden", "from1", "to1", answer_sdp, vec![]))
+        .await;
+    assert_eq!(
+        mask(&reply_sdp(&r)),
+        "v=0\r\n\
+        o=- 9 9 IN IP4 192.0.2.5\r\n\
+        s=-\r\n\
+        c=IN IP4 203.0.113.9\r\n\
+        t=0 0\r\n\
+        m=audio PORT RTP/AVP 0\r\n\
+        a=sendrecv\r\n\
+        a=rtcp:PORT\r\n"
+    );
+    let d = ng.call(&cmd("delete", "golden")).await;
+    assert_eq!(result(&d), "ok");
+    let tags = d.get("tags").unwrap();
+    assert!(
+        tags.get("from1").is_some() && tags.get("to1").is_some(),
+        "{d:?}"
+    );
+    assert!(d.get("totals").is_some());
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_error_replies() {
+    let relay = relay().await;
+    let ng = Ng::new(relay.ng_udp).await;
+    let cases: &[(&[u8], &str)] = &[
+        (
+            b"c1 d7:command4:ping",
+            "Failed to decode bencode: truncated bencode",
+        ),
+        (b"c2 i5e", "Message is not a dictionary"),
+        (b"c3 d7:command7:explodee", "Unrecognized command"),
+        (
+            b"c4 d7:command5:offer8:from-tag1:ae",
+            "No call-id in message",
+        ),
+        (
+            b"c5 d7:command5:offer7:call-id1:x8:from-tag1:a3:sdp7:garbagee",
+            "Failed to parse SDP",
+        ),
+        (
+            b"c6 d7:command6:answer7:call-id4:nonee",
+            "No from-tag in message",
+        ),
+        (b"c7 d7:command5:query7:call-id4:nonee", "Unknown call-id"),
+        (b"c8 d7:commandi3ee", "'command' must be a string"),
+    ];
+    for (msg, reason) in cases {
+        let reply = ng.raw(msg).await;
+        let cookie = &msg[..3];
+        assert_eq!(&reply[..3], cookie);
+        let v = Value::decode(&reply[3..]).unwrap();
+        assert_eq!(result(&v), "error", "{v:?}");
+        let got = v.get("error-reason").and_then(Value::as_str).unwrap();
+        assert!(got.starts_with(reason), "{got} vs {reason}");
+    }
+    // Still alive.
+    assert_eq!(
+        ng.raw(b"ok d7:command4:pinge").await,
+        b"ok d6:result4:ponge"
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_carries_split_and_back_to_back_messages() {
+    let relay = relay().await;
+    let r = tcp_call(
+        relay.ng_tcp,
+        "tc1",
+        &offer("tcp", "A", &sdp(5000, ""), vec![]),
+    )
+    .await;
+    let p = media_port(&reply_sdp(&r));
+    assert!(p > 0);
+    let r = tcp_call(
+        relay.ng_tcp,
+        "tc2",
+        &dict([("command", Value::str("ping"))]),
+    )
+    .await;
+    assert_eq!(result(&r), "pong");
+
+    // Two messages in one write, each answered in order.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(relay.ng_tcp).await.unwrap();
+    s.write_all(b"a1 d7:command4:pingea2 d7:command4:pinge")
+        .await
+        .unwrap();
+    let want = b"a1 d6:result4:pongea2 d6:result4:ponge";
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 256];
+    while got.len() < want.len() {
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(got, want);
+    // A broken stream gets an error for its cookie and is closed.
+    s.write_all(b"zz x").await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest.starts_with(b"zz d6:result5:error"), "{rest:?}");
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retransmitted_cookie_gets_identical_reply_once_executed() {
+    let relay = relay().await;
+    let ng = Ng::new(relay.ng_udp).await;
+    let mut msg = b"same ".to_vec();
+    msg.extend(offer("rt", "A", &sdp(5000, ""), vec![]).encode());
+    let first = ng.raw(&msg).await;
+    let executed = relay.controller().lock().unwrap().executed;
+    let ports = relay.controller().lock().unwrap().sessions.ports_in_use();
+    let second = ng.raw(&msg).await;
+    assert_eq!(first, second, "identical bytes");
+    {
+        let c = relay.controller().lock().unwrap();
+        assert_eq!(c.executed, executed, "not executed again");
+        assert_eq!(c.sessions.ports_in_use(), ports, "no second allocation");
+    }
+    relay.shutdown().await;
+}
