@@ -38,7 +38,11 @@ fn start(cfg: DataplaneConfig) -> Option<Dataplane> {
 }
 
 fn phone() -> (UdpSocket, SocketAddr) {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone_on("127.0.0.1:0")
+}
+
+fn phone_on(bind: &str) -> (UdpSocket, SocketAddr) {
+    let s = UdpSocket::bind(bind).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     socket2::SockRef::from(&s)
@@ -360,6 +364,45 @@ fn periodic_stats_arrive(backend: Backend) {
     dp.shutdown();
 }
 
+/// The same call over IPv6 loopback: both address families go through the shell.
+fn ipv6_call_forwards(backend: Backend) {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("SKIP: no IPv6 loopback here");
+        return;
+    }
+    let Some(mut dp) = start(config(backend)) else {
+        return;
+    };
+    let w = dp.worker(0).unwrap();
+    let (a, a_addr) = phone_on("[::1]:0");
+    let (b, b_addr) = phone_on("[::1]:0");
+    let ra_sock = UdpSocket::bind("[::1]:0").unwrap();
+    let rb_sock = UdpSocket::bind("[::1]:0").unwrap();
+    let (ra, rb) = (ra_sock.local_addr().unwrap(), rb_sock.local_addr().unwrap());
+    let fb = w
+        .add_flow(rb_sock, rule(b_addr, LatchMode::LatchFirst, None))
+        .unwrap();
+    let fa = w
+        .add_flow(ra_sock, rule(a_addr, LatchMode::LatchFirst, Some(fb)))
+        .unwrap();
+    w.update_flow(fb, rule(b_addr, LatchMode::LatchFirst, Some(fa)))
+        .unwrap();
+    for seq in 0..5u16 {
+        let p = rtp(seq, 0x6666, 6);
+        a.send_to(&p, ra).unwrap();
+        recv_exact(&b, &p, rb);
+        let q = rtp(seq, 0x7777, 7);
+        b.send_to(&q, rb).unwrap();
+        recv_exact(&a, &q, ra);
+    }
+    let latched = wait_for(w, Duration::from_secs(2), |ev| match ev {
+        Event::Latched { id, addr } if id == fa => Some(addr),
+        _ => None,
+    });
+    assert_eq!(latched, Some(a_addr));
+    dp.shutdown();
+}
+
 macro_rules! per_backend {
     ($($name:ident),*) => {
         mod io_uring {
@@ -377,7 +420,8 @@ per_backend!(
     burst_beyond_buffers_is_forwarded_completely,
     full_command_ring_is_refused,
     shutdown_joins_quickly,
-    periodic_stats_arrive
+    periodic_stats_arrive,
+    ipv6_call_forwards
 );
 
 #[test]

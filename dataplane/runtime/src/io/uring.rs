@@ -312,14 +312,21 @@ impl Uring {
                     // SAFETY: the msghdr, iovec, address and payload all live in `slots`
                     // and `bufs`, which outlive the ring, and are not touched again until
                     // this send's completion returns the buffer.
-                    while unsafe { sq.push(&sqe) }.is_err() {
+                    let mut queued = unsafe { sq.push(&sqe) }.is_ok();
+                    if !queued {
+                        // SQ full: hand the kernel what we have and retry once.
                         sq.sync();
-                        if submitter.submit().is_err() {
-                            break;
-                        }
+                        let _ = submitter.submit();
                         sq.sync();
+                        // SAFETY: as above.
+                        queued = unsafe { sq.push(&sqe) }.is_ok();
                     }
-                    forwarded += 1;
+                    if queued {
+                        forwarded += 1;
+                    } else {
+                        core.counters.tx_errors += 1;
+                        bufs.recycle(bid);
+                    }
                 }
                 Action::Drop(_) => bufs.recycle(bid),
             }
