@@ -267,6 +267,34 @@ impl Media {
         self.refresh_header();
     }
 
+    /// Keeps the formats `keep` accepts (rtpengine's codec-strip), dropping the a=rtpmap,
+    /// a=fmtp and a=rtcp-fb lines of the ones removed; returns how many formats went.
+    ///
+    /// Lines that merely mention a removed type (`a=fmtp:97 apt=96`) are kept.
+    pub fn retain_formats(&mut self, mut keep: impl FnMut(&str) -> bool) -> usize {
+        let mut removed = Vec::new();
+        self.m.formats.retain(|f| {
+            let k = keep(f);
+            if !k {
+                removed.push(f.clone());
+            }
+            k
+        });
+        if removed.is_empty() {
+            return 0;
+        }
+        // RFC 8866 §6.6 (rtpmap), §6.15 (fmtp), RFC 4585 §4.2 (rtcp-fb): "<pt> ..." values.
+        self.lines.retain(|l| match l.attribute() {
+            Some(("rtpmap" | "fmtp" | "rtcp-fb", Some(v))) => {
+                let pt = v.split_ascii_whitespace().next().unwrap_or_default();
+                !removed.iter().any(|r| r == pt)
+            }
+            _ => true,
+        });
+        self.refresh_header();
+        removed.len()
+    }
+
     /// Points this section's c= at `address`, adding a media c= after m=/i= when absent.
     pub fn set_connection(&mut self, address: IpAddr) {
         set_connection_in(&mut self.lines, Connection::new(address), self.eol, b"bka");

@@ -408,3 +408,33 @@ fn full_anchoring_keeps_every_foreign_line_in_order() {
         assert_eq!(again.to_string(), out);
     }
 }
+
+#[test]
+fn retain_formats_strips_codecs_and_their_lines_only() {
+    let mut sdp = parse(BARESIP);
+    assert_eq!(sdp.media_mut()[0].retain_formats(|f| f != "96"), 1);
+    let expected = BARESIP
+        .replace(
+            "m=audio 10164 RTP/AVP 96 0 8 101",
+            "m=audio 10164 RTP/AVP 0 8 101",
+        )
+        .replace(
+            "a=rtpmap:96 opus/48000/2\na=fmtp:96 stereo=1;sprop-stereo=1\n",
+            "",
+        );
+    assert_eq!(sdp.to_string(), expected);
+    assert_eq!(sdp.media()[0].rtpmap(96), None);
+
+    let mut sdp = parse(CHROME);
+    assert_eq!(sdp.media_mut()[1].retain_formats(|f| f != "96"), 1);
+    let out = sdp.to_string();
+    assert!(out.contains("m=video 9 UDP/TLS/RTP/SAVPF 97 102\n"));
+    assert!(!out.contains("a=rtpmap:96 ") && !out.contains("a=rtcp-fb:96 "));
+    assert!(out.contains("a=fmtp:97 apt=96\n"));
+    // Nothing removed: nothing written differently.
+    let mut sdp = parse(CHROME);
+    assert_eq!(sdp.media_mut()[0].retain_formats(|_| true), 0);
+    assert_eq!(sdp.to_string(), CHROME);
+    // Other sections untouched: audio still has its rtcp-fb for 111.
+    assert!(out.contains("a=rtcp-fb:111 transport-cc\n"));
+}
