@@ -64,8 +64,32 @@ impl<T: AsRef<[u8]>> RtpPacket<T> {
         Ok(p)
     }
 
+    /// Wraps a buffer checking everything but the padding: for SRTP, where the pad
+    /// count sits inside the encrypted payload and the last bytes are the auth tag
+    /// (RFC 3711 §3.1). Accessors cannot panic; `payload_range` clamps a bogus pad
+    /// count, so run `check_len` again once the payload is plain.
+    pub fn new_checked_header(buffer: T) -> Result<Self> {
+        let p = Self::new_unchecked(buffer);
+        p.check_header_len()?;
+        Ok(p)
+    }
+
     /// Checks version, CSRC list, extension and padding lengths against the buffer.
     pub fn check_len(&self) -> Result<()> {
+        let header_len = self.check_header_len()?;
+        let b = self.buffer.as_ref();
+        // RFC 3550 §5.1 P: the last octet counts the padding, itself included.
+        if b[0] & 0x20 != 0 {
+            let pad = usize::from(b[b.len() - 1]);
+            if pad == 0 || header_len + pad > b.len() {
+                return Err(WireError::BadPadding);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks everything up to the payload and returns the header length.
+    fn check_header_len(&self) -> Result<usize> {
         let b = self.buffer.as_ref();
         if b.len() < field::FIXED_LEN {
             return Err(WireError::Truncated);
@@ -89,14 +113,7 @@ impl<T: AsRef<[u8]>> RtpPacket<T> {
                 return Err(WireError::BadExtension);
             }
         }
-        // RFC 3550 §5.1 P: the last octet counts the padding, itself included.
-        if b[0] & 0x20 != 0 {
-            let pad = usize::from(b[b.len() - 1]);
-            if pad == 0 || header_len + pad > b.len() {
-                return Err(WireError::BadPadding);
-            }
-        }
-        Ok(())
+        Ok(header_len)
     }
 
     /// Gives the buffer back.
@@ -442,6 +459,24 @@ mod tests {
         // Padding that eats the whole payload exactly is fine.
         z[16] = 5;
         assert_eq!(RtpPacket::new_checked(&z[..]).unwrap().payload(), b"");
+    }
+
+    #[test]
+    fn header_only_check_for_srtp_ignores_the_tail() {
+        // P set, but the last byte (an SRTP tag byte here) is 0xff: no valid pad count.
+        let b = [0xa0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 9, 9, 0xff];
+        assert_eq!(
+            RtpPacket::new_checked(&b[..]).unwrap_err(),
+            WireError::BadPadding
+        );
+        let p = RtpPacket::new_checked_header(&b[..]).unwrap();
+        assert_eq!(p.ssrc(), 3);
+        assert_eq!(p.payload(), b"");
+        assert_eq!(p.payload_range(), 12..12);
+        assert_eq!(
+            RtpPacket::new_checked_header(&b[..11]).unwrap_err(),
+            WireError::Truncated
+        );
     }
 
     #[test]
