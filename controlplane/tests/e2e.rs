@@ -280,3 +280,43 @@ async fn shutdown_releases_every_port() {
     assert!(free, "ports {p}/{} released", p + 1);
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_ends_the_call_but_media_keeps_it() {
+    let relay = relay_with(|c| c.timeout = Duration::from_secs(1)).await;
+    let mut ng = Ng::new(relay.ng_udp).await;
+    let a = bind().await;
+    let b = bind().await;
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    for call in ["quiet", "busy"] {
+        let r = ng.call(&offer(call, "A", &sdp(pa, ""), vec![])).await;
+        assert_eq!(result(&r), "ok");
+        let r = ng.call(&answer(call, "A", "B", &sdp(pb, ""), vec![])).await;
+        assert_eq!(result(&r), "ok");
+    }
+    let q = ng.call(&cmd("query", "busy")).await;
+    let tag_a = q.get("tags").unwrap().get("A").unwrap();
+    let busy_port = tag_a.get("medias").unwrap().as_list().unwrap()[0]
+        .get("streams")
+        .unwrap()
+        .as_list()
+        .unwrap()[0]
+        .get("local port")
+        .and_then(Value::as_int)
+        .unwrap() as u16;
+    // 2 s of media on "busy" only, one packet every 100 ms.
+    for seq in 0..20u16 {
+        a.send_to(&rtp(0, seq, 5, 0), at(busy_port)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(result(&ng.call(&cmd("query", "busy")).await), "ok");
+    let q = ng.call(&cmd("query", "quiet")).await;
+    assert_eq!(
+        q.get("error-reason").and_then(Value::as_str),
+        Some("Unknown call-id")
+    );
+    relay.shutdown().await;
+}

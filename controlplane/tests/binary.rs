@@ -1,0 +1,101 @@
+//! The real `ferrelay` binary: startup errors name the key, NG answers, and
+//! SIGTERM ends it within 2 s.
+
+use std::io::Write;
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ferrelay");
+
+fn run_err(args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_values_stop_startup_naming_the_key() {
+    let (code, err) = run_err(&["--port-min", "10"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--port-min") && err.contains("below 1024"),
+        "{err}"
+    );
+    let (code, err) = run_err(&["--interface", "x/not-an-ip"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--interface"), "{err}");
+
+    let path = std::env::temp_dir().join(format!("ferrelay-test-{}.toml", std::process::id()));
+    let mut f = std::fs::File::create(&path).unwrap();
+    writeln!(f, "timeout = 10\nworkers = 1\nport-max = 99999").unwrap();
+    drop(f);
+    let (code, err) = run_err(&["--config", path.to_str().unwrap()]);
+    std::fs::remove_file(&path).ok();
+    assert_eq!(code, 2);
+    assert!(err.contains("line 3") && err.contains("port-max"), "{err}");
+}
+
+#[test]
+fn answers_ng_and_exits_on_sigterm_within_two_seconds() {
+    // A free port for NG (UDP and TCP).
+    let port = {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = u.local_addr().unwrap().port();
+        let t = std::net::TcpListener::bind(("127.0.0.1", p)).unwrap();
+        drop((u, t));
+        p
+    };
+    let ng = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen-ng",
+            &ng,
+            "--listen-tcp-ng",
+            &ng,
+            "--workers",
+            "1",
+            "--port-min",
+            "47000",
+            "--port-max",
+            "47099",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let mut reply = None;
+    for _ in 0..50 {
+        c.send_to(b"p1 d7:command4:pinge", &ng).unwrap();
+        if let Ok((n, _)) = c.recv_from(&mut buf) {
+            reply = Some(buf[..n].to_vec());
+            break;
+        }
+    }
+    assert_eq!(reply.as_deref(), Some(&b"p1 d6:result4:ponge"[..]));
+
+    let t0 = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(3) {
+            child.kill().ok();
+            panic!("still running 3 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+}
