@@ -170,18 +170,32 @@ impl Uring {
 
     /// Runs the worker loop until `Shutdown` or the stop flag.
     pub fn run(&mut self, core: &mut Core) {
+        // Sends queued by the last batch and when that batch started: they reach the
+        // kernel in the same io_uring_enter that waits for the next batch.
+        let mut pending = 0u32;
+        let mut batch_t0 = 0u64;
         loop {
             if core.stopping() {
                 break;
             }
             let now = core.now_ns();
+            let sends = pending as usize;
+            if pending > 0 {
+                let resid = now.saturating_sub(batch_t0);
+                for _ in 0..pending {
+                    core.engine.record_residence(resid);
+                }
+            }
             let wait = core.until_next_timer(now);
             let r = if core.busy_poll || wait.is_zero() || !self.ring.completion().is_empty() {
                 self.ring.submit()
             } else {
+                // Each queued send completes with one CQE (usually inline, during this
+                // very call); waiting for one more than those means the same enter also
+                // sleeps until the next datagram, command or timer.
                 let ts = Timespec::from(wait);
                 let args = SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(1, &args)
+                self.ring.submitter().submit_with_args(sends + 1, &args)
             };
             if let Err(e) = r
                 && !matches!(
@@ -191,15 +205,9 @@ impl Uring {
             {
                 core.counters.rx_errors += 1;
             }
-            let t0 = core.now_ns();
-            let (forwarded, wake) = self.drain(core, t0);
-            if forwarded > 0 {
-                let _ = self.ring.submit();
-                let resid = core.now_ns().saturating_sub(t0);
-                for _ in 0..forwarded {
-                    core.engine.record_residence(resid);
-                }
-            }
+            batch_t0 = core.now_ns();
+            let (forwarded, wake) = self.drain(core, batch_t0);
+            pending = forwarded;
             if wake {
                 core.drain_command_fd();
                 if !core.apply_commands(self) {
@@ -207,8 +215,12 @@ impl Uring {
                 }
                 self.arm_wake();
             }
-            core.on_timers(t0);
+            core.on_timers(batch_t0);
             core.flush_events();
+        }
+        // Queued sends still go out before the ring closes.
+        if pending > 0 {
+            let _ = self.ring.submit();
         }
     }
 
@@ -351,8 +363,6 @@ impl Uring {
                 }
             }
             self.rearm = pending;
-            // Submit now: the receives must not wait for the next loop turn's timer.
-            let _ = self.ring.submit();
         }
         (forwarded, wake)
     }
