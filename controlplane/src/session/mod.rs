@@ -102,6 +102,8 @@ struct Resources<B> {
 pub struct Sessions<B> {
     res: Resources<B>,
     calls: HashMap<String, Call>,
+    /// Which call owns each installed flow, so worker events find it at once.
+    owners: HashMap<(usize, FlowId), String>,
     /// Port pairs of ended calls, released once `delete_delay` has passed.
     draining: Vec<(Instant, usize, PortPair)>,
     /// Calls per worker, to place a new call on the least loaded one.
@@ -138,6 +140,7 @@ impl<B: MediaBackend> Sessions<B> {
                 backend,
             },
             calls: HashMap::new(),
+            owners: HashMap::new(),
             draining: Vec::new(),
             load,
             totals: Totals::default(),
@@ -175,6 +178,7 @@ impl<B: MediaBackend> Sessions<B> {
         let mut sdp = parse_sdp(req)?;
         rewrite::check_protocols(&sdp, &flags)?;
 
+        let before = self.flows_of(&call_id);
         let is_new = !self.calls.contains_key(&call_id);
         if is_new {
             let worker = (0..self.load.len())
@@ -209,6 +213,7 @@ impl<B: MediaBackend> Sessions<B> {
             &mut sdp,
             now,
         );
+        self.reindex(&call_id, before);
         match res {
             Ok(()) => {
                 tracing::info!(call_id = %call_id, from_tag = %from_tag, new = is_new, "offer");
@@ -238,11 +243,14 @@ impl<B: MediaBackend> Sessions<B> {
         let flags = Flags::parse(req)?;
         let mut sdp = parse_sdp(req)?;
         rewrite::check_protocols(&sdp, &flags)?;
+        let before = self.flows_of(call_id);
         let call = self
             .calls
             .get_mut(call_id)
             .ok_or_else(|| "Unknown call-id".to_owned())?;
-        answer_call(&mut self.res, call, from_tag, to_tag, &flags, &mut sdp, now)?;
+        let res = answer_call(&mut self.res, call, from_tag, to_tag, &flags, &mut sdp, now);
+        self.reindex(call_id, before);
+        res?;
         tracing::info!(call_id = %call_id, from_tag = %from_tag, to_tag = %to_tag, "answer");
         Ok(Value::Dict(vec![
             (b"result".to_vec(), Value::str("ok")),
@@ -342,19 +350,46 @@ impl<B: MediaBackend> Sessions<B> {
 
     /// Stores a worker's counters for one flow; growing counters keep the call alive.
     pub fn on_flow_stats(&mut self, worker: usize, id: FlowId, c: FlowCounters, now: Instant) {
-        let unix = unix_now();
-        for call in self.calls.values_mut().filter(|c| c.worker == worker) {
-            for side in call.monologues.iter_mut().flat_map(|m| m.sides.iter_mut()) {
-                let Some(flows) = side.flows else { continue };
-                let Some(k) = flows.iter().position(|f| *f == id) else {
-                    continue;
-                };
-                if c.packets > side.counters[k].packets {
-                    side.last_packet_unix[k] = unix;
-                    call.last_media = now;
-                }
-                side.counters[k] = c;
-                return;
+        let Some(call) = self
+            .owners
+            .get(&(worker, id))
+            .and_then(|cid| self.calls.get_mut(cid))
+        else {
+            return; // removed meanwhile
+        };
+        for side in call.monologues.iter_mut().flat_map(|m| m.sides.iter_mut()) {
+            let Some(k) = side.flows.and_then(|f| f.iter().position(|f| *f == id)) else {
+                continue;
+            };
+            if c.packets > side.counters[k].packets {
+                side.last_packet_unix[k] = unix_now();
+                call.last_media = now;
+            }
+            side.counters[k] = c;
+            return;
+        }
+    }
+
+    /// The call a flow belongs to, for log lines about worker events.
+    pub fn call_of(&self, worker: usize, id: FlowId) -> Option<&str> {
+        self.owners.get(&(worker, id)).map(String::as_str)
+    }
+
+    fn flows_of(&self, call_id: &str) -> Vec<(usize, FlowId)> {
+        self.calls
+            .get(call_id)
+            .map(|c| c.flows().map(|f| (c.worker, f)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Brings the flow index up to date after the call's flows changed.
+    fn reindex(&mut self, call_id: &str, before: Vec<(usize, FlowId)>) {
+        for k in before {
+            self.owners.remove(&k);
+        }
+        if let Some(c) = self.calls.get(call_id) {
+            for f in c.flows() {
+                self.owners.insert((c.worker, f), call_id.to_owned());
             }
         }
     }
@@ -424,9 +459,11 @@ impl<B: MediaBackend> Sessions<B> {
     /// Removes the call's flows and schedules (or, `now_release`, performs) the
     /// release of its ports.
     fn end_call(&mut self, call_id: &str, reason: EndReason, now: Instant, release_now: bool) {
+        let before = self.flows_of(call_id);
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
+        self.reindex(call_id, before);
         self.load[call.worker] = self.load[call.worker].saturating_sub(1);
         let idx = reason as usize;
         self.totals.ended[idx] += 1;

@@ -428,3 +428,120 @@ fn delete_frees_ports_after_delay_and_timers_fire() {
     );
     assert_eq!(total.get("relayedpackets").and_then(Value::as_int), Some(5));
 }
+
+#[test]
+fn interfaces_by_direction_and_family_and_labels() {
+    let t0 = Instant::now();
+    let mut c = cfg(20);
+    c.interfaces = vec![
+        InterfaceSpec::parse("priv/127.0.0.1").unwrap(),
+        InterfaceSpec::parse("pub6/::1").unwrap(),
+    ];
+    let mut s = Sessions::new(c, FakeBackend::new(1), t0);
+    let offer = sdp("192.0.2.10", 5000, "");
+    let r = s
+        .offer(
+            &req(
+                &[
+                    ("call-id", "i"),
+                    ("from-tag", "A"),
+                    ("sdp", &offer),
+                    ("address family", "IP6"),
+                    ("label", "caller"),
+                ],
+                &[],
+            ),
+            t0,
+        )
+        .unwrap();
+    let out = reply_sdp(&r);
+    assert_eq!(
+        out.connection().unwrap().address,
+        "::1".parse::<IpAddr>().unwrap()
+    );
+    assert!(
+        String::from_utf8(out.to_bytes())
+            .unwrap()
+            .contains("c=IN IP6 ::1")
+    );
+    let a = req(
+        &[
+            ("call-id", "i"),
+            ("from-tag", "A"),
+            ("to-tag", "B"),
+            ("sdp", &sdp("198.51.100.2", 7000, "")),
+        ],
+        &[],
+    );
+    let out = reply_sdp(&s.answer(&a, t0).unwrap());
+    // The offerer side stayed on the first (IPv4) interface.
+    assert_eq!(out.connection().unwrap().address.to_string(), "127.0.0.1");
+    let q = s.query(&req(&[("call-id", "i")], &[])).unwrap();
+    let tag_a = q.get("tags").unwrap().get("A").unwrap();
+    assert_eq!(tag_a.get("label").and_then(Value::as_str), Some("caller"));
+    assert_eq!(
+        tag_a.get("in dialogue with").and_then(Value::as_str),
+        Some("B")
+    );
+
+    let e = s
+        .offer(
+            &req(
+                &[("call-id", "j"), ("from-tag", "A"), ("sdp", &offer)],
+                &[("direction", &["priv", "nope"])],
+            ),
+            t0,
+        )
+        .unwrap_err();
+    assert_eq!(e, "Unknown interface 'nope'");
+    let r = s
+        .offer(
+            &req(
+                &[("call-id", "j"), ("from-tag", "A"), ("sdp", &offer)],
+                &[("direction", &["pub6", "priv"])],
+            ),
+            t0,
+        )
+        .unwrap();
+    assert_eq!(
+        reply_sdp(&r).connection().unwrap().address.to_string(),
+        "127.0.0.1"
+    );
+}
+
+#[test]
+fn worker_events_reach_only_live_flows() {
+    let t0 = Instant::now();
+    let mut s = sessions(10);
+    let offer = sdp("192.0.2.10", 5000, "");
+    s.offer(
+        &req(&[("call-id", "e"), ("from-tag", "A"), ("sdp", &offer)], &[]),
+        t0,
+    )
+    .unwrap();
+    let flows = s.flows_to_poll();
+    assert_eq!(flows.len(), 4);
+    let (w, f) = flows[0];
+    assert_eq!(s.call_of(w, f), Some("e"));
+    let c = FlowCounters {
+        packets: 3,
+        bytes: 300,
+        errors: 1,
+        remote: None,
+    };
+    s.on_flow_stats(w, f, c, t0);
+    let q = s.query(&req(&[("call-id", "e")], &[])).unwrap();
+    let t = q.get("totals").unwrap();
+    let sum = |k: &str| {
+        ["RTP", "RTCP"]
+            .iter()
+            .map(|c| t.get(c).unwrap().get(k).and_then(Value::as_int).unwrap())
+            .sum::<i64>()
+    };
+    assert_eq!((sum("packets"), sum("bytes"), sum("errors")), (3, 300, 1));
+    s.delete(&req(&[("call-id", "e")], &[]), t0).unwrap();
+    assert_eq!(s.call_of(w, f), None);
+    // A late event for a removed flow is ignored.
+    s.on_flow_stats(w, f, c, t0);
+    assert_eq!(s.call_count(), 0);
+}
