@@ -14,7 +14,7 @@ use hdrhistogram::Histogram;
 use crate::error::{DropReason, EngineError};
 use crate::event::{EngineEvent, EventQueue};
 use crate::latch::Verdict;
-use crate::rule::{Component, FlowId, FlowRule, LatchMode};
+use crate::rule::{Component, FlowId, FlowRule, LatchMode, SsrcRewrite};
 use crate::stats::{FlowStats, WorkerCounters, WorkerStats, residence_histogram};
 use crate::table::{Flow, FlowTable};
 
@@ -208,9 +208,15 @@ impl Engine {
             .latch
             .remote(peer.rule.remote)
             .ok_or(DropReason::NoDestination)?;
+        // The peer rewrote the SSRC of the media it forwarded toward our remote, so our
+        // remote's reports about that media name the rewritten SSRC.
+        let peer_rewrite = peer.rule.ssrc_rewrite;
 
         let flow = self.table.get_mut(id).ok_or(DropReason::UnknownFlow)?;
-        rewrite(flow, kind, pkt);
+        match kind {
+            Kind::Rtp => rewrite_rtp(flow, pkt),
+            Kind::Rtcp => rewrite_rtcp(flow.rule.ssrc_rewrite, peer_rewrite, pkt),
+        }
         // The SRTP/SRTCP encrypt step (growing into `buf[len..len + TAILROOM]`) slots
         // in here, after every rewrite of the plain packet.
         flow.counters.fwd_packets += 1;
@@ -322,40 +328,56 @@ fn account(
     }
 }
 
-/// Applies the rule's SSRC rewrite and PT map to the plain packet in place.
+/// Applies the rule's SSRC rewrite and PT map to a plain RTP packet in place.
 #[inline]
-fn rewrite(flow: &Flow, kind: Kind, pkt: &mut [u8]) {
+fn rewrite_rtp(flow: &Flow, pkt: &mut [u8]) {
     let rw = flow.rule.ssrc_rewrite;
-    match kind {
-        Kind::Rtp => {
-            if rw.is_none() && flow.pt_identity {
-                return;
-            }
-            let Ok(mut p) = RtpPacket::new_checked(pkt) else {
-                return;
-            };
-            if let Some(rw) = rw
-                && p.ssrc() == rw.from
-            {
-                p.set_ssrc(rw.to);
-            }
-            if !flow.pt_identity {
-                let pt = p.payload_type();
-                p.set_payload_type(flow.rule.pt_map.0[usize::from(pt)]);
-            }
+    if rw.is_none() && flow.pt_identity {
+        return;
+    }
+    let Ok(mut p) = RtpPacket::new_checked(pkt) else {
+        return;
+    };
+    if let Some(rw) = rw
+        && p.ssrc() == rw.from
+    {
+        p.set_ssrc(rw.to);
+    }
+    if !flow.pt_identity {
+        let pt = p.payload_type();
+        p.set_payload_type(flow.rule.pt_map.0[usize::from(pt)]);
+    }
+}
+
+/// Rewrites SSRCs in every packet of a plain RTCP compound: the sender (SR/RR,
+/// SDES/BYE first source, APP, FB) by our own rewrite, and what the packet reports
+/// on (report blocks, RFC 3550 §6.4.1; FB media source, RFC 4585 §6.1) back through
+/// the inverse of the peer's rewrite, so feedback reaches the real sender.
+#[inline]
+fn rewrite_rtcp(own: Option<SsrcRewrite>, peer: Option<SsrcRewrite>, pkt: &mut [u8]) {
+    if own.is_none() && peer.is_none() {
+        return;
+    }
+    let mut at = 0;
+    while let Some(rest) = pkt.get_mut(at..).filter(|r| !r.is_empty()) {
+        let Ok(mut p) = RtcpPacket::new_checked(rest) else {
+            return;
+        };
+        at += p.packet_len();
+        if let Some(rw) = own
+            && p.ssrc() == Some(rw.from)
+        {
+            p.set_ssrc(rw.to);
         }
-        Kind::Rtcp => {
-            let Some(rw) = rw else { return };
-            // Every packet of the compound: SR/RR and SDES/BYE name the sender too.
-            let mut at = 0;
-            while let Some(rest) = pkt.get_mut(at..).filter(|r| !r.is_empty()) {
-                let Ok(mut p) = RtcpPacket::new_checked(rest) else {
-                    return;
-                };
-                if p.ssrc() == Some(rw.from) {
-                    p.set_ssrc(rw.to);
-                }
-                at += p.packet_len();
+        let Some(rw) = peer else { continue };
+        if p.media_ssrc() == Some(rw.to) {
+            p.set_media_ssrc(rw.from);
+        }
+        for i in 0..usize::from(p.count()) {
+            match p.report_block_mut(i) {
+                Some(mut b) if b.ssrc() == rw.to => b.set_ssrc(rw.from),
+                Some(_) => {}
+                None => break,
             }
         }
     }

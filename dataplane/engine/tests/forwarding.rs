@@ -456,3 +456,35 @@ fn residence_histogram_records() {
     assert_eq!(h.len(), 4);
     assert!(h.value_at_quantile(0.5) >= 1_190 && h.value_at_quantile(0.5) <= 1_210);
 }
+
+#[test]
+fn feedback_about_rewritten_media_is_mapped_back() {
+    // Alice's SSRC 0xA is rewritten to 0xAA toward Bob; Bob's SSRC is not rewritten.
+    let mut c = Call::new(Component::Muxed, |_| {});
+    let mut r = FlowRule::new(Component::Muxed);
+    r.remote = Some(c.alice);
+    r.rtp_out = Some(Output { via: c.b });
+    r.rtcp_out = Some(Output { via: c.b });
+    r.ssrc_rewrite = Some(SsrcRewrite {
+        from: 0xA,
+        to: 0xAA,
+    });
+    c.engine.update(c.a, r).unwrap();
+    let (_, out) = c.send(0, c.a, c.alice, &rtp(0, 1, 0, 0xA, b"m"));
+    assert_eq!(&out[8..12], &0xAAu32.to_be_bytes());
+
+    // Bob: RR from 0xB with a block about 0xAA and one about a stranger 0xC, then a
+    // PLI about 0xAA.
+    let mut rr = vec![0x82, 201, 0, 13, 0, 0, 0, 0xB];
+    for about in [0xAAu32, 0xC] {
+        rr.extend_from_slice(&about.to_be_bytes());
+        rr.extend_from_slice(&[0; 20]);
+    }
+    rr.extend_from_slice(&[0x81, 206, 0, 2, 0, 0, 0, 0xB, 0, 0, 0, 0xAA]);
+    let (act, out) = c.send(MS, c.b, c.bob, &rr);
+    assert!(matches!(act, Action::Forward { dest, .. } if dest == c.alice));
+    let mut want = rr.clone();
+    want[8..12].copy_from_slice(&0xAu32.to_be_bytes());
+    want[64..68].copy_from_slice(&0xAu32.to_be_bytes());
+    assert_eq!(out, want);
+}

@@ -294,6 +294,27 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> RtcpPacket<T> {
         self.buffer.as_mut()[4..8].copy_from_slice(&ssrc.to_be_bytes());
         true
     }
+
+    /// Rewrites the media source SSRC of RTPFB/PSFB; false for other types.
+    pub fn set_media_ssrc(&mut self, ssrc: u32) -> bool {
+        if self.media_ssrc().is_none() {
+            return false;
+        }
+        self.buffer.as_mut()[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        true
+    }
+
+    /// The `i`-th report block of an SR or RR, writable.
+    pub fn report_block_mut(&mut self, i: usize) -> Option<ReportBlock<&mut [u8]>> {
+        let start = self.report_blocks_start()?;
+        if i >= usize::from(self.count()) {
+            return None;
+        }
+        let at = start + REPORT_BLOCK_LEN * i;
+        Some(ReportBlock {
+            buffer: &mut self.buffer.as_mut()[at..at + REPORT_BLOCK_LEN],
+        })
+    }
 }
 
 /// SR sender info (RFC 3550 §6.4.1).
@@ -345,6 +366,13 @@ impl<T: AsRef<[u8]>> ReportBlock<T> {
 
     pub fn delay_since_last_sr(&self) -> u32 {
         be32(self.buffer.as_ref(), 20)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> ReportBlock<T> {
+    /// Rewrites the SSRC the block reports on (the "SSRC_n" of RFC 3550 §6.4.1).
+    pub fn set_ssrc(&mut self, ssrc: u32) {
+        self.buffer.as_mut()[0..4].copy_from_slice(&ssrc.to_be_bytes());
     }
 }
 
@@ -460,6 +488,21 @@ mod tests {
         assert!(p.report_block(1).is_none());
         assert_eq!(p.report_blocks().count(), 1);
         assert!(p.media_ssrc().is_none() && p.app_name().is_none());
+    }
+
+    #[test]
+    fn report_block_and_media_ssrc_setters() {
+        let mut b = sr();
+        let mut p = RtcpPacket::new_checked(&mut b[..]).unwrap();
+        p.report_block_mut(0).unwrap().set_ssrc(0x4444_4444);
+        assert!(p.report_block_mut(1).is_none());
+        assert!(!p.set_media_ssrc(1), "an SR has no media SSRC");
+        assert_eq!(&b[28..32], &[0x44; 4]);
+        let mut pli = [0x81, 206, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2];
+        let mut p = RtcpPacket::new_checked(&mut pli[..]).unwrap();
+        assert!(p.report_block_mut(0).is_none());
+        assert!(p.set_media_ssrc(9));
+        assert_eq!(&pli[8..12], &[0, 0, 0, 9]);
     }
 
     #[test]
