@@ -173,7 +173,10 @@ impl Engine {
             }
         };
         // The SRTP/SRTCP decrypt step (in `pkt`, shrinking `len`) slots in here, before
-        // the source check, so that only authenticated packets can move a latch.
+        // the source check, so that only authenticated packets can move a latch. With a
+        // decrypt context the parse above becomes header-only (`new_checked_header`;
+        // for SRTCP the first packet's header), and the full checks run on the plain
+        // packet after it (RFC 3711 §3.1, §3.4).
 
         let rule = &flow.rule;
         let verdict =
