@@ -43,10 +43,15 @@ pub async fn relay() -> RelayHandle {
     relay_with(|_| {}).await
 }
 
+/// Distinguishes the cookies of clients in one process: the relay's reply cache is
+/// keyed by cookie alone (as rtpengine's), so cookies must be unique per request.
+static NEXT_CLIENT: AtomicU16 = AtomicU16::new(0);
+
 /// A UDP NG client with a cookie counter.
 pub struct Ng {
     sock: UdpSocket,
     to: SocketAddr,
+    client: u16,
     n: u32,
 }
 
@@ -55,6 +60,7 @@ impl Ng {
         Ng {
             sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
             to,
+            client: NEXT_CLIENT.fetch_add(1, Ordering::Relaxed),
             n: 0,
         }
     }
@@ -74,7 +80,7 @@ impl Ng {
     /// Sends a request under a fresh cookie and decodes the reply dict.
     pub async fn call(&mut self, req: &Value) -> Value {
         self.n += 1;
-        let cookie = format!("t{}", self.n);
+        let cookie = format!("t{}_{}", self.client, self.n);
         let mut msg = format!("{cookie} ").into_bytes();
         msg.extend(req.encode());
         let reply = self.raw(&msg).await;
