@@ -213,7 +213,10 @@ impl Engine {
             .ok_or(DropReason::NoDestination)?;
         // The peer rewrote the SSRC of the media it forwarded toward our remote, so our
         // remote's reports about that media name the rewritten SSRC.
-        let peer_rewrite = peer.rule.ssrc_rewrite;
+        let peer_rewrite = match kind {
+            Kind::Rtp => None,
+            Kind::Rtcp => peer.rule.ssrc_rewrite,
+        };
 
         let flow = self.table.get_mut(id).ok_or(DropReason::UnknownFlow)?;
         match kind {

@@ -133,26 +133,30 @@ pub struct CryptoSpec {
 }
 
 /// One flow's complete forwarding rule.
+///
+/// `repr(C)` with the fields the packet path reads first, so they share the flow
+/// slot's leading cache lines; the PT map and keys (read rarely) come last.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct FlowRule {
-    /// What arrives on this socket.
-    pub component: Component,
     /// Signalled remote (from SDP); `None` until known. Packets are sent to a flow's
     /// remote when it is some other flow's output.
     pub remote: Option<SocketAddr>,
-    pub latch: LatchMode,
     pub on_mismatch: MismatchPolicy,
     /// Where RTP arriving here is forwarded; `None` drops it (counted).
     pub rtp_out: Option<Output>,
     /// Where RTCP arriving here is forwarded; `None` drops it (counted).
     pub rtcp_out: Option<Output>,
     pub ssrc_rewrite: Option<SsrcRewrite>,
-    pub pt_map: PtMap,
-    /// Media blocked (`block media`): packets are counted and dropped.
-    pub blocked: bool,
-    pub crypto: CryptoSpec,
     /// RTP clock rate for RFC 3550 jitter (Hz); 0 when unknown (jitter not computed).
     pub clock_rate: u32,
+    /// What arrives on this socket.
+    pub component: Component,
+    pub latch: LatchMode,
+    /// Media blocked (`block media`): packets are counted and dropped.
+    pub blocked: bool,
+    pub pt_map: PtMap,
+    pub crypto: CryptoSpec,
 }
 
 impl FlowRule {

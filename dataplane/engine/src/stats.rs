@@ -200,22 +200,24 @@ pub struct FlowStats {
     pub blocked: bool,
 }
 
-/// Per-flow mutable accounting behind `FlowStats`.
+/// Per-flow mutable accounting behind `FlowStats`; `repr(C)` keeps what every
+/// packet touches in the leading cache lines and the drop counters after them.
 #[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
 pub(crate) struct FlowCounters {
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub fwd_packets: u64,
     pub fwd_bytes: u64,
-    pub rtcp_packets: u64,
-    pub drops: DropCounts,
+    pub last_packet_ns: Option<u64>,
     pub ssrc: Option<u32>,
-    pub ssrc_changes: u64,
     pub seq: SeqTracker,
     pub jitter: JitterEstimator,
+    pub rtcp_packets: u64,
     pub first_packet_ns: Option<u64>,
-    pub last_packet_ns: Option<u64>,
+    pub ssrc_changes: u64,
     pub relatches: u64,
+    pub drops: DropCounts,
 }
 
 impl FlowCounters {

@@ -8,15 +8,19 @@ use crate::rule::{FlowId, FlowRule};
 use crate::stats::FlowCounters;
 
 /// A live flow: its rule and what the engine learned and counted.
+///
+/// `repr(C)`: the latch and the rule's leading fields (all a peer flow reads to
+/// address its output) sit at the start of the slot, the counters after them.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Flow {
-    pub rule: FlowRule,
-    /// Precomputed `rule.pt_map.is_identity()`, so RTP skips the map when it is.
-    pub pt_identity: bool,
     pub latch: Latch,
+    pub rule: FlowRule,
     pub counters: FlowCounters,
     /// `now_ns` from which the flow counts as idle (last packet, or first idle scan).
     pub idle_since: Option<u64>,
+    /// Precomputed `rule.pt_map.is_identity()`, so RTP skips the map when it is.
+    pub pt_identity: bool,
     /// A `MediaIdle` was queued for the current idle period.
     pub idle_reported: bool,
 }
@@ -35,6 +39,7 @@ impl Flow {
 }
 
 #[derive(Debug)]
+#[repr(C, align(64))]
 struct Slot {
     generation: u32,
     /// Generation of the flow last removed from this slot (refused on reinsert).
@@ -130,6 +135,20 @@ impl FlowTable {
 mod tests {
     use super::*;
     use crate::rule::Component;
+    use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn hot_fields_lead_the_slot() {
+        let flow = offset_of!(Slot, flow);
+        let rule = flow + offset_of!(Flow, rule);
+        // What a peer reads to address its output: generation, latch, signalled remote.
+        assert!(flow + offset_of!(Flow, latch) + size_of::<Latch>() <= 128);
+        assert!(rule + offset_of!(FlowRule, remote) + 32 <= 128);
+        // The forwarding decision's rule fields come before the PT map and the keys.
+        assert!(rule + offset_of!(FlowRule, blocked) < rule + offset_of!(FlowRule, pt_map));
+        assert!(offset_of!(FlowRule, pt_map) < offset_of!(FlowRule, crypto));
+        assert_eq!(size_of::<Slot>() % 64, 0);
+    }
 
     #[test]
     fn generation_guards_the_slot() {
