@@ -123,3 +123,35 @@ fn strict_source_drops_and_accept_forwards_without_moving() {
         (Some(c.alice), 2, 0)
     );
 }
+
+#[test]
+fn switching_to_fixed_forgets_the_latch_and_trusts_the_sdp() {
+    let mut c = Call::new(Component::Rtp, |_| {});
+    let natted = addr(1, 4444);
+    c.send(0, c.a, natted, &rtp(0, 1, 0, 1, b""));
+    assert_eq!(c.engine.flow_stats(c.a).unwrap().remote, Some(natted));
+    let mut r = ferrelay_engine::FlowRule::new(Component::Rtp);
+    r.latch = ferrelay_engine::LatchMode::Fixed;
+    r.on_mismatch = MismatchPolicy::Drop;
+    r.remote = Some(c.alice);
+    r.rtp_out = Some(ferrelay_engine::Output { via: c.b });
+    c.engine.update(c.a, r).unwrap();
+    let s = c.engine.flow_stats(c.a).unwrap();
+    assert_eq!(
+        (s.remote, s.latched, s.rx_packets),
+        (Some(c.alice), false, 1)
+    );
+    assert_eq!(
+        c.send(MS, c.a, natted, &rtp(0, 2, 0, 1, b"")).0,
+        Action::Drop(DropReason::SourceMismatch)
+    );
+    assert!(matches!(
+        c.send(2 * MS, c.a, c.alice, &rtp(0, 3, 0, 1, b"")).0,
+        Action::Forward { .. }
+    ));
+    // Fixed never learns, so no new Latched event after the first one.
+    let latched = std::iter::from_fn(|| c.engine.pop_event())
+        .filter(|e| matches!(e, EngineEvent::Latched { .. }))
+        .count();
+    assert_eq!(latched, 1);
+}
