@@ -53,4 +53,16 @@ pub use config::{Backend, BackendKind, DataplaneConfig};
 pub use dataplane::Dataplane;
 pub use error::{CommandError, DataplaneError};
 pub use handle::{WorkerHandle, WorkerInfo};
-pub use ring::EventFd;
+
+#[cfg(test)]
+mod tests {
+    /// The control plane moves these into its own tasks/threads.
+    #[test]
+    fn handles_are_send() {
+        fn send<T: Send>() {}
+        send::<crate::Dataplane>();
+        send::<crate::WorkerHandle>();
+        send::<crate::Event>();
+        send::<crate::Command>();
+    }
+}

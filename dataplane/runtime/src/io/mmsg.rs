@@ -277,11 +277,19 @@ impl Mmsg {
                 core.counters.tx_datagrams += r as u64;
                 start += r as usize;
             } else {
-                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                    continue;
+                match io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    // Socket buffer full: the rest of this run would fail the same way.
+                    Some(libc::EAGAIN) => {
+                        core.counters.tx_errors += (end - start) as u64;
+                        return;
+                    }
+                    // This datagram was refused (e.g. unreachable); try the next.
+                    _ => {
+                        core.counters.tx_errors += 1;
+                        start += 1;
+                    }
                 }
-                core.counters.tx_errors += 1;
-                start += 1;
             }
         }
     }
