@@ -14,7 +14,10 @@ fn anchor(sdp: &mut Sdp, relay: IpAddr) {
         let port = 30000 + 2 * u16::try_from(i).unwrap_or(0);
         m.set_port(port);
         m.set_connection(relay);
-        m.set_rtcp(Some(Rtcp { port: port + 1, connection: None }));
+        m.set_rtcp(Some(Rtcp {
+            port: port + 1,
+            connection: None,
+        }));
         m.set_rtcp_mux(false);
         m.set_direction(Direction::SendRecv);
         m.set_proto(Proto::RtpAvp);
@@ -24,13 +27,21 @@ fn anchor(sdp: &mut Sdp, relay: IpAddr) {
 fn bench(c: &mut Criterion) {
     let relay: IpAddr = "203.0.113.1".parse().unwrap();
     for (name, text) in [
-        ("pjsua_srtp", include_str!("../tests/samples/pjsua_srtp.sdp")),
-        ("chrome_webrtc_offer", include_str!("../tests/samples/chrome_webrtc_offer.sdp")),
+        (
+            "pjsua_srtp",
+            include_str!("../tests/samples/pjsua_srtp.sdp"),
+        ),
+        (
+            "chrome_webrtc_offer",
+            include_str!("../tests/samples/chrome_webrtc_offer.sdp"),
+        ),
     ] {
         let input = text.replace('\n', "\r\n");
         let mut g = c.benchmark_group(name);
         g.throughput(Throughput::Bytes(input.len() as u64));
-        g.bench_function("parse", |b| b.iter(|| Sdp::parse(black_box(&input)).unwrap()));
+        g.bench_function("parse", |b| {
+            b.iter(|| Sdp::parse(black_box(&input)).unwrap())
+        });
         let parsed = Sdp::parse(&input).unwrap();
         g.bench_function("serialise", |b| b.iter(|| black_box(&parsed).to_string()));
         g.bench_function("parse_anchor_serialise", |b| {
