@@ -403,6 +403,23 @@ fn ipv6_call_forwards(backend: Backend) {
     dp.shutdown();
 }
 
+/// A silent flow gets one `MediaIdle` from the worker's idle scan (timer driven, no
+/// traffic needed to wake the worker).
+fn idle_flow_reported(backend: Backend) {
+    let mut cfg = config(backend);
+    cfg.idle_after = Duration::from_millis(50);
+    let Some(mut dp) = start(cfg) else { return };
+    let w = dp.worker(0).unwrap();
+    let c = install_call(w, LatchMode::LatchFirst);
+    let idle = wait_for(w, Duration::from_secs(2), |ev| match ev {
+        Event::MediaIdle { id, idle_ns } if id == c.fa => Some(idle_ns),
+        _ => None,
+    })
+    .expect("MediaIdle within 2 s");
+    assert!(idle >= 50_000_000, "idle {idle} ns");
+    dp.shutdown();
+}
+
 macro_rules! per_backend {
     ($($name:ident),*) => {
         mod io_uring {
@@ -421,8 +438,45 @@ per_backend!(
     full_command_ring_is_refused,
     shutdown_joins_quickly,
     periodic_stats_arrive,
-    ipv6_call_forwards
+    ipv6_call_forwards,
+    idle_flow_reported
 );
+
+/// Each worker owns its flows: a call on worker 1 forwards while worker 0 idles.
+#[test]
+fn second_worker_forwards_its_own_call() {
+    let mut cfg = config(Backend::Auto);
+    cfg.workers = 2;
+    let mut dp = Dataplane::start(cfg).unwrap();
+    assert_eq!(dp.workers(), 2);
+    assert_eq!(dp.backend_in_use().len(), 2);
+    let w1 = dp.worker(1).unwrap();
+    assert_eq!(w1.index(), 1);
+    let c = install_call(w1, LatchMode::LatchFirst);
+    let p = rtp(9, 0x9999, 9);
+    c.a.send_to(&p, c.ra).unwrap();
+    recv_exact(&c.b, &p, c.rb);
+    w1.query(3, None).unwrap();
+    let r1 = wait_for(w1, Duration::from_secs(2), |ev| match ev {
+        Event::WorkerStats(r) if r.token == Some(3) => Some(r),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!((r1.worker, r1.engine.tx_packets), (1, 1));
+    let w0 = dp.worker(0).unwrap();
+    w0.query(4, None).unwrap();
+    let r0 = wait_for(w0, Duration::from_secs(2), |ev| match ev {
+        Event::WorkerStats(r) if r.token == Some(4) => Some(r),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(
+        (r0.worker, r0.engine.rx_packets, r0.engine.flows),
+        (0, 0, 0)
+    );
+    assert!(dp.worker(2).is_none());
+    dp.shutdown();
+}
 
 #[test]
 fn auto_reports_its_choice() {
