@@ -131,6 +131,19 @@ impl Sdp {
             .and_then(|l| l.text.get(2..))
     }
 
+    /// The first `t=` as (start, stop) NTP seconds; `(0, 0)` is an unbounded session.
+    ///
+    /// RFC 8866 §5.9: <https://www.rfc-editor.org/rfc/rfc8866#section-5.9>. `None` when
+    /// absent or not two decimal numbers (the line is still kept verbatim).
+    pub fn timing(&self) -> Option<(u64, u64)> {
+        let line = self.lines.iter().find(|l| l.letter() == b't')?;
+        let mut it = line.text.get(2..)?.split_ascii_whitespace();
+        match (it.next(), it.next(), it.next()) {
+            (Some(start), Some(stop), None) => Some((start.parse().ok()?, stop.parse().ok()?)),
+            _ => None,
+        }
+    }
+
     /// The session-level connection (`c=`), the default for media without their own.
     pub fn connection(&self) -> Option<&Connection> {
         self.lines.iter().find_map(|l| match &l.kind {

@@ -94,6 +94,10 @@ fn lenient_where_rtpengine_is() {
     assert_eq!(m.clock_rate(96), None);
     assert_eq!(m.attribute("x-whatever"), Some("1 2 3"));
     assert_eq!(sdp.origin().unwrap().address, "192.0.2.1");
+    assert_eq!(sdp.timing(), Some((0, 0)));
+    let odd = Sdp::parse("v=0\r\nt=now later\r\n").unwrap();
+    assert_eq!(odd.timing(), None);
+    assert_eq!(odd.to_string(), "v=0\r\nt=now later\r\n");
 }
 
 #[test]

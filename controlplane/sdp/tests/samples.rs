@@ -92,6 +92,7 @@ fn normalized_output_is_crlf_only_and_reparses_equal() {
 fn rtpengine_basic_media_c_and_default_rtcp() {
     let sdp = parse(SAMPLES[0].1);
     assert_eq!(sdp.session_name(), Some("tester"));
+    assert_eq!(sdp.timing(), Some((0, 0)));
     assert_eq!(sdp.connection(), None);
     let m = &sdp.media()[0];
     assert_eq!(
@@ -218,6 +219,8 @@ fn kamailio_ipv6_directions_rejection_and_hold() {
     assert_eq!(sdp.origin().unwrap().addrtype, "IP6");
     assert_eq!(sdp.connection().unwrap().address, addr("2001:db8::10"));
     assert_eq!(sdp.direction(), Some(Direction::RecvOnly));
+    assert_eq!(sdp.timing(), Some((2873397496, 2873404696)));
+    assert_eq!(sdp.session_name(), Some("Talk"));
     let [audio, video, held, image] = sdp.media() else {
         panic!("four m= lines")
     };
