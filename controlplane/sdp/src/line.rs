@@ -48,25 +48,18 @@ pub(crate) enum Kind {
     Other,
 }
 
-/// One line: its text without the line end, the line end, where it came from, what it means.
+/// One line: its text without the line end, the line end, and what it means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Line {
     pub text: String,
     pub eol: Eol,
-    /// 1-based line number in the input; 0 for lines the relay added.
-    pub number: usize,
     pub kind: Kind,
 }
 
 impl Line {
-    /// A line added by a rewrite.
+    /// A line as read, or as a rewrite writes it.
     pub(crate) fn new(text: String, eol: Eol, kind: Kind) -> Self {
-        Self {
-            text,
-            eol,
-            number: 0,
-            kind,
-        }
+        Self { text, eol, kind }
     }
 
     /// The type letter, or 0 for a blank line.

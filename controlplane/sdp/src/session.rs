@@ -51,38 +51,24 @@ impl Sdp {
             first_eol
         };
         let mut sdp = Self {
-            lines: vec![Line {
-                text: first.to_owned(),
-                eol: first_eol,
-                number: 1,
-                kind: Kind::Other,
-            }],
+            lines: vec![Line::new(first.to_owned(), first_eol, Kind::Other)],
             media: Vec::new(),
             eol,
         };
         for (number, text, eol) in lines {
             if let Some(value) = text.strip_prefix("m=") {
                 let m = MediaLine::parse(value).map_err(|r| SdpError::new(number, r))?;
-                let header = Line {
-                    text: text.to_owned(),
-                    eol,
-                    number,
-                    kind: Kind::Media,
-                };
+                let header = Line::new(text.to_owned(), eol, Kind::Media);
+                let eol = sdp.eol;
                 sdp.media.push(Media {
                     header,
                     m,
                     lines: Vec::new(),
-                    eol: sdp.eol,
+                    eol,
                 });
                 continue;
             }
-            let line = Line {
-                text: text.to_owned(),
-                eol,
-                number,
-                kind: classify(text, number)?,
-            };
+            let line = Line::new(text.to_owned(), eol, classify(text, number)?);
             match sdp.media.last_mut() {
                 Some(media) => media.lines.push(line),
                 None => sdp.lines.push(line),
