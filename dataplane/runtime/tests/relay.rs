@@ -420,6 +420,31 @@ fn idle_flow_reported(backend: Backend) {
     dp.shutdown();
 }
 
+/// A datagram bigger than a receive buffer is dropped and counted, never forwarded cut
+/// short; the next normal packet still goes through.
+fn oversized_datagram_is_dropped(backend: Backend) {
+    let Some(mut dp) = start(config(backend)) else {
+        return;
+    };
+    let w = dp.worker(0).unwrap();
+    let c = install_call(w, LatchMode::Fixed);
+    let mut big = rtp(1, 0x8888, 1);
+    big.resize(4000, 0xee);
+    c.a.send_to(&big, c.ra).unwrap();
+    let p = rtp(2, 0x8888, 2);
+    c.a.send_to(&p, c.ra).unwrap();
+    recv_exact(&c.b, &p, c.rb);
+    w.query(5, None).unwrap();
+    let r = wait_for(w, Duration::from_secs(2), |ev| match ev {
+        Event::WorkerStats(r) if r.token == Some(5) => Some(r),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(r.io.rx_truncated, 1, "{:?}", r.io);
+    assert_eq!(r.engine.tx_packets, 1);
+    dp.shutdown();
+}
+
 macro_rules! per_backend {
     ($($name:ident),*) => {
         mod io_uring {
@@ -439,7 +464,8 @@ per_backend!(
     shutdown_joins_quickly,
     periodic_stats_arrive,
     ipv6_call_forwards,
-    idle_flow_reported
+    idle_flow_reported,
+    oversized_datagram_is_dropped
 );
 
 /// Each worker owns its flows: a call on worker 1 forwards while worker 0 idles.

@@ -285,7 +285,9 @@ impl Uring {
                 continue;
             }
             let buf = bufs.buf_mut(bid);
-            let Ok(msg) = RecvMsgOut::parse(&buf[..REG_LEN], recv_hdr) else {
+            // `res` is how much of the buffer the kernel filled (header, name, payload).
+            let filled = (res as usize).min(REG_LEN);
+            let Ok(msg) = RecvMsgOut::parse(&buf[..filled], recv_hdr) else {
                 core.counters.rx_errors += 1;
                 bufs.recycle(bid);
                 continue;
