@@ -300,7 +300,16 @@ mod tests {
         assert_eq!(Direction::SendOnly.reversed(), Direction::RecvOnly);
         assert_eq!(Direction::Inactive.reversed(), Direction::Inactive);
         assert_eq!(Direction::from_name("sendrecv2"), None);
-        assert!(is_ice("ice-ufrag") && is_ice("candidate") && is_ice("end-of-candidates"));
+        for name in [
+            "ice-ufrag",
+            "ice-pwd",
+            "ice-lite",
+            "ice-options",
+            "ice-mismatch",
+        ] {
+            assert!(is_ice(name), "{name}");
+        }
+        assert!(is_ice("candidate") && is_ice("remote-candidates") && is_ice("end-of-candidates"));
         assert!(!is_ice("mid") && !is_ice("icecream"));
     }
 }

@@ -6,7 +6,17 @@
 //! ICE lines). Unknown lines and attributes are kept verbatim, as rtpengine does.
 //!
 //! Malformed input gives an [`SdpError`] naming the 1-based line and the reason; nothing
-//! here panics on any input.
+//! here panics on any input. Lenient where rtpengine is: unknown line types, unknown or
+//! unreadable attributes (an odd `a=rtpmap` included) are kept verbatim. Strict where a
+//! relay would otherwise act on garbage: `v=`, `o=`, `c=`, `m=`, `a=rtcp`, `a=crypto`.
+//!
+//! Line ends: each line keeps its own (CRLF, LF, or none on the last line). Lines a
+//! rewrite adds take the first line's end, so an LF document stays LF;
+//! [`Sdp::normalize_line_endings`] makes everything CRLF, as RFC 8866 §5 asks.
+//!
+//! Addresses and directions that depend on the session level are read through the
+//! media section with the whole [`Sdp`] passed in (`m.rtp_addr(&sdp)`), because a
+//! media section inherits c= and the direction from the session.
 //!
 //! ```
 //! use ferrelay_sdp::{Direction, Proto, Rtcp, Sdp};
