@@ -7,6 +7,12 @@
 //! to a worker through its [`WorkerHandle`]: commands on one bounded SPSC ring (a full
 //! ring is an error, never a stall), events back on a second one, each with an eventfd.
 //!
+//! Relay residence (recorded per forwarded packet into the engine's histogram) runs from
+//! the clock read after a completion batch is collected to the moment its sends are
+//! handed to the kernel: with io_uring, the `io_uring_enter` that also waits for the
+//! next batch (so it excludes the kernel's send work); with recvmmsg, after `sendmmsg`
+//! returns (so it includes it). Both read the clock per batch, never per packet.
+//!
 //! ```no_run
 //! use std::net::UdpSocket;
 //! use ferrelay_dataplane::{Dataplane, DataplaneConfig, Event};
