@@ -146,6 +146,11 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
             IoBackend::Mmsg => Backend::Mmsg,
         },
         idle_after: cfg.timeout,
+        // One flow per port; all flows of a call share a worker, so any worker may
+        // end up holding every port of the range.
+        max_flows_per_worker: ((u32::from(cfg.port_max) - u32::from(cfg.port_min) + 1)
+            * cfg.interfaces.len() as u32)
+            .min(ferrelay_dataplane::MAX_INDEX),
         ..Default::default()
     })?;
     for (i, b) in dp.backend_in_use().iter().enumerate() {

@@ -79,6 +79,7 @@ fn anchor(sdp: &mut Sdp) {
             vec![9; 30],
         )]);
         m.set_direction(Direction::SendOnly);
+        m.retain_formats(|f| f != "0");
     }
 }
 

@@ -592,9 +592,16 @@ fn sync_stream<B: MediaBackend>(
                 let sock = sock
                     .try_clone()
                     .map_err(|e| format!("socket clone failed: {e}"))?;
-                *slot = backend
-                    .add_flow(worker, sock, s.bare_rule(k))
-                    .map_err(|e| e.to_string())?;
+                match backend.add_flow(worker, sock, s.bare_rule(k)) {
+                    Ok(id) => *slot = id,
+                    Err(e) => {
+                        // Do not leave the first flow of the pair behind.
+                        if k == 1 {
+                            let _ = backend.remove_flow(worker, ids[0]);
+                        }
+                        return Err(e.to_string());
+                    }
+                }
             }
             s.flows = Some(ids);
         }
