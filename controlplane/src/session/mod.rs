@@ -664,6 +664,13 @@ fn offer_call<B: MediaBackend>(
         rewrite::learn_remote(sx, m, sdp, flags);
         sx.policy = policy;
         sy.rejected = sx.rejected;
+        // Until the answer says otherwise, the answerer speaks what was offered.
+        sy.clock_rate = sx.clock_rate;
+        sy.media_type.clone_from(&sx.media_type);
+        sy.protocol = flags
+            .transport_protocol
+            .clone()
+            .unwrap_or_else(|| sx.protocol.clone());
         sy.mux_offered = flags.mux.require
             || flags.mux.offer
             || (sx.mux_signalled && !flags.mux.demux && !flags.mux.reject);

@@ -545,3 +545,48 @@ fn worker_events_reach_only_live_flows() {
     s.on_flow_stats(w, f, c, t0);
     assert_eq!(s.call_count(), 0);
 }
+
+#[test]
+fn several_media_and_a_rejected_one() {
+    let t0 = Instant::now();
+    let mut s = sessions(10);
+    let offer = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+                 m=audio 5000 RTP/AVP 0\r\nm=video 5002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+                 m=image 0 udptl t38\r\n";
+    let r = s
+        .offer(
+            &req(&[("call-id", "mm"), ("from-tag", "A"), ("sdp", offer)], &[]),
+            t0,
+        )
+        .unwrap();
+    let out = reply_sdp(&r);
+    let ports: Vec<u16> = out.media().iter().map(|m| m.port()).collect();
+    assert!(ports[0] != 0 && ports[1] != 0 && ports[0] != ports[1]);
+    assert_eq!(ports[2], 0, "rejected stays rejected");
+    // Two live streams x two parties x (RTP, RTCP).
+    assert_eq!(s.backend().flows.len(), 8);
+    let (_, video) = s.backend().rule_on(ports[1]).unwrap();
+    assert_eq!(video.clock_rate, 90_000);
+    // The answer accepts audio and rejects video: video's flows go away.
+    let answer = "v=0\r\no=- 2 2 IN IP4 198.51.100.2\r\ns=-\r\nc=IN IP4 198.51.100.2\r\nt=0 0\r\n\
+                  m=audio 7000 RTP/AVP 0\r\nm=video 0 RTP/AVP 96\r\nm=image 0 udptl t38\r\n";
+    let r = s
+        .answer(
+            &req(
+                &[
+                    ("call-id", "mm"),
+                    ("from-tag", "A"),
+                    ("to-tag", "B"),
+                    ("sdp", answer),
+                ],
+                &[],
+            ),
+            t0,
+        )
+        .unwrap();
+    let out = reply_sdp(&r);
+    assert_ne!(out.media()[0].port(), 0);
+    assert_eq!(out.media()[1].port(), 0);
+    assert_eq!(s.backend().flows.len(), 4);
+    assert!(s.backend().rule_on(ports[1]).is_none());
+}
