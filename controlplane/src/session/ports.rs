@@ -120,11 +120,16 @@ mod tests {
 
     #[test]
     fn busy_ports_are_skipped() {
+        // Find four free ports in a row (other tests and processes share the host).
+        let base = (41_100u16..41_900)
+            .step_by(4)
+            .find(|b| (0..4).all(|i| UdpSocket::bind((LO, b + i)).is_ok()))
+            .expect("four free ports");
         // Someone else holds the first RTCP port: that pair is skipped.
-        let blocker = UdpSocket::bind((LO, 41_101)).unwrap();
-        let mut p = PortPool::new(LO, 41_100, 41_103);
+        let blocker = UdpSocket::bind((LO, base + 1)).unwrap();
+        let mut p = PortPool::new(LO, base, base + 3);
         let pair = p.alloc().unwrap();
-        assert_eq!(pair.port, 41_102);
+        assert_eq!(pair.port, base + 2);
         assert!(p.alloc().is_err());
         drop(blocker);
     }

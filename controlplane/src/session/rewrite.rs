@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use ferrelay_sdp::{Media, Proto, Rtcp, Sdp};
+use ferrelay_sdp::{Direction, Media, Proto, Rtcp, Sdp};
 
 use super::call::Side;
 use super::flags::Flags;
@@ -93,13 +93,23 @@ pub fn apply(sdp: &mut Sdp, adv: IpAddr, plan: &[Plan], flags: &Flags) {
         sdp.set_connection(adv);
     }
     let proto = flags.transport_protocol.as_deref().map(Proto::parse);
-    for (m, p) in sdp.media_mut().iter_mut().zip(plan) {
+    // Each stream states its direction explicitly, as rtpengine writes it
+    // (RFC 8866 §6.7: absent means sendrecv, or the session-level value).
+    let dirs: Vec<Direction> = sdp
+        .media()
+        .iter()
+        .map(|m| m.effective_direction(sdp))
+        .collect();
+    for ((m, p), dir) in sdp.media_mut().iter_mut().zip(plan).zip(dirs) {
         if m.connection().is_some_and(|c| !c.is_unspecified()) {
             m.set_connection(adv);
         }
         m.set_port(p.port);
         if p.port == 0 {
             continue;
+        }
+        if m.direction().is_none() {
+            m.set_direction(dir);
         }
         // RFC 3605 §2.1: say where RTCP goes, explicitly.
         let rtcp_port = if p.rtcp_on_rtp_port {

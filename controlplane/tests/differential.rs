@@ -1,0 +1,270 @@
+//! The same NG transcripts sent to ferrelay and to rtpengine (the reference relay),
+//! with the SDP replies compared after masking ports and the two documented
+//! differences (rtpengine adds rtpmaps for static payload types and acts as an ICE
+//! agent; ferrelay removes ICE). Then RTP through each, byte for byte.
+//!
+//! Needs rtpengine 10.5 (`apt-get install rtpengine-daemon`), so it is ignored by
+//! default: `cargo test -p ferrelay --test differential -- --ignored`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use ferrelay::ng::Value;
+
+struct Rtpengine {
+    child: Child,
+    ng: SocketAddr,
+}
+
+impl Drop for Rtpengine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn rtpengine() -> Rtpengine {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ng: SocketAddr = ([127, 0, 0, 1], port).into();
+    let child = Command::new("rtpengine")
+        .args([
+            "--config-file=none",
+            "--table=-1",
+            "--interface=127.0.0.1",
+            &format!("--listen-ng={ng}"),
+            "--port-min=48000",
+            "--port-max=48999",
+            "--delete-delay=0",
+            "--foreground",
+            "--log-stderr",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rtpengine is installed (apt-get install rtpengine-daemon)");
+    let r = Rtpengine { child, ng };
+    // Wait until it answers ping.
+    let c = Ng::new(ng).await;
+    for _ in 0..50 {
+        let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        s.send_to(b"p d7:command4:pinge", ng).await.unwrap();
+        let mut buf = [0u8; 64];
+        if tokio::time::timeout(std::time::Duration::from_millis(100), s.recv_from(&mut buf))
+            .await
+            .is_ok()
+        {
+            drop(c);
+            return r;
+        }
+    }
+    panic!("rtpengine did not start");
+}
+
+/// Masks ports and drops what the two relays legitimately do differently.
+fn normalize(out: &str, input: &str) -> String {
+    let mut m_port = 0u32;
+    let mut lines = Vec::new();
+    for l in out.split("\r\n").filter(|l| !l.is_empty()) {
+        if l.starts_with("a=ice-") || l.starts_with("a=candidate") || l == "a=end-of-candidates" {
+            continue;
+        }
+        if l.starts_with("a=rtpmap:") && !input.contains(l) {
+            continue;
+        }
+        if let Some(rest) = l.strip_prefix("m=") {
+            let f: Vec<&str> = rest.splitn(3, ' ').collect();
+            m_port = f[1].parse().unwrap();
+            let p = if m_port == 0 { "0" } else { "PORT" };
+            lines.push(format!("m={} {p} {}", f[0], f[2]));
+        } else if let Some(rest) = l.strip_prefix("a=rtcp:") {
+            let (num, tail) = rest.split_at(rest.find(' ').unwrap_or(rest.len()));
+            let n: u32 = num.parse().unwrap();
+            let rel = match n.checked_sub(m_port) {
+                Some(0) => "PORT".to_owned(),
+                Some(1) => "PORT+1".to_owned(),
+                _ => format!("{n}?"),
+            };
+            lines.push(format!("a=rtcp:{rel}{tail}"));
+        } else {
+            lines.push(l.to_owned());
+        }
+    }
+    // Attribute order within a section carries no meaning (RFC 8866 §5): compare
+    // each section's a= lines as a sorted set.
+    let mut out = Vec::new();
+    let mut attrs: Vec<String> = Vec::new();
+    for l in lines {
+        if l.starts_with("a=") {
+            attrs.push(l);
+            continue;
+        }
+        attrs.sort();
+        out.append(&mut attrs);
+        out.push(l);
+    }
+    attrs.sort();
+    out.append(&mut attrs);
+    out.join("\n")
+}
+
+struct Step {
+    req: Value,
+    input: String,
+}
+
+fn scenario_steps() -> Vec<(&'static str, Vec<Step>)> {
+    let o = |sdp: &str| {
+        format!(
+            "v=0\r\no=- 1545997027 1 IN IP4 198.51.100.1\r\ns=tester\r\nc=IN IP4 198.51.100.1\r\nt=0 0\r\n{sdp}"
+        )
+    };
+    let a = |sdp: &str| {
+        format!("v=0\r\no=- 9 9 IN IP4 192.0.2.5\r\ns=-\r\nc=IN IP4 192.0.2.5\r\nt=0 0\r\n{sdp}")
+    };
+    let step = |req: Value, input: String| Step { req, input };
+    let audio = "m=audio 2000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+    let answer_audio = "m=audio 3000 RTP/AVP 0\r\na=sendrecv\r\n";
+    vec![
+        ("plain with origin replaced", {
+            let (so, sa) = (o(audio), a(answer_audio));
+            vec![
+                step(
+                    offer("d1", "A", &so, vec![("replace", list(&["origin"]))]),
+                    so,
+                ),
+                step(answer("d1", "A", "B", &sa, vec![]), sa),
+            ]
+        }),
+        ("rtcp-mux demux", {
+            let so = o("m=audio 2000 RTP/AVP 0\r\na=rtcp-mux\r\n");
+            let sa = a(answer_audio);
+            vec![
+                step(
+                    offer("d2", "A", &so, vec![("rtcp-mux", list(&["demux"]))]),
+                    so,
+                ),
+                step(answer("d2", "A", "B", &sa, vec![]), sa),
+            ]
+        }),
+        ("rtcp-mux passed through and accepted", {
+            let so = o("m=audio 2000 RTP/AVP 0\r\na=rtcp-mux\r\n");
+            let sa = a("m=audio 3000 RTP/AVP 0\r\na=rtcp-mux\r\n");
+            vec![
+                step(offer("d3", "A", &so, vec![]), so),
+                step(answer("d3", "A", "B", &sa, vec![]), sa),
+            ]
+        }),
+        ("hold and resume", {
+            let (so, sa) = (o(audio), a(answer_audio));
+            let hold = o(
+                "m=audio 2000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n",
+            );
+            let held = a("m=audio 3000 RTP/AVP 0\r\na=recvonly\r\n");
+            let to_b = || vec![("to-tag", Value::str("B"))];
+            vec![
+                step(offer("d4", "A", &so, vec![]), so.clone()),
+                step(answer("d4", "A", "B", &sa, vec![]), sa.clone()),
+                step(offer("d4", "A", &hold, to_b()), hold),
+                step(answer("d4", "A", "B", &held, vec![]), held),
+                step(offer("d4", "A", &so, to_b()), so),
+            ]
+        }),
+        ("audio and a rejected video", {
+            let so = o(
+                "m=audio 2000 RTP/AVP 0\r\nm=video 2002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n",
+            );
+            let sa = a("m=audio 3000 RTP/AVP 0\r\nm=video 0 RTP/AVP 96\r\n");
+            vec![
+                step(offer("d5", "A", &so, vec![]), so),
+                step(answer("d5", "A", "B", &sa, vec![]), sa),
+            ]
+        }),
+        ("AVP to AVPF", {
+            let (so, sa) = (o(audio), a("m=audio 3000 RTP/AVPF 0\r\n"));
+            vec![
+                step(
+                    offer(
+                        "d6",
+                        "A",
+                        &so,
+                        vec![("transport-protocol", Value::str("RTP/AVPF"))],
+                    ),
+                    so,
+                ),
+                step(
+                    answer(
+                        "d6",
+                        "A",
+                        "B",
+                        &sa,
+                        vec![("transport-protocol", Value::str("RTP/AVP"))],
+                    ),
+                    sa,
+                ),
+            ]
+        }),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs rtpengine installed; run with -- --ignored"]
+async fn sdp_replies_match_rtpengine() {
+    let reference = rtpengine().await;
+    let relay = relay().await;
+    let mut ours = Ng::new(relay.ng_udp).await;
+    let mut theirs = Ng::new(reference.ng).await;
+    let mut mismatches = Vec::new();
+    for (name, steps) in scenario_steps() {
+        for (i, s) in steps.iter().enumerate() {
+            let a = normalize(&reply_sdp(&ours.call(&s.req).await), &s.input);
+            let b = normalize(&reply_sdp(&theirs.call(&s.req).await), &s.input);
+            if a != b {
+                mismatches.push(format!(
+                    "{name}, step {}:\n--- ferrelay\n{a}\n--- rtpengine\n{b}",
+                    i + 1
+                ));
+            }
+        }
+    }
+    relay.shutdown().await;
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs rtpengine installed; run with -- --ignored"]
+async fn both_relays_forward_the_same_bytes() {
+    let reference = rtpengine().await;
+    let relay = relay().await;
+    for ng_addr in [relay.ng_udp, reference.ng] {
+        let mut ng = Ng::new(ng_addr).await;
+        let a = bind().await;
+        let b = bind().await;
+        let (pa, pb) = (
+            a.local_addr().unwrap().port(),
+            b.local_addr().unwrap().port(),
+        );
+        let r = ng.call(&offer("fw", "A", &sdp(pa, ""), vec![])).await;
+        let p_b = media_port(&reply_sdp(&r));
+        let r = ng.call(&answer("fw", "A", "B", &sdp(pb, ""), vec![])).await;
+        let p_a = media_port(&reply_sdp(&r));
+        let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        for seq in 0..5u16 {
+            let pkt = rtp(0, seq, 0x1234, seq as u8);
+            let (got, src) = send_until(&a, at(p_a), &pkt, &b).await;
+            assert_eq!((got, src), (pkt, at(p_b)), "relay at {ng_addr}");
+            let pkt = rtp(0, seq, 0x5678, 0x80 | seq as u8);
+            let (got, src) = send_until(&b, at(p_b), &pkt, &a).await;
+            assert_eq!((got, src), (pkt, at(p_a)), "relay at {ng_addr}");
+        }
+        let d = ng.call(&cmd("delete", "fw")).await;
+        assert_eq!(result(&d), "ok");
+    }
+    relay.shutdown().await;
+}
