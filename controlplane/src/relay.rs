@@ -211,6 +211,9 @@ async fn pump(ctl: Shared<DataplaneBackend>, mut stop: watch::Receiver<bool>) {
                     Event::FlowStats { id, stats, .. } => {
                         c.sessions.on_flow_stats(w, id, counters(&stats), now);
                     }
+                    Event::FlowRemoved { id, stats } => {
+                        c.sessions.on_flow_removed(w, id, counters(&stats));
+                    }
                     Event::Latched { id, addr } => {
                         if let Some(call_id) = c.sessions.call_of(w, id) {
                             tracing::info!(call_id = %call_id, flow = id.index, remote = %addr, "latched");

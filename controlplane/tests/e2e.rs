@@ -320,3 +320,43 @@ async fn silence_ends_the_call_but_media_keeps_it() {
     );
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_media_through_a_v6_interface() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        panic!("IPv6 loopback is needed for this test");
+    }
+    let relay = relay_with(|c| {
+        c.interfaces = vec![
+            ferrelay::config::InterfaceSpec::parse("v4/127.0.0.1").unwrap(),
+            ferrelay::config::InterfaceSpec::parse("v6/::1").unwrap(),
+        ];
+    })
+    .await;
+    let mut ng = Ng::new(relay.ng_udp).await;
+    let a = tokio::net::UdpSocket::bind("[::1]:0").await.unwrap();
+    let b = tokio::net::UdpSocket::bind("[::1]:0").await.unwrap();
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    let v6 = |port: u16| {
+        format!(
+            "v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n"
+        )
+    };
+    let fam = || vec![("direction", list(&["v6", "v6"]))];
+    let r = ng.call(&offer("six", "A", &v6(pa), fam())).await;
+    let out = reply_sdp(&r);
+    assert!(out.contains("c=IN IP6 ::1"), "{out}");
+    let p_b = media_port(&out);
+    let r = ng.call(&answer("six", "A", "B", &v6(pb), vec![])).await;
+    let p_a = media_port(&reply_sdp(&r));
+    let at6 = |p: u16| SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, p));
+    let pkt = rtp(0, 1, 6, 6);
+    let (got, src) = send_until(&a, at6(p_a), &pkt, &b).await;
+    assert_eq!((got, src), (pkt.clone(), at6(p_b)));
+    let (got, src) = send_until(&b, at6(p_b), &pkt, &a).await;
+    assert_eq!((got, src), (pkt, at6(p_a)));
+    relay.shutdown().await;
+}

@@ -56,6 +56,8 @@ impl Default for Policy {
 pub struct Side {
     /// Index of the interface the pair is bound on.
     pub iface: usize,
+    /// The address the pair is bound on.
+    pub local_ip: std::net::IpAddr,
     /// Our sockets: the party sends to `pair.port` (RTP, or both when muxed) and
     /// `pair.port + 1` (RTCP). Held here until the call's ports are released.
     pub pair: PortPair,
@@ -87,8 +89,13 @@ pub struct Side {
 
 impl Side {
     pub fn new(iface: usize, pair: PortPair) -> Side {
+        let local_ip = pair
+            .rtp
+            .local_addr()
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
         Side {
             iface,
+            local_ip,
             pair,
             flows: None,
             remote_rtp: None,

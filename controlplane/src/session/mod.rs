@@ -104,6 +104,8 @@ pub struct Sessions<B> {
     calls: HashMap<String, Call>,
     /// Which call owns each installed flow, so worker events find it at once.
     owners: HashMap<(usize, FlowId), String>,
+    /// Last counters of flows being removed, until the worker's final count arrives.
+    retiring: HashMap<(usize, FlowId), FlowCounters>,
     /// Port pairs of ended calls, released once `delete_delay` has passed.
     draining: Vec<(Instant, usize, PortPair)>,
     /// Calls per worker, to place a new call on the least loaded one.
@@ -141,6 +143,7 @@ impl<B: MediaBackend> Sessions<B> {
             },
             calls: HashMap::new(),
             owners: HashMap::new(),
+            retiring: HashMap::new(),
             draining: Vec::new(),
             load,
             totals: Totals::default(),
@@ -370,6 +373,17 @@ impl<B: MediaBackend> Sessions<B> {
         }
     }
 
+    /// A removed flow's final counters: what arrived since the last poll is added to
+    /// the lifetime totals, so `statistics` misses no packet.
+    pub fn on_flow_removed(&mut self, worker: usize, id: FlowId, c: FlowCounters) {
+        if let Some(last) = self.retiring.remove(&(worker, id)) {
+            let t = &mut self.totals.media;
+            t.packets += c.packets.saturating_sub(last.packets);
+            t.bytes += c.bytes.saturating_sub(last.bytes);
+            t.errors += c.errors.saturating_sub(last.errors);
+        }
+    }
+
     /// The call a flow belongs to, for log lines about worker events.
     pub fn call_of(&self, worker: usize, id: FlowId) -> Option<&str> {
         self.owners.get(&(worker, id)).map(String::as_str)
@@ -429,6 +443,10 @@ impl<B: MediaBackend> Sessions<B> {
         for (id, r) in &ended {
             self.end_call(id, *r, now, false);
         }
+        // Final counts lost to a full event ring must not pin memory forever.
+        if self.retiring.len() > 100_000 {
+            self.retiring.clear();
+        }
         self.release_due(now);
         ended
     }
@@ -479,7 +497,8 @@ impl<B: MediaBackend> Sessions<B> {
                 self.totals.media.packets += t.packets;
                 self.totals.media.bytes += t.bytes;
                 self.totals.media.errors += t.errors;
-                for id in side.flows.into_iter().flatten() {
+                for (k, id) in side.flows.into_iter().flatten().enumerate() {
+                    self.retiring.insert((call.worker, id), side.counters[k]);
                     if let Err(e) = self.res.backend.remove_flow(call.worker, id) {
                         tracing::warn!(call_id = %call_id, error = %e, "flow removal failed");
                     }

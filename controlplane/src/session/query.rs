@@ -54,6 +54,15 @@ fn stream(side: &Side, k: usize) -> Value {
     }
     Value::Dict(vec![
         entry("local port", int(u64::from(side.pair.port) + k as u64)),
+        entry("local address", Value::str(&side.local_ip.to_string())),
+        entry(
+            "family",
+            Value::str(if side.local_ip.is_ipv4() {
+                "IPv4"
+            } else {
+                "IPv6"
+            }),
+        ),
         entry("endpoint", endpoint(c.remote.or(signalled))),
         entry("advertised endpoint", endpoint(signalled)),
         entry("last packet", int(side.last_packet_unix[k])),

@@ -544,6 +544,22 @@ fn worker_events_reach_only_live_flows() {
     // A late event for a removed flow is ignored.
     s.on_flow_stats(w, f, c, t0);
     assert_eq!(s.call_count(), 0);
+    // The worker's final count adds what arrived after the last poll, once.
+    let fin = FlowCounters {
+        packets: 5,
+        bytes: 500,
+        ..c
+    };
+    s.on_flow_removed(w, f, fin);
+    s.on_flow_removed(w, f, fin);
+    let st = s.statistics(t0);
+    let total = st
+        .get("statistics")
+        .unwrap()
+        .get("totalstatistics")
+        .unwrap();
+    assert_eq!(total.get("relayedpackets").and_then(Value::as_int), Some(5));
+    assert_eq!(total.get("relayedbytes").and_then(Value::as_int), Some(500));
 }
 
 #[test]
