@@ -1,0 +1,268 @@
+//! Offer and answer applied to a call: which party is which, the port pairs each
+//! side needs, the flows between them, and the SDP rewritten onto the relay.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use ferrelay_engine::FlowId;
+use ferrelay_sdp::Sdp;
+
+use super::backend::{FlowCounters, MediaBackend};
+use super::call::{Call, Monologue, Policy, Side};
+use super::flags::{Family, Flags};
+use super::{Resources, SessionConfig, rewrite, unix_now};
+
+/// Index of the monologue named `tag`, created when new.
+fn ensure_monologue(call: &mut Call, tag: &str) -> usize {
+    match call.monologue(tag) {
+        Some(i) => i,
+        None => {
+            call.monologues.push(Monologue::new(tag, unix_now()));
+            call.monologues.len() - 1
+        }
+    }
+}
+
+/// Picks the interface for a side: by name (`direction`), else by family, else the first.
+fn pick_iface(
+    cfg: &SessionConfig,
+    name: Option<&str>,
+    family: Option<Family>,
+) -> Result<usize, String> {
+    let ifs = &cfg.interfaces;
+    if let Some(n) = name {
+        return ifs
+            .iter()
+            .position(|i| i.name == n)
+            .ok_or_else(|| format!("Unknown interface '{n}'"));
+    }
+    match family {
+        None => Ok(0),
+        Some(f) => ifs
+            .iter()
+            .position(|i| Family::of(i.local) == f)
+            .ok_or_else(|| format!("No interface of address family {f:?}")),
+    }
+}
+
+/// Makes sure monologue `m` has a side (with bound ports) for m= line `i`.
+fn ensure_side<B>(
+    res: &mut Resources<B>,
+    mono: &mut Monologue,
+    i: usize,
+    iface: usize,
+) -> Result<(), String> {
+    while mono.sides.len() <= i {
+        let pair = res.pools[iface]
+            .alloc()
+            .map_err(|_| "Ran out of ports".to_owned())?;
+        mono.sides.push(Side::new(iface, pair));
+    }
+    Ok(())
+}
+
+/// Both monologues mutably: `(a, b)` with `a != b`.
+fn two<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+    if a < b {
+        let (l, r) = v.split_at_mut(b);
+        (&mut l[a], &mut r[0])
+    } else {
+        let (l, r) = v.split_at_mut(a);
+        (&mut r[0], &mut l[b])
+    }
+}
+
+/// Installs or updates the four flows of m= line `i` between two parties.
+fn sync_stream<B: MediaBackend>(
+    backend: &mut B,
+    worker: usize,
+    sa: &mut Side,
+    sb: &mut Side,
+) -> Result<(), String> {
+    if sa.rejected || sb.rejected {
+        for s in [sa, sb] {
+            if let Some(flows) = s.flows.take() {
+                for (k, id) in flows.into_iter().enumerate() {
+                    let c = s.counters[k];
+                    s.retired.packets += c.packets;
+                    s.retired.bytes += c.bytes;
+                    s.retired.errors += c.errors;
+                    s.counters[k] = FlowCounters::default();
+                    backend.remove_flow(worker, id).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        return Ok(());
+    }
+    for s in [&mut *sa, &mut *sb] {
+        if s.flows.is_none() {
+            let mut ids = [FlowId::new(0, 0); 2];
+            for (k, slot) in ids.iter_mut().enumerate() {
+                let sock = if k == 0 { &s.pair.rtp } else { &s.pair.rtcp };
+                let sock = sock
+                    .try_clone()
+                    .map_err(|e| format!("socket clone failed: {e}"))?;
+                match backend.add_flow(worker, sock, s.bare_rule(k)) {
+                    Ok(id) => *slot = id,
+                    Err(e) => {
+                        // Do not leave the first flow of the pair behind.
+                        if k == 1 {
+                            let _ = backend.remove_flow(worker, ids[0]);
+                        }
+                        return Err(e.to_string());
+                    }
+                }
+            }
+            s.flows = Some(ids);
+        }
+    }
+    let (fa, fb) = (sa.flows.expect("installed"), sb.flows.expect("installed"));
+    let ra = sa.rules(fb, sb.muxed);
+    let rb = sb.rules(fa, sa.muxed);
+    for (ids, rules) in [(fa, ra), (fb, rb)] {
+        for (id, rule) in ids.into_iter().zip(rules) {
+            backend
+                .update_flow(worker, id, rule)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn offer_call<B: MediaBackend>(
+    res: &mut Resources<B>,
+    call: &mut Call,
+    from_tag: &str,
+    to_tag: Option<&str>,
+    flags: &Flags,
+    sdp: &mut Sdp,
+    now: Instant,
+) -> Result<(), String> {
+    let x = ensure_monologue(call, from_tag);
+    let y = match to_tag {
+        Some(t) => ensure_monologue(call, t),
+        None => match call.monologues[x].peer.clone() {
+            Some(p) => ensure_monologue(call, &p),
+            None => ensure_monologue(call, ""),
+        },
+    };
+    if x == y {
+        return Err("from-tag and to-tag name the same party".into());
+    }
+    let x_iface = pick_iface(&res.cfg, flags.direction[0].as_deref(), None)?;
+    let y_iface = pick_iface(
+        &res.cfg,
+        flags.direction[1].as_deref(),
+        flags.address_family,
+    )?;
+    let worker = call.worker;
+    let (mx, my) = two(&mut call.monologues, x, y);
+    mx.peer = Some(my.tag.clone());
+    my.peer = Some(mx.tag.clone());
+    mx.mux_flags = flags.mux;
+    if flags.label.is_some() {
+        mx.label = flags.label.clone();
+    }
+    let policy = Policy::from_flags(flags);
+    let mut all_held = !sdp.media().is_empty();
+    let mut plan = Vec::with_capacity(sdp.media().len());
+    for (i, m) in sdp.media().iter().enumerate() {
+        ensure_side(res, mx, i, x_iface)?;
+        ensure_side(res, my, i, y_iface)?;
+        let (sx, sy) = (&mut mx.sides[i], &mut my.sides[i]);
+        all_held &= m.is_on_hold(sdp);
+        rewrite::learn_remote(sx, m, sdp, flags);
+        sx.policy = policy;
+        sy.rejected = sx.rejected;
+        // Until the answer says otherwise, the answerer speaks what was offered.
+        sy.clock_rate = sx.clock_rate;
+        sy.media_type.clone_from(&sx.media_type);
+        sy.protocol = flags
+            .transport_protocol
+            .clone()
+            .unwrap_or_else(|| sx.protocol.clone());
+        sy.mux_offered = flags.mux.require
+            || flags.mux.offer
+            || (sx.mux_signalled && !flags.mux.demux && !flags.mux.reject);
+        sync_stream(&mut res.backend, worker, sx, sy)?;
+        plan.push(rewrite::Plan {
+            port: if sy.rejected { 0 } else { sy.pair.port },
+            mux: sy.mux_offered,
+            rtcp_on_rtp_port: flags.mux.require,
+        });
+    }
+    let adv = res.cfg.interfaces[y_iface].advertised;
+    rewrite::apply(sdp, adv, &plan, flags);
+    call.held = all_held;
+    call.last_signal_unix = unix_now();
+    if !call.answered {
+        call.offered_at = now;
+    }
+    Ok(())
+}
+
+pub(super) fn answer_call<B: MediaBackend>(
+    res: &mut Resources<B>,
+    call: &mut Call,
+    from_tag: &str,
+    to_tag: &str,
+    flags: &Flags,
+    sdp: &mut Sdp,
+    now: Instant,
+) -> Result<(), String> {
+    let x = call.monologue(from_tag).ok_or("Unknown from-tag")?;
+    let y = match call.monologue(to_tag) {
+        Some(y) => y,
+        None => {
+            let y = call
+                .monologue("")
+                .filter(|y| call.monologues[x].peer.as_deref() == Some("") && *y != x)
+                .ok_or("Unknown to-tag")?;
+            call.monologues[y].tag = to_tag.to_owned();
+            call.monologues[x].peer = Some(to_tag.to_owned());
+            y
+        }
+    };
+    if x == y {
+        return Err("from-tag and to-tag name the same party".into());
+    }
+    let worker = call.worker;
+    let (mx, my) = two(&mut call.monologues, x, y);
+    if sdp.media().len() > mx.sides.len() {
+        return Err("The answer has more media than the offer".into());
+    }
+    if flags.label.is_some() {
+        my.label = flags.label.clone();
+    }
+    let policy = Policy::from_flags(flags);
+    let mut plan = Vec::with_capacity(sdp.media().len());
+    let mut iface = mx.sides.first().map_or(0, |s| s.iface);
+    for (i, m) in sdp.media().iter().enumerate() {
+        let (sx, sy) = (&mut mx.sides[i], &mut my.sides[i]);
+        rewrite::learn_remote(sy, m, sdp, flags);
+        sy.policy = policy;
+        sy.muxed = sy.mux_signalled && sy.mux_offered;
+        let mf = mx.mux_flags;
+        sx.muxed = sx.mux_signalled
+            && !mf.reject
+            && (sy.muxed || mf.demux || mf.accept || flags.mux.accept);
+        let rejected = sy.rejected || sx.rejected;
+        sx.rejected = rejected;
+        sy.rejected = rejected;
+        sync_stream(&mut res.backend, worker, sx, sy)?;
+        iface = sx.iface;
+        plan.push(rewrite::Plan {
+            port: if rejected { 0 } else { sx.pair.port },
+            mux: sx.muxed,
+            rtcp_on_rtp_port: sx.muxed,
+        });
+    }
+    let adv: IpAddr = res.cfg.interfaces[iface].advertised;
+    rewrite::apply(sdp, adv, &plan, flags);
+    if !call.answered {
+        call.answered = true;
+        call.last_media = now;
+    }
+    call.last_signal_unix = unix_now();
+    Ok(())
+}
