@@ -9,6 +9,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = (m.rtp_addr(&sdp), m.rtcp_addr(&sdp), m.is_on_hold(&sdp), m.clock_rate(0));
         let _ = (m.crypto().count(), m.fmtp(96), m.ptime(), m.candidates().count());
     }
+    let _ = (sdp.origin(), sdp.timing(), sdp.direction(), sdp.attribute("group"));
     let relay = "203.0.113.1".parse().unwrap();
     sdp.set_origin_address(relay, true);
     sdp.set_connection(relay);
@@ -22,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
         m.set_proto(if m.proto().is_srtp() { Proto::RtpAvp } else { Proto::RtpSavp });
         m.set_crypto([Crypto::new_inline(1, "AES_CM_128_HMAC_SHA1_80", vec![9; 30])]);
         m.set_direction(Direction::SendOnly);
+        m.retain_formats(|f| f != "0");
     }
     let out = sdp.to_string();
     let again = Sdp::parse(&out).expect("a rewritten SDP must parse again");
