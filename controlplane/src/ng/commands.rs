@@ -117,6 +117,32 @@ impl<B: MediaBackend> Controller<B> {
         Some(out)
     }
 
+    /// For a `query` not yet answered, asks the workers for the call's current
+    /// counters; true when the caller should let the event pump run (a few ms)
+    /// before `handle`, so the reply carries them. `delete` does not wait: proxies
+    /// block on its reply, and its counters are at most one poll interval old.
+    pub fn prefetch(&mut self, msg: &[u8], now: Instant) -> bool {
+        let Some((cookie, body)) = split_cookie(msg) else {
+            return false;
+        };
+        if self.cache.get(cookie, now).is_some() {
+            return false;
+        }
+        let Ok(req) = Value::decode(body) else {
+            return false;
+        };
+        let Ok(Some(command)) = flags::string(&req, "command") else {
+            return false;
+        };
+        if norm(&command) != "query" {
+            return false;
+        }
+        match flags::string(&req, "call-id") {
+            Ok(Some(id)) => self.sessions.refresh(&id) > 0,
+            _ => false,
+        }
+    }
+
     /// Runs one decoded request; every failure becomes an error reply.
     pub fn execute(&mut self, req: &Value, now: Instant) -> Value {
         if !matches!(req, Value::Dict(_)) {

@@ -3,7 +3,7 @@
 //! messages to the shared [`Controller`] and stop when told to.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -18,6 +18,15 @@ pub const MAX_TCP_MESSAGE: usize = 1 << 20;
 /// The shared controller: commands run one at a time, none of them blocks.
 pub type Shared<B> = Arc<Mutex<Controller<B>>>;
 
+/// How long a `query` waits for the counters it asked the workers for:
+/// a worker answers within its loop turn and the pump drains every 10 ms.
+pub const FRESH_WAIT: Duration = Duration::from_millis(30);
+
+fn prefetch<B: MediaBackend>(ctl: &Shared<B>, msg: &[u8]) -> bool {
+    let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
+    c.prefetch(msg, Instant::now())
+}
+
 fn handle<B: MediaBackend>(ctl: &Shared<B>, msg: &[u8]) -> Option<Vec<u8>> {
     // A panic while holding the lock would poison it; the state is still usable.
     let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
@@ -25,11 +34,12 @@ fn handle<B: MediaBackend>(ctl: &Shared<B>, msg: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Answers NG datagrams until `stop` turns true.
-pub async fn serve_udp<B: MediaBackend>(
+pub async fn serve_udp<B: MediaBackend + 'static>(
     sock: UdpSocket,
     ctl: Shared<B>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let sock = Arc::new(sock);
     let mut buf = vec![0u8; 65_536];
     loop {
         tokio::select! {
@@ -43,6 +53,17 @@ pub async fn serve_udp<B: MediaBackend>(
                         continue;
                     }
                 };
+                if prefetch(&ctl, &buf[..n]) {
+                    // Answered from a task so other requests are not held up.
+                    let (ctl, sock, msg) = (ctl.clone(), sock.clone(), buf[..n].to_vec());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(FRESH_WAIT).await;
+                        if let Some(reply) = handle(&ctl, &msg) {
+                            let _ = sock.send_to(&reply, peer).await;
+                        }
+                    });
+                    continue;
+                }
                 if let Some(reply) = handle(&ctl, &buf[..n])
                     && let Err(e) = sock.send_to(&reply, peer).await
                 {
@@ -91,6 +112,9 @@ async fn connection<B: MediaBackend>(
             match frame(&buf) {
                 Framing::Partial => break,
                 Framing::Message(n) => {
+                    if prefetch(&ctl, &buf[..n]) {
+                        tokio::time::sleep(FRESH_WAIT).await;
+                    }
                     let reply = handle(&ctl, &buf[..n]);
                     buf.drain(..n);
                     if let Some(r) = reply

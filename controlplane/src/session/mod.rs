@@ -409,6 +409,14 @@ impl<B: MediaBackend> Sessions<B> {
         }
     }
 
+    /// Asks the workers for fresh counters of one call; returns how many were asked.
+    pub fn refresh(&mut self, call_id: &str) -> usize {
+        self.flows_of(call_id)
+            .into_iter()
+            .filter(|(w, f)| self.res.backend.query_flow(*w, *f).is_ok())
+            .count()
+    }
+
     /// Flows to ask the workers about, so counters and media timeouts stay current.
     pub fn flows_to_poll(&self) -> Vec<(usize, FlowId)> {
         self.calls

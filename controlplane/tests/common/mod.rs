@@ -18,6 +18,11 @@ static NEXT_RANGE: AtomicU16 = AtomicU16::new(46_000);
 pub const WAIT: Duration = Duration::from_secs(2);
 
 pub async fn relay_with(tweak: impl FnOnce(&mut Config)) -> RelayHandle {
+    relay_ticking(Duration::from_millis(100), tweak).await
+}
+
+/// A relay whose stats poll and timers run every `tick`.
+pub async fn relay_ticking(tick: Duration, tweak: impl FnOnce(&mut Config)) -> RelayHandle {
     let min = NEXT_RANGE.fetch_add(200, Ordering::Relaxed);
     let mut cfg = Config {
         listen_ng: "127.0.0.1:0".parse().unwrap(),
@@ -29,14 +34,9 @@ pub async fn relay_with(tweak: impl FnOnce(&mut Config)) -> RelayHandle {
         ..Config::default()
     };
     tweak(&mut cfg);
-    relay::start(
-        &cfg,
-        RelayOptions {
-            tick: Duration::from_millis(100),
-        },
-    )
-    .await
-    .expect("relay starts")
+    relay::start(&cfg, RelayOptions { tick })
+        .await
+        .expect("relay starts")
 }
 
 pub async fn relay() -> RelayHandle {
