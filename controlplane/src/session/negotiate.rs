@@ -228,7 +228,9 @@ pub(super) fn answer_call<B: MediaBackend>(
     }
     let worker = call.worker;
     let (mx, my) = two(&mut call.monologues, x, y);
-    if sdp.media().len() > mx.sides.len() {
+    // Both parties hold a side per offered stream (an offer that failed half way
+    // may have left one short; such streams are refused rather than indexed).
+    if sdp.media().len() > mx.sides.len().min(my.sides.len()) {
         return Err("The answer has more media than the offer".into());
     }
     if flags.label.is_some() {

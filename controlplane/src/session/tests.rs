@@ -606,3 +606,31 @@ fn several_media_and_a_rejected_one() {
     assert_eq!(s.backend().flows.len(), 4);
     assert!(s.backend().rule_on(ports[1]).is_none());
 }
+
+#[test]
+fn reoffer_out_of_ports_then_answer_is_refused_not_a_panic() {
+    let t0 = Instant::now();
+    // Three pairs: the first call takes two, a re-offer adding video needs two more.
+    let mut s = sessions(3);
+    let one = sdp("192.0.2.10", 5000, "");
+    let o = |sd: &str| req(&[("call-id", "p"), ("from-tag", "A"), ("sdp", sd)], &[]);
+    s.offer(&o(&one), t0).unwrap();
+    let two = format!("{one}m=video 5002 RTP/AVP 96\r\n");
+    assert_eq!(s.offer(&o(&two), t0).unwrap_err(), "Ran out of ports");
+    let ans = "v=0\r\no=- 2 2 IN IP4 198.51.100.2\r\ns=-\r\nc=IN IP4 198.51.100.2\r\nt=0 0\r\n\
+               m=audio 7000 RTP/AVP 0\r\nm=video 7002 RTP/AVP 96\r\n";
+    let a = req(
+        &[
+            ("call-id", "p"),
+            ("from-tag", "A"),
+            ("to-tag", "B"),
+            ("sdp", ans),
+        ],
+        &[],
+    );
+    assert_eq!(
+        s.answer(&a, t0).unwrap_err(),
+        "The answer has more media than the offer"
+    );
+    assert_eq!(s.call_count(), 1, "the call survives");
+}
