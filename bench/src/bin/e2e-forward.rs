@@ -82,7 +82,15 @@ fn machine() -> Machine {
             .map(|s| s.trim().to_string())
             .unwrap_or_default(),
         git_commit: sh("git", &["rev-parse", "--short", "HEAD"]),
+        loadavg_start: loadavg(),
+        loadavg_end: String::new(),
     }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -147,7 +155,7 @@ fn main() -> anyhow::Result<()> {
         forwarder_core: a.forwarder_core,
         load_cores: a.load_cores.clone(),
     };
-    let machine = machine();
+    let mut machine = machine();
     // The harness's own threads (timing, procfs reads) stay with the load.
     if let Some(&c) = a.load_cores.first() {
         core_affinity::set_for_current(core_affinity::CoreId { id: c });
@@ -188,6 +196,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
+    machine.loadavg_end = loadavg();
     let date = sh("date", &["-u", "+%Y-%m-%d"]);
     let command = a
         .record_command

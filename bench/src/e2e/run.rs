@@ -80,7 +80,27 @@ impl Drop for Guard {
     }
 }
 
+/// Waits until every port of the layout can be bound again: an io_uring process's
+/// sockets are released by the kernel's deferred ring teardown, after it has exited.
+fn wait_ports_free(plan: &RunPlan) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let busy = (0..2 * plan.calls as u32).find(|i| {
+            let port = plan.base_port + *i as u16;
+            std::net::UdpSocket::bind((plan.ip, port)).is_err()
+        });
+        match busy {
+            None => return Ok(()),
+            Some(i) if Instant::now() >= deadline => {
+                bail!("port {} still in use after 15 s", plan.base_port + i as u16)
+            }
+            Some(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
 fn spawn(f: &Forwarder, plan: &RunPlan) -> anyhow::Result<Guard> {
+    wait_ports_free(plan)?;
     let seconds = (plan.warmup + plan.window).as_secs_f64() + 30.0;
     let mut child = Command::new("taskset")
         .arg("-c")

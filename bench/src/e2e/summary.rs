@@ -110,6 +110,10 @@ pub struct Machine {
     pub cores: usize,
     pub kernel: String,
     pub git_commit: String,
+    /// /proc/loadavg when the comparison started and ended: other work on the
+    /// machine shares its cores and shows up in latency and, less, in CPU.
+    pub loadavg_start: String,
+    pub loadavg_end: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -152,8 +156,13 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(o, "Command: `{}`\n", r.command);
     let _ = writeln!(
         o,
-        "Machine: {} ({} cores), kernel {}, commit `{}`\n",
-        r.machine.cpu, r.machine.cores, r.machine.kernel, r.machine.git_commit
+        "Machine: {} ({} cores), kernel {}, commit `{}`; load average at start `{}`, at end `{}`\n",
+        r.machine.cpu,
+        r.machine.cores,
+        r.machine.kernel,
+        r.machine.git_commit,
+        r.machine.loadavg_start,
+        r.machine.loadavg_end
     );
     let _ = writeln!(
         o,
