@@ -186,6 +186,8 @@ pub struct SrtpParams {
     pub suite: Suite,
     pub key: MasterKey,
     /// Replay window in packets (RFC 3711 §3.3.2 asks for at least 64).
+    ///
+    /// `SrtpContext` clamps it to `MIN_REPLAY_WINDOW..=MAX_REPLAY_WINDOW` (64..=1024).
     pub replay_window: u16,
 }
 
