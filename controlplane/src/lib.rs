@@ -1,6 +1,14 @@
 //! The ferrelay control plane: configuration, the NG control protocol (rtpengine's
 //! bencode dialect over UDP and TCP), and the call sessions it compiles into flow
 //! rules for the data plane.
+//!
+//! - [`config::Config`]: rtpengine's flags (and the same keys in TOML), validated.
+//! - [`relay::start`]: starts workers, NG listeners, event pump and timers; the
+//!   returned [`relay::RelayHandle`] gives the bound NG addresses and `shutdown()`.
+//! - [`ng::commands::Controller`]: one NG message in, the reply out (sans-IO), with
+//!   the cookie cache; [`ng::Value`] is the lossless bencode value.
+//! - [`session::Sessions`]: calls, port pools and flow rules over any
+//!   [`session::backend::MediaBackend`] (the real workers, or a test fake).
 #![forbid(unsafe_code)]
 
 pub mod config;

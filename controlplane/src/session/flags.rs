@@ -125,10 +125,12 @@ impl Flags {
                 "port latching" => f.port_latching = true,
                 "media handover" => f.media_handover = true,
                 "sip source address" => f.sip_source_address = true,
+                // Older Kamailio configs spell `replace: [origin]` as a flag word.
+                "replace origin" => f.replace_origin = true,
                 _ => {}
             }
         }
-        f.replace_origin = words(req, "replace").iter().any(|w| w == "origin");
+        f.replace_origin |= words(req, "replace").iter().any(|w| w == "origin");
         for w in words(req, "rtcp mux") {
             match w.as_str() {
                 "offer" => f.mux.offer = true,
@@ -189,6 +191,12 @@ mod tests {
         assert_eq!(f.transport_protocol.as_deref(), Some("RTP/AVPF"));
         assert_eq!(f.received_from, Some("192.0.2.7".parse().unwrap()));
         assert_eq!(f.label.as_deref(), Some("callee"));
+    }
+
+    #[test]
+    fn replace_origin_as_a_flag_word() {
+        let req = Value::decode(b"d5:flagsl14:replace-originee").unwrap();
+        assert!(Flags::parse(&req).unwrap().replace_origin);
     }
 
     #[test]
