@@ -101,4 +101,21 @@ mod tests {
             &unhex("CEBE321F6FF7716B6FD4AB49AF256A156D38BAA4")[..]
         );
     }
+
+    // RFC 6188 §7.2: AES_256_CM_PRF key derivation (32-byte master key, 14-byte salt).
+    #[test]
+    fn rfc6188_7_2_aes_256_key_derivation() {
+        let mk = unhex("f0f04914b513f2763a1b1fa130f10e2998f6f6e43e4309d1e622a0e332b9f1b6");
+        let ms = unhex("3b04803de51ee7c96423ab5b78d2");
+        let k = SessionKeys::derive(&mk, &ms, false);
+        assert_eq!(
+            k.enc_key(),
+            &unhex("5ba1064e30ec51613cad926c5a28ef731ec7fb397f70a960653caf06554cd8c4")[..]
+        );
+        assert_eq!(&k.salt[..], &unhex("fa31791685ca444a9e07c6c64e93")[..]);
+        assert_eq!(
+            &k.auth[..],
+            &unhex("fd9c32d39ed5fbb5a9dc96b30818454d1313dc05")[..]
+        );
+    }
 }

@@ -91,6 +91,50 @@ fn rfc3711_b2_aes_cm_keystream() {
     );
 }
 
+/// libsrtp's own known-answer packets (test/srtp_driver.c): SSRC 0xcafebabe,
+/// seq 0x1234, 16 bytes of 0xab, protected from the master key below.
+fn libsrtp_known_answer(suite: Suite, master: &str, protected: &str) {
+    let p = SrtpParams {
+        suite,
+        key: MasterKey::from_concatenated(suite, &unhex(master)).unwrap(),
+        replay_window: 128,
+    };
+    let mut plain = unhex("800f1234decafbadcafebabe");
+    plain.extend_from_slice(&[0xab; 16]);
+    let expected = unhex(protected);
+    let mut b = [0u8; 64];
+    b[..plain.len()].copy_from_slice(&plain);
+    let n = SrtpContext::new(&p)
+        .unwrap()
+        .protect_rtp(&mut b, plain.len())
+        .unwrap();
+    assert_eq!(&b[..n], &expected[..], "{suite:?}");
+    let m = SrtpContext::new(&p)
+        .unwrap()
+        .unprotect_rtp(&mut b, n)
+        .unwrap();
+    assert_eq!(&b[..m], &plain[..], "{suite:?}");
+}
+
+#[test]
+fn libsrtp_known_answer_aes_cm_128_hmac_sha1_80() {
+    libsrtp_known_answer(
+        Suite::AesCm128HmacSha1_80,
+        "e1f97a0d3e018be0d64fa32c06de4139 0ec675ad498afeebb6960b3aabe6",
+        "800f1234decafbadcafebabe 4e55dc4ce79978d88ca4d215949d2402 b78d6acc99ea179b8dbb",
+    );
+}
+
+#[test]
+fn libsrtp_known_answer_aes_256_cm_hmac_sha1_80() {
+    libsrtp_known_answer(
+        Suite::AesCm256HmacSha1_80,
+        "f0f04914b513f2763a1b1fa130f10e2998f6f6e43e4309d1e622a0e332b9f1b6
+         3b04803de51ee7c96423ab5b78d2",
+        "800f1234decafbadcafebabe f1d9de17ff251ff1aa007774b0b4b40d a08d9d9a5b3a55d8873b",
+    );
+}
+
 const GCM_RTP_PLAIN: &str = "8040f17b8041f8d35501a0b2
     47616c6c696120657374206f6d6e69732064697669736120696e207061727465732074726573";
 
