@@ -41,8 +41,8 @@
 //! assert_eq!(encrypt.protect_rtp(&mut again, 172), Err(SrtpError::Replayed));
 //! ```
 //!
-//! Use `protect_rtcp` / `unprotect_rtcp` for RTCP (the first byte's packet
-//! byte, the second, in 192..=223 on a muxed port, RFC 5761 §4). Map
+//! Use `protect_rtcp` / `unprotect_rtcp` for RTCP (on a muxed port: the
+//! second byte in 192..=223, RFC 5761 §4). Map
 //! [`SrtpError`] to drop reasons: `AuthFailed` to an SRTP-auth drop,
 //! `Replayed` and `TooOld` ([`SrtpError::is_replay`]) to an SRTP-replay drop,
 //! `Malformed`/`BufferTooSmall` to a malformed drop, `IndexExhausted` to a
