@@ -634,3 +634,62 @@ fn reoffer_out_of_ports_then_answer_is_refused_not_a_panic() {
     );
     assert_eq!(s.call_count(), 1, "the call survives");
 }
+
+#[test]
+fn media_address_sip_source_and_final_timeout() {
+    let t0 = Instant::now();
+    let mut c = cfg(10);
+    c.final_timeout = Some(Duration::from_secs(300));
+    let mut s = Sessions::new(c, FakeBackend::new(1), t0);
+    let offer = sdp("10.0.0.5", 5000, "");
+    // SIP-source-address: the private SDP address is replaced by the signalling source.
+    s.offer(
+        &req(
+            &[("call-id", "n"), ("from-tag", "A"), ("sdp", &offer)],
+            &[
+                ("flags", &["SIP-source-address"]),
+                ("received-from", &["IP4", "203.0.113.50"]),
+            ],
+        ),
+        t0,
+    )
+    .unwrap();
+    let a = sdp("10.1.1.1", 7000, "");
+    let r = s
+        .answer(
+            &req(
+                &[
+                    ("call-id", "n"),
+                    ("from-tag", "A"),
+                    ("to-tag", "B"),
+                    ("sdp", &a),
+                    ("media-address", "198.51.100.77"),
+                ],
+                &[],
+            ),
+            t0,
+        )
+        .unwrap();
+    let q = port_of(&r);
+    let (_, rx) = s.backend().rule_on(q).unwrap();
+    assert_eq!(rx.remote, Some("203.0.113.50:5000".parse().unwrap()));
+    let p = s.calls["n"].monologues[1].sides[0].pair.port;
+    let (_, ry) = s.backend().rule_on(p).unwrap();
+    assert_eq!(ry.remote, Some("198.51.100.77:7000".parse().unwrap()));
+    // Media keeps flowing, but the call may not outlive --final-timeout.
+    let (w, f) = s.flows_to_poll()[0];
+    let mut n = 0;
+    for sec in (0..300).step_by(10) {
+        n += 1;
+        let c = FlowCounters {
+            packets: n,
+            ..Default::default()
+        };
+        s.on_flow_stats(w, f, c, t0 + Duration::from_secs(sec));
+        assert!(s.tick(t0 + Duration::from_secs(sec)).is_empty());
+    }
+    assert_eq!(
+        s.tick(t0 + Duration::from_secs(300)),
+        vec![("n".to_owned(), EndReason::FinalTimeout)]
+    );
+}
