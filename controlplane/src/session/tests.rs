@@ -678,11 +678,9 @@ fn media_address_sip_source_and_final_timeout() {
     assert_eq!(ry.remote, Some("198.51.100.77:7000".parse().unwrap()));
     // Media keeps flowing, but the call may not outlive --final-timeout.
     let (w, f) = s.flows_to_poll()[0];
-    let mut n = 0;
-    for sec in (0..300).step_by(10) {
-        n += 1;
+    for (n, sec) in (0..300).step_by(10).enumerate() {
         let c = FlowCounters {
-            packets: n,
+            packets: n as u64 + 1,
             ..Default::default()
         };
         s.on_flow_stats(w, f, c, t0 + Duration::from_secs(sec));
