@@ -30,6 +30,9 @@ fn main() -> anyhow::Result<()> {
     let mut tx_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut bufs: Box<[[u8; BUF]; BATCH]> = Box::new([[0u8; BUF]; BATCH]);
     let mut lens = [0usize; BATCH];
+    // Filled per batch up to its length; kept across batches so a batch does not
+    // rebuild 64 sockaddr_storage values.
+    let mut addrs: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
     let mut events = vec![EpollEvent::empty(); 256];
     let deadline = Instant::now() + args.run_for();
     announce_ready("fwd-mmsg", socks.len());
@@ -77,7 +80,7 @@ fn main() -> anyhow::Result<()> {
                 if let Some(dest) = latched[s ^ 1] {
                     let out: [[IoSlice<'_>; 1]; BATCH] =
                         std::array::from_fn(|i| [IoSlice::new(&bufs[i][..lens[i]])]);
-                    let addrs = [Some(dest); BATCH];
+                    addrs[..got].fill(Some(dest));
                     let cmsgs: [ControlMessage<'_>; 0] = [];
                     // A full send buffer drops the batch, as a relay would.
                     let _ = sendmmsg(
