@@ -17,9 +17,13 @@ use crate::ng::server::{self, Shared};
 use crate::session::backend::{BackendError, FlowCounters, MediaBackend};
 use crate::session::{SessionConfig, Sessions};
 
-/// Stats queries per worker per tick: half a command ring, so signalling always
-/// finds room.
-const POLL_BUDGET: usize = 512;
+/// Stats queries per worker per tick: a small share of the command ring, so
+/// signalling always finds room (each offer or answer queues about eight commands).
+const POLL_BUDGET: usize = 256;
+/// Command ring per worker. A full ring refuses the NG request; a burst of offers
+/// from many proxy processes must fit (found with 4 clients on a 2-core host,
+/// where the data plane's default of 1024 filled).
+const COMMAND_RING: usize = 16_384;
 
 /// The data plane as the sessions see it.
 #[derive(Debug)]
@@ -146,6 +150,7 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
             IoBackend::Mmsg => Backend::Mmsg,
         },
         idle_after: cfg.timeout,
+        command_ring: COMMAND_RING,
         // One flow per port; all flows of a call share a worker, so any worker may
         // end up holding every port of the range.
         max_flows_per_worker: ((u32::from(cfg.port_max) - u32::from(cfg.port_min) + 1)
