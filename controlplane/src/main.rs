@@ -27,8 +27,8 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cfg.log_level))
         .with_target(false)
         .init();
-    // Every anchored stream holds four sockets here and four in its worker: the
-    // usual soft limit of 1024 descriptors would cap the relay near 120 calls.
+    // Every anchored stream holds four sockets (RTP and RTCP for each party): the
+    // usual soft limit of 1024 descriptors would cap the relay near 250 calls.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::info!(nofile = n, "descriptor limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),

@@ -58,8 +58,8 @@ pub struct Side {
     pub iface: usize,
     /// The address the pair is bound on.
     pub local_ip: std::net::IpAddr,
-    /// Our sockets: the party sends to `pair.port` (RTP, or both when muxed) and
-    /// `pair.port + 1` (RTCP). Held here until the call's ports are released.
+    /// The party sends to `pair.port` (RTP, or both when muxed) and `pair.port + 1`
+    /// (RTCP); reserved until the call's ports are released.
     pub pair: PortPair,
     /// Installed flows on the pair: `[rtp-or-muxed, rtcp]`.
     pub flows: Option<[FlowId; 2]>,
@@ -89,10 +89,7 @@ pub struct Side {
 
 impl Side {
     pub fn new(iface: usize, pair: PortPair) -> Side {
-        let local_ip = pair
-            .rtp
-            .local_addr()
-            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
+        let local_ip = pair.ip;
         Side {
             iface,
             local_ip,

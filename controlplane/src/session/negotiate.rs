@@ -98,10 +98,9 @@ fn sync_stream<B: MediaBackend>(
         if s.flows.is_none() {
             let mut ids = [FlowId::new(0, 0); 2];
             for (k, slot) in ids.iter_mut().enumerate() {
-                let sock = if k == 0 { &s.pair.rtp } else { &s.pair.rtcp };
-                let sock = sock
-                    .try_clone()
-                    .map_err(|e| format!("socket clone failed: {e}"))?;
+                let sock = s.pair.take(k).map_err(|e| {
+                    format!("cannot bind media port {}: {e}", s.pair.port + k as u16)
+                })?;
                 match backend.add_flow(worker, sock, s.bare_rule(k)) {
                     Ok(id) => *slot = id,
                     Err(e) => {

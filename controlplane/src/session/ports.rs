@@ -6,13 +6,32 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
-/// A bound even/odd port pair; dropping it closes both sockets.
+/// An even/odd port pair reserved in the pool. Its sockets are bound at allocation
+/// (so the relay owns the ports before announcing them) and handed to the worker
+/// when the flows are installed; the pool keeps the ports reserved until release.
 #[derive(Debug)]
 pub struct PortPair {
-    pub rtp: UdpSocket,
-    pub rtcp: UdpSocket,
+    pub rtp: Option<UdpSocket>,
+    pub rtcp: Option<UdpSocket>,
     /// The even (RTP) port; RTCP is `port + 1`.
     pub port: u16,
+    pub ip: IpAddr,
+}
+
+impl PortPair {
+    /// The socket of port `port + k` for a new flow: the one bound at allocation,
+    /// or (after an earlier flow on it was removed) a fresh bind of the same port.
+    pub fn take(&mut self, k: usize) -> std::io::Result<UdpSocket> {
+        let slot = if k == 0 {
+            &mut self.rtp
+        } else {
+            &mut self.rtcp
+        };
+        match slot.take() {
+            Some(s) => Ok(s),
+            None => bind(self.ip, self.port + k as u16),
+        }
+    }
 }
 
 /// Why no pair could be handed out.
@@ -76,12 +95,17 @@ impl PortPool {
                 continue;
             };
             self.held.insert(port);
-            return Ok(PortPair { rtp, rtcp, port });
+            return Ok(PortPair {
+                rtp: Some(rtp),
+                rtcp: Some(rtcp),
+                port,
+                ip: self.addr,
+            });
         }
         Err(PoolError::Exhausted(self.addr))
     }
 
-    /// Returns a pair to the pool (closing our sockets).
+    /// Returns a pair to the pool (closing any socket not handed out).
     pub fn release(&mut self, pair: PortPair) {
         self.held.remove(&pair.port);
     }
@@ -106,7 +130,8 @@ mod tests {
         let mut got = Vec::new();
         while let Ok(pair) = p.alloc() {
             assert_eq!(pair.port % 2, 0);
-            assert_eq!(pair.rtcp.local_addr().unwrap().port(), pair.port + 1);
+            let rtcp = pair.rtcp.as_ref().unwrap();
+            assert_eq!(rtcp.local_addr().unwrap().port(), pair.port + 1);
             got.push(pair);
         }
         // 41002..41009 holds four pairs, minus any another process holds.
@@ -116,6 +141,19 @@ mod tests {
         let port = first.port;
         p.release(first);
         assert_eq!(p.alloc().unwrap().port, port);
+    }
+
+    #[test]
+    fn take_rebinds_after_hand_over() {
+        let mut p = PortPool::new(LO, 41_501, 41_599);
+        let mut pair = p.alloc().unwrap();
+        let port = pair.port;
+        let first = pair.take(0).unwrap();
+        assert_eq!(first.local_addr().unwrap().port(), port);
+        drop(first); // the worker closed it when its flow went away
+        let again = pair.take(0).unwrap();
+        assert_eq!(again.local_addr().unwrap().port(), port);
+        assert_eq!(pair.take(1).unwrap().local_addr().unwrap().port(), port + 1);
     }
 
     #[test]

@@ -605,6 +605,39 @@ fn several_media_and_a_rejected_one() {
     assert_eq!(out.media()[1].port(), 0);
     assert_eq!(s.backend().flows.len(), 4);
     assert!(s.backend().rule_on(ports[1]).is_none());
+    // A re-offer enabling video again binds its ports afresh, on the same numbers.
+    let r = s
+        .offer(
+            &req(
+                &[
+                    ("call-id", "mm"),
+                    ("from-tag", "A"),
+                    ("to-tag", "B"),
+                    ("sdp", offer),
+                ],
+                &[],
+            ),
+            t0,
+        )
+        .unwrap();
+    assert_eq!(reply_sdp(&r).media()[1].port(), ports[1]);
+    let a2 = answer.replace("m=video 0", "m=video 7002");
+    s.answer(
+        &req(
+            &[
+                ("call-id", "mm"),
+                ("from-tag", "A"),
+                ("to-tag", "B"),
+                ("sdp", &a2),
+            ],
+            &[],
+        ),
+        t0,
+    )
+    .unwrap();
+    assert_eq!(s.backend().flows.len(), 8);
+    let (_, video) = s.backend().rule_on(ports[1]).unwrap();
+    assert_eq!(video.remote, Some("198.51.100.2:7002".parse().unwrap()));
 }
 
 #[test]
