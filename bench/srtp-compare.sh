@@ -49,13 +49,16 @@ import json, os, platform, subprocess, sys, datetime
 root, debian, bundled, batches = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 
 def read(path):
-    out = {}
+    out, version = {}, "libsrtp"
     for line in open(path):
+        if line.startswith("version "):
+            version = line.split(None, 1)[1].strip()
+            continue
         suite, op, ns = line.split()
         out[(suite, op)] = float(ns)
-    return out
+    return out, version
 
-deb, bun = read(debian), read(bundled)
+(deb, deb_name), (bun, bun_name) = read(debian), read(bundled)
 suites = ["AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AES_256_CM_HMAC_SHA1_80",
           "AES_256_CM_HMAC_SHA1_32", "AEAD_AES_128_GCM", "AEAD_AES_256_GCM", "NULL"]
 rows = []
@@ -78,6 +81,8 @@ feat = ", ".join(f for f in ("aes", "pclmulqdq", "sha_ni", "avx2") if f" {f}" in
 load = open("/proc/loadavg").read().split()[:3]
 deb_ver = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libsrtp2-1"],
                          capture_output=True, text=True).stdout or "?"
+pyl = subprocess.run([sys.executable, "-c", "import importlib.metadata as m; print(m.version('pylibsrtp'))"],
+                     capture_output=True, text=True).stdout.strip() or "?"
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 text = f"""# SRTP transform cost: ferrelay vs libsrtp
 
@@ -85,7 +90,7 @@ Nanoseconds per packet (lower is better) for one 172-byte RTP packet
 (12-byte header + 160-byte payload), protect and unprotect in place, on one
 core. Ratio = ferrelay / libsrtp (below 1.00: ferrelay is faster).
 
-| suite | op | ferrelay ns | libsrtp 2.7 + OpenSSL ns | ratio | libsrtp {deb_ver} + NSS ns | ratio |
+| suite | op | ferrelay ns | {bun_name} + OpenSSL ns | ratio | {deb_name} ({deb_ver}) + NSS ns | ratio |
 |---|---|---:|---:|---:|---:|---:|
 """ + "\n".join(rows) + f"""
 
@@ -99,8 +104,8 @@ core. Ratio = ferrelay / libsrtp (below 1.00: ferrelay is faster).
   protected batch.
 - ferrelay: crate `ferrelay-srtp`, RustCrypto `aes` + `ctr`, `hmac` + `sha1`, `aes-gcm`
   (AES-NI, PCLMULQDQ and SHA-NI picked at run time). Release profile of the workspace.
-- "libsrtp 2.7 + OpenSSL" is the libsrtp that the `pylibsrtp` wheel bundles (statically linked
-  with OpenSSL), called from C, not from Python. "libsrtp + NSS" is Debian's `libsrtp2-1`, whose
+- "{bun_name} + OpenSSL" is the libsrtp that the `pylibsrtp` {pyl} wheel bundles (statically
+  linked with OpenSSL), called from C, not from Python. "libsrtp + NSS" is Debian's `libsrtp2-1`, whose
   crypto is NSS; `NSS_NoDB_Init` is called once before `srtp_init`, otherwise libsrtp initialises
   NSS itself per session and gets slower as sessions grow.
 - NULL: ferrelay's `Suite::Null` is the identity (no cipher, no tag, no replay state); libsrtp's

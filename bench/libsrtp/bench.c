@@ -105,6 +105,7 @@ int main(int argc, char **argv) {
     }
 #endif
     if (srtp_init() != srtp_err_status_ok) return 1;
+    printf("version %s\n", srtp_get_version_string());
     for (int i = 0; i < 64; i++) key[i] = (unsigned char)(i * 31 + 9);
 
     for (size_t si = 0; si < sizeof SUITES / sizeof SUITES[0]; si++) {
