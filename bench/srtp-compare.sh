@@ -106,8 +106,10 @@ core. Ratio = ferrelay / libsrtp (below 1.00: ferrelay is faster).
   (AES-NI, PCLMULQDQ and SHA-NI picked at run time). Release profile of the workspace.
 - "{bun_name} + OpenSSL" is the libsrtp that the `pylibsrtp` {pyl} wheel bundles (statically
   linked with OpenSSL), called from C, not from Python. "libsrtp + NSS" is Debian's `libsrtp2-1`, whose
-  crypto is NSS; `NSS_NoDB_Init` is called once before `srtp_init`, otherwise libsrtp initialises
-  NSS itself per session and gets slower as sessions grow.
+  crypto is NSS; `NSS_NoDB_Init` is called once before `srtp_init`, as advised for Debian's build
+  (libsrtp otherwise initialises NSS itself). With the two sessions this bench holds, a build
+  without that call measured the same (4.1 vs 4.2 us for AES_CM_128_HMAC_SHA1_80 on 2026-11-23);
+  a slowdown with many sessions was not measured here.
 - NULL: ferrelay's `Suite::Null` is the identity (no cipher, no tag, no replay state); libsrtp's
   null cipher + null auth still runs its stream lookup and replay database, so that row shows
   fixed per-packet overhead, not equal work.
