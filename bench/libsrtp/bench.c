@@ -9,9 +9,8 @@
  * suite and operation: "<suite> <protect|unprotect> <median ns/packet>".
  *
  * Built twice by the script: against Debian's libsrtp2 (NSS crypto; NSS is
- * initialised first with NSS_NoDB_Init when WITH_NSS is defined, otherwise
- * libsrtp initialises it per session and slows down as sessions grow) and
- * against the libsrtp 2.7 + OpenSSL that pylibsrtp bundles.
+ * initialised once with NSS_NoDB_Init when WITH_NSS is defined, rather than
+ * left to libsrtp) and against the libsrtp + OpenSSL that pylibsrtp bundles.
  */
 #include <srtp2/srtp.h>
 #include <stdint.h>
