@@ -50,6 +50,10 @@ struct Args {
     /// README that lists result files (updated when --out-dir is given).
     #[arg(long, default_value = "perf/README.md")]
     readme: PathBuf,
+    /// After the rounds, one extra run per forwarder under `perf record -e cpu-clock`
+    /// for a user/kernel split that does not depend on the scheduler tick.
+    #[arg(long)]
+    perf: bool,
     /// The command line to record (the wrapper script passes its own).
     #[arg(long)]
     record_command: Option<String>,
@@ -170,8 +174,8 @@ fn main() -> anyhow::Result<()> {
             forwarders.iter().rev().collect()
         };
         for f in order {
-            match run_one(f, &plan, round) {
-                Ok(r) => {
+            match run_one(f, &plan, round, None) {
+                Ok((r, _)) => {
                     eprintln!(
                         "round {round} {:<18} {:>7.0} pps  user {:.3}  sys {:.3}  total {:.3}  on-CPU {:.3} us/pkt  loss {:.3}%  p50 {:.1} p99 {:.1} us",
                         r.forwarder,
@@ -196,6 +200,24 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
+    let mut profiles = Vec::new();
+    if a.perf {
+        let data = std::env::temp_dir().join(format!("e2e-forward-{}.perf", std::process::id()));
+        for f in &forwarders {
+            match run_one(f, &plan, usize::MAX, Some(&data)) {
+                Ok((_, Some(p))) => {
+                    eprintln!(
+                        "profile {:<18} kernel {:.1}%  user {:.1}%",
+                        p.forwarder, p.kernel_pct, p.user_pct
+                    );
+                    profiles.push(p);
+                }
+                Ok((_, None)) => {}
+                Err(e) => eprintln!("profile {}: {e:#}", f.name),
+            }
+        }
+        let _ = std::fs::remove_file(&data);
+    }
     machine.loadavg_end = loadavg();
     let date = sh("date", &["-u", "+%Y-%m-%d"]);
     let command = a
@@ -218,8 +240,9 @@ fn main() -> anyhow::Result<()> {
             load_cores: a.load_cores.clone(),
         },
         cpu_method: CPU_METHOD,
-        summary: summarise(&runs),
+        summary: summarise(&runs, &profiles),
         runs,
+        profiles,
         skipped,
     };
     let md = summary::markdown(&results);

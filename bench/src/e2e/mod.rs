@@ -3,5 +3,6 @@
 //! forwarder's CPU per forwarded packet is read from procfs over a steady window.
 
 pub mod cpu;
+pub mod profile;
 pub mod run;
 pub mod summary;

@@ -131,7 +131,15 @@ fn spawn(f: &Forwarder, plan: &RunPlan) -> anyhow::Result<Guard> {
 }
 
 /// Runs `f` once under the plan's load and measures it.
-pub fn run_one(f: &Forwarder, plan: &RunPlan, round: usize) -> anyhow::Result<RunResult> {
+///
+/// With `perf_data`, the window is also sampled by `perf record` (a profile run: its
+/// CPU figures include perf's own cost and belong apart from the measured rounds).
+pub fn run_one(
+    f: &Forwarder,
+    plan: &RunPlan,
+    round: usize,
+    perf_data: Option<&std::path::Path>,
+) -> anyhow::Result<(RunResult, Option<super::profile::Profile>)> {
     let guard = spawn(f, plan)?;
     let pid = guard.0.id();
     let tail = Duration::from_millis(500);
@@ -155,6 +163,9 @@ pub fn run_one(f: &Forwarder, plan: &RunPlan, round: usize) -> anyhow::Result<Ru
     let l0 = CpuSample::read(me)?;
     let r0 = load.live().received.load(Ordering::Relaxed);
     let t0 = Instant::now();
+    let perf = perf_data
+        .map(|p| super::profile::start(pid, plan.window, p))
+        .transpose()?;
     std::thread::sleep(plan.window);
     let c1 = CpuSample::read(pid)?;
     let l1 = CpuSample::read(me)?;
@@ -163,6 +174,10 @@ pub fn run_one(f: &Forwarder, plan: &RunPlan, round: usize) -> anyhow::Result<Ru
 
     let report = load.wait()?;
     drop(guard);
+    let profile = match (perf, perf_data) {
+        (Some(child), Some(p)) => Some(super::profile::finish(child, p, &f.name)?),
+        _ => None,
+    };
     let fwd = r1 - r0;
     if fwd == 0 {
         bail!("{}: nothing forwarded in the window", f.name);
@@ -170,7 +185,7 @@ pub fn run_one(f: &Forwarder, plan: &RunPlan, round: usize) -> anyhow::Result<Ru
     let d = c1.since(&c0, ticks);
     let lg = l1.since(&l0, ticks);
     let per = |s: f64| s * 1e6 / fwd as f64;
-    Ok(RunResult {
+    let result = RunResult {
         forwarder: f.name.clone(),
         round,
         window_s: window,
@@ -192,5 +207,6 @@ pub fn run_one(f: &Forwarder, plan: &RunPlan, round: usize) -> anyhow::Result<Ru
         p99_us: report.latency.p99_us,
         p999_us: report.latency.p999_us,
         max_us: report.latency.max_us,
-    })
+    };
+    Ok((result, profile))
 }
