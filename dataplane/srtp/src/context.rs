@@ -122,6 +122,11 @@ pub struct SrtpContext {
     pub(crate) rtp: Transform,
     pub(crate) rtcp: Transform,
     pub(crate) streams: StreamTable,
+    /// Next SRTCP index to send (RFC 3711 §3.4: from 0, +1 per packet).
+    ///
+    /// One counter for all SSRCs of the context: each SSRC still sees rising
+    /// indices, and no slot recycling can ever reuse one under this key.
+    pub(crate) rtcp_tx_next: u32,
 }
 
 impl fmt::Debug for SrtpContext {
@@ -161,6 +166,7 @@ impl SrtpContext {
             rtp,
             rtcp,
             streams: StreamTable::new(params.replay_window),
+            rtcp_tx_next: 0,
         })
     }
 
@@ -177,6 +183,7 @@ impl SrtpContext {
             rtp: Transform::new(suite, rtp, suite.rtp_overhead()),
             rtcp: Transform::new(suite, rtcp, 10),
             streams: StreamTable::new(replay_window),
+            rtcp_tx_next: 0,
         }
     }
 

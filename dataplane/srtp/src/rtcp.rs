@@ -62,9 +62,7 @@ impl SrtpContext {
         if let Transform::Null = self.rtcp {
             return Ok(len);
         }
-        let slot = self.streams.find_or_insert(ssrc);
-        let state = self.streams.touch(slot);
-        let index = state.rtcp_tx_next;
+        let index = self.rtcp_tx_next;
         // RFC 3711 §3.4 / §9.2: the 31-bit index must not wrap under one key.
         if index >= E_FLAG {
             return Err(SrtpError::IndexExhausted);
@@ -90,7 +88,7 @@ impl SrtpContext {
             }
             Transform::Null => {}
         }
-        state.rtcp_tx_next = index + 1;
+        self.rtcp_tx_next = index + 1;
         Ok(len + overhead)
     }
 

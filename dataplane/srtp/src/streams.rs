@@ -1,5 +1,8 @@
 //! Per-SSRC state in a small fixed table with least-recently-used replacement.
 //!
+//! The SRTCP send index is not here but context-wide (see `SrtpContext`), so
+//! recycling a slot can never restart an index that was already used.
+//!
 //! A context usually sees one or two SSRCs; eight slots cover SSRC changes and
 //! RTX streams without a heap. A slot is taken only by a packet that
 //! authenticated (receive) or that we protect (send), so forged SSRCs cannot
@@ -10,7 +13,7 @@ use crate::replay::ReplayWindow;
 /// How many SSRCs one context tracks before it recycles the least recently used.
 pub const MAX_SSRCS: usize = 8;
 
-/// Rollover counters, replay windows and SRTCP index of one SSRC.
+/// Rollover counters and replay windows of one SSRC.
 #[derive(Debug, Clone)]
 pub(crate) struct StreamState {
     pub(crate) ssrc: u32,
@@ -20,8 +23,6 @@ pub(crate) struct StreamState {
     pub(crate) rtp_tx: ReplayWindow,
     /// SRTCP indices received (RFC 3711 §3.4: replay protection on the 31-bit index).
     pub(crate) rtcp_rx: ReplayWindow,
-    /// Next SRTCP index to send (RFC 3711 §3.4: starts at 0, +1 per packet).
-    pub(crate) rtcp_tx_next: u32,
 }
 
 impl StreamState {
@@ -31,7 +32,6 @@ impl StreamState {
             rtp_rx: ReplayWindow::new(window),
             rtp_tx: ReplayWindow::new(window),
             rtcp_rx: ReplayWindow::new(window),
-            rtcp_tx_next: 0,
         }
     }
 }
@@ -121,7 +121,7 @@ mod tests {
         let mut t = StreamTable::new(64);
         for ssrc in 0..MAX_SSRCS as u32 {
             let i = t.find_or_insert(ssrc);
-            t.touch(i).rtcp_tx_next = ssrc + 100;
+            t.touch(i).rtp_tx.accept(u64::from(ssrc) + 100);
         }
         assert_eq!(t.len(), MAX_SSRCS);
         // Use SSRC 0 again so SSRC 1 becomes the oldest.
@@ -131,11 +131,11 @@ mod tests {
         t.touch(i);
         assert_eq!(t.find(1), None, "oldest SSRC evicted");
         assert_eq!(
-            t.get(t.find(0).unwrap()).rtcp_tx_next,
-            100,
+            t.get(t.find(0).unwrap()).rtp_tx.top(),
+            Some(100),
             "recent one kept"
         );
-        assert_eq!(t.get(i).rtcp_tx_next, 0, "new slot starts fresh");
+        assert_eq!(t.get(i).rtp_tx.top(), None, "new slot starts fresh");
         assert_eq!(t.len(), MAX_SSRCS);
     }
 }

@@ -195,8 +195,7 @@ fn rfc7714_aead_aes_128_gcm_srtcp() {
          c84aa45896cf4d2fc5abf87245d9eade 800005d4",
     );
     let mut tx = SrtpContext::from_session_keys(Suite::AeadAes128Gcm, &k, &k, 64);
-    let slot = tx.streams.find_or_insert(0x4d61_7273);
-    tx.streams.touch(slot).rtcp_tx_next = 0x5d4;
+    tx.rtcp_tx_next = 0x5d4;
     let mut b = [0u8; 128];
     b[..plain.len()].copy_from_slice(&plain);
     let n = tx.protect_rtcp(&mut b, plain.len()).unwrap();
@@ -459,8 +458,7 @@ fn wrong_key_length_for_suite_is_refused() {
 #[test]
 fn rtcp_index_exhaustion_is_reported() {
     let (mut tx, _) = pair(Suite::AesCm128HmacSha1_80);
-    let slot = tx.streams.find_or_insert(9);
-    tx.streams.touch(slot).rtcp_tx_next = 0x7fff_ffff;
+    tx.rtcp_tx_next = 0x7fff_ffff;
     let (mut c, clen) = rtcp(9);
     assert!(tx.protect_rtcp(&mut c, clen).is_ok());
     let (mut c, clen) = rtcp(9);
@@ -468,4 +466,18 @@ fn rtcp_index_exhaustion_is_reported() {
         tx.protect_rtcp(&mut c, clen),
         Err(SrtpError::IndexExhausted)
     );
+}
+
+#[test]
+fn srtcp_index_is_never_reused_even_after_slot_recycling() {
+    let (mut tx, mut rx) = pair(Suite::AesCm128HmacSha1_80);
+    let mut seen = Vec::new();
+    // Twenty SSRCs through an eight-slot table, then the first one again.
+    for ssrc in (0..20u32).chain([0]) {
+        let (mut c, clen) = rtcp(ssrc);
+        let n = tx.protect_rtcp(&mut c, clen).unwrap();
+        seen.push(u32::from_be_bytes(c[clen..clen + 4].try_into().unwrap()) & 0x7fff_ffff);
+        assert_eq!(rx.unprotect_rtcp(&mut c, n), Ok(clen), "ssrc {ssrc}");
+    }
+    assert_eq!(seen, (0..21).collect::<Vec<u32>>());
 }
