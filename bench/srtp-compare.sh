@@ -7,11 +7,15 @@
 # perf/srtp/README.md. Needs: gcc, pkg-config, libsrtp2-dev, libnss3-dev,
 # python3 (pylibsrtp optional).
 #
+# Debian packages: gcc pkg-config libsrtp2-dev libnss3-dev.
 # Usage: bench/srtp-compare.sh [batches-per-round for the C bench, default 200]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 batches=${1:-200}
+# The project's virtualenv (scripts/setup.sh) holds pylibsrtp; FERRELAY_PYTHON overrides.
+py=${FERRELAY_PYTHON:-python3}
+if [ -z "${FERRELAY_PYTHON:-}" ] && [ -x .venv/bin/python ]; then py=.venv/bin/python; fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -20,9 +24,9 @@ gcc -O2 -Wall -DWITH_NSS $(pkg-config --cflags nss) bench/libsrtp/bench.c \
     -o "$work/bench-debian" -lsrtp2 $(pkg-config --libs nss)
 
 bundled=""
-if pyso=$(python3 -c 'import pylibsrtp._binding as b; print(b.__file__)' 2>/dev/null); then
-    pylib=$(python3 -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
-    pyver=$(python3 -c 'import sysconfig; print(sysconfig.get_config_var("LDVERSION"))')
+if pyso=$("$py" -c 'import pylibsrtp._binding as b; print(b.__file__)' 2>/dev/null); then
+    pylib=$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+    pyver=$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("LDVERSION"))')
     echo "== building libsrtp bench (pylibsrtp-bundled libsrtp + OpenSSL: $pyso)" >&2
     # The bundled library is a Python extension: link libpython so it loads.
     if gcc -O2 -Wall bench/libsrtp/bench.c -o "$work/bench-bundled" "$pyso" \
@@ -44,7 +48,7 @@ else
     : >"$work/bundled.txt"
 fi
 
-python3 - "$root" "$work/debian.txt" "$work/bundled.txt" "$batches" <<'PY'
+"$py" - "$root" "$work/debian.txt" "$work/bundled.txt" "$batches" <<'PY'
 import json, os, platform, subprocess, sys, datetime
 root, debian, bundled, batches = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 

@@ -1,8 +1,10 @@
 //! Interop with libsrtp (through pylibsrtp) for every negotiable suite, both
 //! directions, RTP and RTCP, across the 16-bit sequence wrap.
 //!
-//! Needs `python3` with `pylibsrtp` (`python3 -m pip install pylibsrtp`).
-//! Without them the test fails, unless `FERRELAY_SKIP_INTEROP=1` is set.
+//! Needs a Python with `pylibsrtp` (`python3 -m pip install pylibsrtp`): the
+//! interpreter named by `FERRELAY_PYTHON` (scripts/test.sh points it at the
+//! project's virtualenv), else `python3`. Without it the test fails, unless
+//! `FERRELAY_SKIP_INTEROP=1` is set.
 
 use ferrelay_srtp::{MasterKey, SrtpContext, SrtpError, SrtpParams, Suite};
 use std::io::{BufRead, BufReader, Write};
@@ -33,14 +35,15 @@ impl Oracle {
                 );
             }
         };
-        let mut child = match Command::new("python3")
+        let python = std::env::var("FERRELAY_PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut child = match Command::new(&python)
             .arg(&script)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
         {
             Ok(c) => c,
-            Err(e) => return fail(format!("cannot start python3 {}: {e}", script.display())),
+            Err(e) => return fail(format!("cannot start {python} {}: {e}", script.display())),
         };
         let stdin = child.stdin.take().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());

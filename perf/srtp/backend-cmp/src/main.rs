@@ -34,7 +34,10 @@ fn main() {
         let ns = best(|i| {
             let mut iv = [0u8; 16];
             iv[8..12].copy_from_slice(&i.to_be_bytes());
-            let core = ctr::CtrCore::<&aes::Aes128, ctr::flavors::Ctr128BE>::inner_iv_init(&aes, &iv.into());
+            let core = ctr::CtrCore::<&aes::Aes128, ctr::flavors::Ctr128BE>::inner_iv_init(
+                &aes,
+                &iv.into(),
+            );
             StreamCipherCoreWrapper::from_core(core).apply_keystream(&mut pkt[12..172]);
             let mut m = mac.clone();
             m.update(&pkt[..172]);
@@ -54,7 +57,8 @@ fn main() {
         let ns = best(|i| {
             let mut iv = [0u8; 16];
             iv[8..12].copy_from_slice(&i.to_be_bytes());
-            k.less_safe_encrypt(&mut pkt[12..172], EncryptionContext::Iv128(iv.into())).unwrap();
+            k.less_safe_encrypt(&mut pkt[12..172], EncryptionContext::Iv128(iv.into()))
+                .unwrap();
             let mut c = hmac::Context::with_key(&hk);
             c.update(&pkt[..172]);
             c.update(&[0, 0, 0, 0]);
@@ -73,7 +77,9 @@ fn main() {
             let mut n = [0u8; 12];
             n[8..12].copy_from_slice(&i.to_be_bytes());
             let (h, p) = pkt.split_at_mut(12);
-            let t = g.encrypt_inout_detached(&n.into(), h, (&mut p[..160]).into()).unwrap();
+            let t = g
+                .encrypt_inout_detached(&n.into(), h, (&mut p[..160]).into())
+                .unwrap();
             pkt[172..188].copy_from_slice(&t);
             black_box(&pkt);
         });
@@ -88,7 +94,11 @@ fn main() {
             n[8..12].copy_from_slice(&i.to_be_bytes());
             let (h, p) = pkt.split_at_mut(12);
             let t = k
-                .seal_in_place_separate_tag(Nonce::assume_unique_for_key(n), Aad::from(&h[..]), &mut p[..160])
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(n),
+                    Aad::from(&h[..]),
+                    &mut p[..160],
+                )
                 .unwrap();
             pkt[172..188].copy_from_slice(t.as_ref());
             black_box(&pkt);
