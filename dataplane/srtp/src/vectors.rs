@@ -481,3 +481,37 @@ fn srtcp_index_is_never_reused_even_after_slot_recycling() {
     }
     assert_eq!(seen, (0..21).collect::<Vec<u32>>());
 }
+
+/// Garbage in never panics: random lengths (also past the buffer), random
+/// bytes with the version bits set, random CSRC counts and extension lengths.
+#[test]
+fn random_garbage_is_refused_without_panic() {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for suite in ALL_SUITES {
+        let (mut tx, mut rx) = pair(suite);
+        for _ in 0..4000 {
+            let mut b = [0u8; 96];
+            for chunk in b.chunks_mut(8) {
+                chunk.copy_from_slice(&next().to_be_bytes());
+            }
+            b[0] = 0x80 | (b[0] & 0x3f);
+            let len = (next() % 110) as usize;
+            let ok_rtp = rx.unprotect_rtp(&mut b, len);
+            let ok_rtcp = rx.unprotect_rtcp(&mut b, len);
+            if suite != Suite::Null {
+                assert!(
+                    ok_rtp.is_err() && ok_rtcp.is_err(),
+                    "{suite:?} accepted garbage"
+                );
+            }
+            let _ = tx.protect_rtp(&mut b, len);
+            let _ = tx.protect_rtcp(&mut b, len);
+        }
+    }
+}
