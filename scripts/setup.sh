@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# Debian packages: the C toolchain for -sys crates and the libsrtp oracle.
-APT_PACKAGES=(build-essential pkg-config python3 python3-pip python3-venv libsrtp2-dev)
+# Debian packages: the C toolchain for -sys crates, the libsrtp oracle, and
+# rtpengine as the reference relay (userspace only; tests start it themselves).
+APT_PACKAGES=(build-essential pkg-config python3 python3-pip python3-venv libsrtp2-dev
+  rtpengine-daemon)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

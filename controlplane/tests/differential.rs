@@ -3,8 +3,8 @@
 //! differences (rtpengine adds rtpmaps for static payload types and acts as an ICE
 //! agent; ferrelay removes ICE). Then RTP through each, byte for byte.
 //!
-//! Needs rtpengine 10.5 (`apt-get install rtpengine-daemon`), so it is ignored by
-//! default: `cargo test -p ferrelay --test differential -- --ignored`.
+//! Needs rtpengine 10.5 (Debian `rtpengine-daemon`), which `scripts/setup.sh`
+//! installs; without it these tests fail and say so.
 
 mod common;
 
@@ -214,7 +214,6 @@ fn scenario_steps() -> Vec<(&'static str, Vec<Step>)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs rtpengine installed; run with -- --ignored"]
 async fn sdp_replies_match_rtpengine() {
     let reference = rtpengine().await;
     let relay = relay().await;
@@ -238,7 +237,6 @@ async fn sdp_replies_match_rtpengine() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs rtpengine installed; run with -- --ignored"]
 async fn both_relays_forward_the_same_bytes() {
     let reference = rtpengine().await;
     let relay = relay().await;
