@@ -224,6 +224,7 @@ fn main() -> anyhow::Result<()> {
         .record_command
         .clone()
         .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
+    let command = command.trim().to_string();
     let results = Results {
         date: sh("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
         command: command.clone(),
