@@ -3,7 +3,7 @@
 //! queue of one worker; the I/O shell around it owns sockets and clocks.
 //!
 //! Packet path, in order (each step may end in a counted drop):
-//! lookup → demux/parse → (decrypt) → source check/latch → account → block →
+//! lookup → demux → (decrypt) → parse → source check/latch → account → block →
 //! output lookup → rewrite → (encrypt) → forward.
 
 use std::net::SocketAddr;
@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use ferrelay_wire::{Compound, PacketClass, RtcpPacket, RtpPacket, classify};
 use hdrhistogram::Histogram;
 
+use crate::crypto::{self, FlowCrypto, Kind};
 use crate::error::{DropReason, EngineError};
 use crate::event::{EngineEvent, EventQueue};
 use crate::latch::Verdict;
@@ -53,13 +54,6 @@ pub enum Action {
     Drop(DropReason),
 }
 
-/// RTP or RTCP, once the port's component and RFC 5761 have decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Rtp,
-    Rtcp,
-}
-
 /// The forwarding engine of one worker. See the module docs for the packet path.
 #[derive(Debug)]
 pub struct Engine {
@@ -80,17 +74,25 @@ impl Engine {
         }
     }
 
-    /// Adds a flow in the slot `id.index`.
+    /// Adds a flow in the slot `id.index`, building its SRTP contexts (the only
+    /// allocation a flow's packet path ever needs).
     pub fn insert(&mut self, id: FlowId, rule: FlowRule) -> Result<(), EngineError> {
-        check_crypto(&rule)?;
-        self.table.insert(id, rule)
+        let srtp = FlowCrypto::build(&rule.crypto)?;
+        self.table.insert(id, rule, srtp)
     }
 
     /// Replaces a flow's rule, keeping its stats and its latched remote (the latch is
     /// dropped if the new rule is `LatchMode::Fixed`, which never learns).
+    ///
+    /// An SRTP direction whose suite and master key are unchanged keeps its context
+    /// (ROCs, replay windows, sent indices); changed keys get a fresh one. A refused
+    /// key leaves the flow as it was.
     pub fn update(&mut self, id: FlowId, rule: FlowRule) -> Result<(), EngineError> {
-        check_crypto(&rule)?;
         let flow = self.table.get_mut(id).ok_or(EngineError::UnknownFlow)?;
+        let old = &flow.rule.crypto;
+        let decrypt = crypto::change(old.decrypt.as_ref(), rule.crypto.decrypt.as_ref())?;
+        let encrypt = crypto::change(old.encrypt.as_ref(), rule.crypto.encrypt.as_ref())?;
+        flow.srtp.apply(decrypt, encrypt);
         if rule.latch == LatchMode::Fixed {
             flow.latch.addr = None;
         }
@@ -158,8 +160,20 @@ impl Engine {
         let flow = self.table.get_mut(id).ok_or(DropReason::UnknownFlow)?;
         flow.counters.rx_packets += 1;
         flow.counters.rx_bytes += len as u64;
+        let kind = kind_of(
+            flow.rule.component,
+            buf.get(..len).ok_or(DropReason::Malformed)?,
+        )?;
+        // RFC 3711 §3.3 / §3.4: verify and decrypt in place before anything trusts the
+        // packet, so only authenticated packets move a latch or feed the stats. The
+        // transform checks the header it needs (RTP fixed header with CSRCs and
+        // extension; the first RTCP header and SSRC) itself; the full parse below
+        // then runs on the plain packet.
+        let mut len = len;
+        if let Some(ctx) = flow.srtp.decrypt.as_deref_mut() {
+            len = crypto::unprotect(ctx, kind, buf, len)?;
+        }
         let pkt = buf.get_mut(..len).ok_or(DropReason::Malformed)?;
-        let kind = kind_of(flow.rule.component, pkt)?;
 
         // Parse once; keep only the fields later steps need.
         let (ssrc, rtp_fields) = match kind {
@@ -172,11 +186,6 @@ impl Engine {
                 (c.iter().next().and_then(|p| p.ssrc()), None)
             }
         };
-        // The SRTP/SRTCP decrypt step (in `pkt`, shrinking `len`) slots in here, before
-        // the source check, so that only authenticated packets can move a latch. With a
-        // decrypt context the parse above becomes header-only (`new_checked_header`;
-        // for SRTCP the first packet's header), and the full checks run on the plain
-        // packet after it (RFC 3711 §3.1, §3.4).
 
         let rule = &flow.rule;
         let verdict =
@@ -223,8 +232,11 @@ impl Engine {
             Kind::Rtp => rewrite_rtp(flow, pkt),
             Kind::Rtcp => rewrite_rtcp(flow.rule.ssrc_rewrite, peer_rewrite, pkt),
         }
-        // The SRTP/SRTCP encrypt step (growing into `buf[len..len + TAILROOM]`) slots
-        // in here, after every rewrite of the plain packet.
+        // RFC 3711 §3.3 / §3.4 sender side: encrypt after every rewrite of the plain
+        // packet, growing it into the tailroom by the tag (and SRTCP index).
+        if let Some(ctx) = flow.srtp.encrypt.as_deref_mut() {
+            len = crypto::protect(ctx, kind, buf, len)?;
+        }
         flow.counters.fwd_packets += 1;
         flow.counters.fwd_bytes += len as u64;
         Ok((out.via, dest, len))
@@ -278,14 +290,6 @@ impl Engine {
     pub fn flow_ids(&self) -> impl Iterator<Item = FlowId> + '_ {
         self.table.iter().map(|(id, _)| id)
     }
-}
-
-/// Refuses rules with a transform until the SRTP contexts are wired in.
-fn check_crypto(rule: &FlowRule) -> Result<(), EngineError> {
-    if rule.crypto.decrypt.is_some() || rule.crypto.encrypt.is_some() {
-        return Err(EngineError::CryptoUnsupported);
-    }
-    Ok(())
 }
 
 /// Decides RTP or RTCP from the port's component and the first two bytes.

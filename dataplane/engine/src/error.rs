@@ -15,8 +15,8 @@ pub enum EngineError {
     /// The id reuses the generation of the flow last removed from this slot, so packets
     /// still in flight for the old flow would reach the new one.
     StaleGeneration,
-    /// The rule asks for an SRTP transform this build cannot apply yet.
-    CryptoUnsupported,
+    /// The rule's SRTP key material does not fit its suite (key or salt length).
+    BadKey,
 }
 
 impl fmt::Display for EngineError {
@@ -28,7 +28,7 @@ impl fmt::Display for EngineError {
             EngineError::StaleGeneration => {
                 "flow id reuses the generation of the slot's previous flow"
             }
-            EngineError::CryptoUnsupported => "SRTP transform not supported by this engine",
+            EngineError::BadKey => "SRTP master key or salt length does not fit the suite",
         })
     }
 }
@@ -61,11 +61,13 @@ pub enum DropReason {
     SrtpReplay,
     /// The buffer lacks the tailroom an outgoing transform needs.
     NoTailroom,
+    /// The SRTP ROC or SRTCP index would wrap: the keys must be replaced (RFC 3711 §9.2).
+    SrtpRekey,
 }
 
 impl DropReason {
     /// Number of reasons: the length of every drop counter array.
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
 
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -80,6 +82,7 @@ impl DropReason {
         DropReason::SrtpAuth,
         DropReason::SrtpReplay,
         DropReason::NoTailroom,
+        DropReason::SrtpRekey,
     ];
 
     /// Position in drop counter arrays.
@@ -102,6 +105,7 @@ impl DropReason {
             DropReason::SrtpAuth => "srtp_auth",
             DropReason::SrtpReplay => "srtp_replay",
             DropReason::NoTailroom => "no_tailroom",
+            DropReason::SrtpRekey => "srtp_rekey",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! test of the packet path runs in virtual time.
 #![forbid(unsafe_code)]
 
+mod crypto;
 mod engine;
 pub mod error;
 pub mod event;
@@ -14,6 +15,9 @@ mod table;
 pub use engine::{Action, Engine, EngineConfig, TAILROOM};
 pub use error::{DropCounts, DropReason, EngineError};
 pub use event::EngineEvent;
+/// The SRTP crate, so rule builders and tests name `SrtpParams` and friends
+/// without a dependency of their own.
+pub use ferrelay_srtp as srtp;
 pub use rule::{
     Component, CryptoSpec, FlowId, FlowRule, LatchMode, MismatchPolicy, Output, PtMap, SsrcRewrite,
 };

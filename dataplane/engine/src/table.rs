@@ -2,6 +2,7 @@
 //! `FlowId.index` and guarded by the generation so a stale id never reaches a flow
 //! that has since taken over the slot.
 
+use crate::crypto::FlowCrypto;
 use crate::error::EngineError;
 use crate::latch::Latch;
 use crate::rule::{FlowId, FlowRule};
@@ -23,11 +24,14 @@ pub(crate) struct Flow {
     pub pt_identity: bool,
     /// A `MediaIdle` was queued for the current idle period.
     pub idle_reported: bool,
+    /// Boxed SRTP contexts, last: two pointers in the slot, the state beside it.
+    pub srtp: FlowCrypto,
 }
 
 impl Flow {
-    fn new(rule: FlowRule) -> Self {
+    fn new(rule: FlowRule, srtp: FlowCrypto) -> Self {
         Flow {
+            srtp,
             pt_identity: rule.pt_map.is_identity(),
             rule,
             latch: Latch::default(),
@@ -69,7 +73,12 @@ impl FlowTable {
         self.live
     }
 
-    pub(crate) fn insert(&mut self, id: FlowId, rule: FlowRule) -> Result<(), EngineError> {
+    pub(crate) fn insert(
+        &mut self,
+        id: FlowId,
+        rule: FlowRule,
+        srtp: FlowCrypto,
+    ) -> Result<(), EngineError> {
         let slot = self
             .slots
             .get_mut(id.index as usize)
@@ -81,7 +90,7 @@ impl FlowTable {
             return Err(EngineError::StaleGeneration);
         }
         slot.generation = id.generation;
-        slot.flow = Some(Flow::new(rule));
+        slot.flow = Some(Flow::new(rule, srtp));
         self.live += 1;
         Ok(())
     }
@@ -148,15 +157,22 @@ mod tests {
         assert!(rule + offset_of!(FlowRule, blocked) < rule + offset_of!(FlowRule, pt_map));
         assert!(offset_of!(FlowRule, pt_map) < offset_of!(FlowRule, crypto));
         assert_eq!(size_of::<Slot>() % 64, 0);
+        // SRTP state stays out of the slot: two pointers, not two ~5 KiB contexts.
+        assert_eq!(size_of::<FlowCrypto>(), 2 * size_of::<usize>());
     }
 
     #[test]
     fn generation_guards_the_slot() {
         let mut t = FlowTable::new(4);
         let old = FlowId::new(2, 5);
-        t.insert(old, FlowRule::new(Component::Rtp)).unwrap();
+        t.insert(old, FlowRule::new(Component::Rtp), FlowCrypto::default())
+            .unwrap();
         assert_eq!(
-            t.insert(FlowId::new(2, 6), FlowRule::new(Component::Rtp)),
+            t.insert(
+                FlowId::new(2, 6),
+                FlowRule::new(Component::Rtp),
+                FlowCrypto::default()
+            ),
             Err(EngineError::SlotInUse)
         );
         assert!(t.get(FlowId::new(2, 4)).is_none());
@@ -164,16 +180,21 @@ mod tests {
         t.remove(old).unwrap();
         assert_eq!(t.remove(old).unwrap_err(), EngineError::UnknownFlow);
         assert_eq!(
-            t.insert(old, FlowRule::new(Component::Rtp)),
+            t.insert(old, FlowRule::new(Component::Rtp), FlowCrypto::default()),
             Err(EngineError::StaleGeneration)
         );
         let new = FlowId::new(2, 6);
-        t.insert(new, FlowRule::new(Component::Rtcp)).unwrap();
+        t.insert(new, FlowRule::new(Component::Rtcp), FlowCrypto::default())
+            .unwrap();
         assert!(t.get(old).is_none());
         assert_eq!(t.iter().map(|(id, _)| id).collect::<Vec<_>>(), [new]);
         assert_eq!(t.live(), 1);
         assert_eq!(
-            t.insert(FlowId::new(4, 0), FlowRule::new(Component::Rtp)),
+            t.insert(
+                FlowId::new(4, 0),
+                FlowRule::new(Component::Rtp),
+                FlowCrypto::default()
+            ),
             Err(EngineError::TooManyFlows)
         );
     }

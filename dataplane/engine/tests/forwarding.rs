@@ -414,7 +414,7 @@ fn event_queue_overflow_is_counted() {
 }
 
 #[test]
-fn update_keeps_stats_and_latch_and_crypto_is_refused() {
+fn update_keeps_stats_and_latch_and_bad_keys_are_refused() {
     let mut c = Call::new(Component::Rtp, |_| {});
     let natted = addr(1, 4444);
     c.send(0, c.a, natted, &rtp(0, 1, 0, 1, b"x"));
@@ -425,20 +425,21 @@ fn update_keeps_stats_and_latch_and_crypto_is_refused() {
     let s = c.engine.flow_stats(c.a).unwrap();
     assert_eq!((s.rx_packets, s.remote, s.latched), (1, Some(natted), true));
 
+    // A 128-bit key under a 256-bit suite: refused, and the flow keeps forwarding plain.
     let key = MasterKey::from_concatenated(Suite::AesCm128HmacSha1_80, &[1; 30]).unwrap();
     r.crypto.decrypt = Some(SrtpParams {
-        suite: Suite::AesCm128HmacSha1_80,
+        suite: Suite::AesCm256HmacSha1_80,
         key,
         replay_window: 128,
     });
-    assert_eq!(
-        c.engine.update(c.a, r.clone()),
-        Err(EngineError::CryptoUnsupported)
-    );
+    assert_eq!(c.engine.update(c.a, r.clone()), Err(EngineError::BadKey));
     assert_eq!(
         c.engine.insert(FlowId::new(5, 0), r),
-        Err(EngineError::CryptoUnsupported)
+        Err(EngineError::BadKey)
     );
+    assert!(!c.engine.contains(FlowId::new(5, 0)));
+    let p = rtp(0, 2, 0, 1, b"still plain");
+    assert_eq!(c.send(MS, c.a, natted, &p).1, p);
     assert_eq!(
         c.engine
             .update(FlowId::new(5, 0), FlowRule::new(Component::Rtp)),
