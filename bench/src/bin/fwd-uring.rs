@@ -101,6 +101,19 @@ struct SendSlot {
     addr: [u8; RAW_ADDR_LEN],
 }
 
+/// A msghdr with no name, data or control (filled in per use).
+fn empty_msghdr() -> libc::msghdr {
+    libc::msghdr {
+        msg_name: std::ptr::null_mut(),
+        msg_namelen: 0,
+        msg_iov: std::ptr::null_mut(),
+        msg_iovlen: 0,
+        msg_control: std::ptr::null_mut(),
+        msg_controllen: 0,
+        msg_flags: 0,
+    }
+}
+
 fn push_sqe(
     sq: &mut io_uring::SubmissionQueue<'_>,
     submitter: &io_uring::Submitter<'_>,
@@ -124,13 +137,11 @@ fn main() -> anyhow::Result<()> {
     let fds: Vec<Fd> = socks.iter().map(|s| Fd(s.as_raw_fd())).collect();
 
     // The template every multishot recv uses: room for an IPv6 source, no control data.
-    // SAFETY: msghdr is plain old data; all-zero is a valid value.
-    let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+    let mut recv_hdr: Box<libc::msghdr> = Box::new(empty_msghdr());
     recv_hdr.msg_namelen = RAW_ADDR_LEN as u32;
     let mut slots: Box<[SendSlot]> = (0..BUFS)
         .map(|_| SendSlot {
-            // SAFETY: as above.
-            hdr: unsafe { std::mem::zeroed() },
+            hdr: empty_msghdr(),
             iov: libc::iovec {
                 iov_base: std::ptr::null_mut(),
                 iov_len: 0,
