@@ -121,3 +121,102 @@ fn hot_path_never_allocates() {
     assert_eq!(s.relatches, 4);
     assert_eq!(c.engine.worker_stats().residence_ns.len(), forwarded);
 }
+
+/// Every SRTP path on one muxed call: SRTP→SRTP with a suite change (RTP across the
+/// sequence wrap, and SRTCP), plain→SRTP, and the replay and forged-tag drops.
+#[test]
+fn crypto_hot_path_never_allocates() {
+    use ferrelay_engine::srtp::{MasterKey, SrtpContext, SrtpParams, Suite};
+    use ferrelay_engine::{DropReason, FlowRule, Output};
+
+    let params = |suite: Suite, fill: u8| SrtpParams {
+        suite,
+        key: MasterKey::from_concatenated(suite, &vec![fill; suite.key_len() + suite.salt_len()])
+            .unwrap(),
+        replay_window: 128,
+    };
+    let from_alice = params(Suite::AesCm128HmacSha1_80, 1);
+    let to_bob = params(Suite::AeadAes128Gcm, 2);
+    let to_alice = params(Suite::AesCm128HmacSha1_32, 3);
+    let mut c = Call::new(Component::Muxed, |_| {});
+    for (id, remote, peer) in [(c.a, c.alice, c.b), (c.b, c.bob, c.a)] {
+        let mut r = FlowRule::new(Component::Muxed);
+        r.remote = Some(remote);
+        r.rtp_out = Some(Output { via: peer });
+        r.rtcp_out = Some(Output { via: peer });
+        if id == c.a {
+            r.crypto.decrypt = Some(from_alice.clone());
+            r.crypto.encrypt = Some(to_bob.clone());
+        } else {
+            r.crypto.encrypt = Some(to_alice.clone());
+        }
+        c.engine.update(id, r).unwrap();
+    }
+    // Alice's SRTP and SRTCP, built before arming.
+    const N: u16 = 3_000;
+    let mut alice = SrtpContext::new(&from_alice).unwrap();
+    let protect = |pkt: Vec<u8>, rtcp: bool, ctx: &mut SrtpContext| {
+        let mut b = with_tailroom(&pkt);
+        let n = if rtcp {
+            ctx.protect_rtcp(&mut b, pkt.len())
+        } else {
+            ctx.protect_rtp(&mut b, pkt.len())
+        };
+        b.truncate(n.unwrap());
+        b
+    };
+    let media: Vec<Vec<u8>> = (0..=N)
+        .map(|i| {
+            let seq = 65_000u16.wrapping_add(i);
+            protect(rtp(96, seq, 0, 0xA11CE, &[0x55; 160]), false, &mut alice)
+        })
+        .collect();
+    // Each iteration, a forgery of the *next* packet: a fresh index, so only its tag fails.
+    let srtp: Vec<(&Vec<u8>, Vec<u8>, Vec<u8>)> = (0..usize::from(N))
+        .map(|i| {
+            let mut forged = media[i + 1].clone();
+            forged[30] ^= 1;
+            let report = protect(rtcp_rr_sdes(0xA11CE), true, &mut alice);
+            (&media[i], forged, report)
+        })
+        .collect();
+    let bob_media = rtp(0, 0, 0, 0xB0B, &[0x66; 160]);
+    let mut buf = vec![0u8; 1500];
+    let mut forwarded = 0u64;
+    let mut dropped = [0u64; DropReason::COUNT];
+
+    ARMED.with(|a| a.set(true));
+    let mut now = 0;
+    for (i, (media, forged, report)) in srtp.iter().enumerate() {
+        now += 20 * MS;
+        let seq = 65_000u16.wrapping_add(i as u16);
+        let cases: [(FlowId, std::net::SocketAddr, &[u8]); 5] = [
+            (c.a, c.alice, media),
+            (c.a, c.alice, media),
+            (c.a, c.alice, forged),
+            (c.a, c.alice, report),
+            (c.b, c.bob, &bob_media),
+        ];
+        for (k, (id, src, pkt)) in cases.into_iter().enumerate() {
+            buf[..pkt.len()].copy_from_slice(pkt);
+            if k == 4 {
+                buf[2..4].copy_from_slice(&seq.to_be_bytes());
+            }
+            match c.engine.on_datagram(now, id, src, &mut buf, pkt.len()) {
+                Action::Forward { .. } => forwarded += 1,
+                Action::Drop(r) => dropped[r.index()] += 1,
+            }
+        }
+        while c.engine.pop_event().is_some() {}
+    }
+    ARMED.with(|a| a.set(false));
+    let allocs = ALLOCS.with(|n| n.get());
+
+    assert_eq!(allocs, 0, "allocations on the SRTP hot path");
+    let n = u64::from(N);
+    assert_eq!(forwarded, 3 * n);
+    assert_eq!(dropped[DropReason::SrtpReplay.index()], n);
+    assert_eq!(dropped[DropReason::SrtpAuth.index()], n);
+    let s = c.engine.flow_stats(c.a).unwrap();
+    assert_eq!((s.rtp.received, s.rtp.lost, s.rtcp_packets), (n, 0, n));
+}
