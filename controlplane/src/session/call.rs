@@ -4,11 +4,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ferrelay_engine::{Component, FlowId, FlowRule, LatchMode, MismatchPolicy, Output};
+use ferrelay_engine::{Component, CryptoSpec, FlowId, FlowRule, LatchMode, MismatchPolicy, Output};
 
 use super::backend::FlowCounters;
 use super::flags::{Flags, MuxFlags};
 use super::ports::PortPair;
+use super::sdes::SideCrypto;
 
 /// Silence before `media-handover` lets a new source take over the stream (the
 /// engine also lets a newcomer with the latched SSRC move it at once).
@@ -79,6 +80,8 @@ pub struct Side {
     pub clock_rate: u32,
     pub media_type: String,
     pub protocol: String,
+    /// SDES keys of this leg (the party's and the relay's).
+    pub crypto: SideCrypto,
     /// Counters of `[rtp-or-muxed, rtcp]`, from the worker's stats.
     pub counters: [FlowCounters; 2],
     /// Counters of flows already removed (re-offers that rejected the stream).
@@ -106,14 +109,21 @@ impl Side {
             clock_rate: 8000,
             media_type: "audio".into(),
             protocol: "RTP/AVP".into(),
+            crypto: SideCrypto::default(),
             counters: [FlowCounters::default(); 2],
             retired: FlowCounters::default(),
             last_packet_unix: [0; 2],
         }
     }
 
-    /// The two rules of this side, forwarding to `peer`'s flows.
-    pub fn rules(&self, peer: [FlowId; 2], peer_muxed: bool) -> [FlowRule; 2] {
+    /// The two rules of this side, forwarding to `peer`'s flows through `crypto`;
+    /// `None` (keys not agreed yet) drops what arrives instead of forwarding it.
+    pub fn rules(
+        &self,
+        peer: [FlowId; 2],
+        peer_muxed: bool,
+        crypto: Option<CryptoSpec>,
+    ) -> [FlowRule; 2] {
         let rtcp_to = Output {
             via: if peer_muxed { peer[0] } else { peer[1] },
         };
@@ -129,6 +139,10 @@ impl Side {
             r.on_mismatch = self.policy.mismatch;
             r.blocked = self.blocked;
             r.clock_rate = self.clock_rate;
+            match &crypto {
+                Some(c) => r.crypto = c.clone(),
+                None => (r.rtp_out, r.rtcp_out) = (None, None),
+            }
         }
         [rtp, rtcp]
     }

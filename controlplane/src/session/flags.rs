@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use super::sdes::SdesFlags;
 use crate::ng::Value;
 
 /// How a side's `rtcp-mux` is handled (rtpengine's `rtcp-mux: [...]` list).
@@ -42,6 +43,8 @@ pub struct Flags {
     pub received_from: Option<IpAddr>,
     pub media_address: Option<IpAddr>,
     pub label: Option<String>,
+    /// `SDES-off`, `SDES-no-<suite>`, `SDES-only-<suite>`.
+    pub sdes: SdesFlags,
 }
 
 /// IP family of an interface or SDP address.
@@ -127,10 +130,15 @@ impl Flags {
                 "sip source address" => f.sip_source_address = true,
                 // Older Kamailio configs spell `replace: [origin]` as a flag word.
                 "replace origin" => f.replace_origin = true,
+                // rtpengine takes `SDES-<word>` flags as words of the `SDES` list.
+                w if w.starts_with("sdes ") => f.sdes.word(&w["sdes ".len()..]),
                 _ => {}
             }
         }
         f.replace_origin |= words(req, "replace").iter().any(|w| w == "origin");
+        for w in words(req, "SDES") {
+            f.sdes.word(&w);
+        }
         for w in words(req, "rtcp mux") {
             match w.as_str() {
                 "offer" => f.mux.offer = true,

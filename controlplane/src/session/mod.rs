@@ -12,6 +12,7 @@ mod negotiate;
 pub mod ports;
 mod query;
 mod rewrite;
+pub mod sdes;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -530,5 +531,7 @@ fn parse_sdp(req: &Value) -> Result<Sdp, String> {
     Sdp::parse_bytes(raw).map_err(|e| format!("Failed to parse SDP: {e}"))
 }
 
+#[cfg(test)]
+mod sdes_tests;
 #[cfg(test)]
 mod tests;

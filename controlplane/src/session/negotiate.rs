@@ -5,12 +5,12 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use ferrelay_engine::FlowId;
-use ferrelay_sdp::Sdp;
+use ferrelay_sdp::{Proto, Sdp};
 
 use super::backend::{FlowCounters, MediaBackend};
 use super::call::{Call, Monologue, Policy, Side};
 use super::flags::{Family, Flags};
-use super::{Resources, SessionConfig, rewrite, unix_now};
+use super::{Resources, SessionConfig, rewrite, sdes, unix_now};
 
 /// Index of the monologue named `tag`, created when new.
 fn ensure_monologue(call: &mut Call, tag: &str) -> usize {
@@ -116,8 +116,8 @@ fn sync_stream<B: MediaBackend>(
         }
     }
     let (fa, fb) = (sa.flows.expect("installed"), sb.flows.expect("installed"));
-    let ra = sa.rules(fb, sb.muxed);
-    let rb = sb.rules(fa, sa.muxed);
+    let ra = sa.rules(fb, sb.muxed, sdes::spec(&sa.crypto, &sb.crypto));
+    let rb = sb.rules(fa, sa.muxed, sdes::spec(&sb.crypto, &sa.crypto));
     for (ids, rules) in [(fa, ra), (fb, rb)] {
         for (id, rule) in ids.into_iter().zip(rules) {
             backend
@@ -165,6 +165,8 @@ pub(super) fn offer_call<B: MediaBackend>(
     let policy = Policy::from_flags(flags);
     let mut all_held = !sdp.media().is_empty();
     let mut plan = Vec::with_capacity(sdp.media().len());
+    let mut edits = Vec::with_capacity(sdp.media().len());
+    let want = flags.transport_protocol.as_deref().map(Proto::parse);
     for (i, m) in sdp.media().iter().enumerate() {
         ensure_side(res, mx, i, x_iface)?;
         ensure_side(res, my, i, y_iface)?;
@@ -183,6 +185,13 @@ pub(super) fn offer_call<B: MediaBackend>(
         sy.mux_offered = flags.mux.require
             || flags.mux.offer
             || (sx.mux_signalled && !flags.mux.demux && !flags.mux.reject);
+        edits.push(sdes::offer(
+            &mut sx.crypto,
+            &mut sy.crypto,
+            m,
+            want.as_ref(),
+            &flags.sdes,
+        )?);
         sync_stream(&mut res.backend, worker, sx, sy)?;
         plan.push(rewrite::Plan {
             port: if sy.rejected { 0 } else { sy.pair.port },
@@ -192,6 +201,9 @@ pub(super) fn offer_call<B: MediaBackend>(
     }
     let adv = res.cfg.interfaces[y_iface].advertised;
     rewrite::apply(sdp, adv, &plan, flags);
+    for (m, e) in sdp.media_mut().iter_mut().zip(edits) {
+        e.apply(m);
+    }
     call.held = all_held;
     call.last_signal_unix = unix_now();
     if !call.answered {
@@ -237,6 +249,7 @@ pub(super) fn answer_call<B: MediaBackend>(
     }
     let policy = Policy::from_flags(flags);
     let mut plan = Vec::with_capacity(sdp.media().len());
+    let mut edits = Vec::with_capacity(sdp.media().len());
     let mut iface = mx.sides.first().map_or(0, |s| s.iface);
     for (i, m) in sdp.media().iter().enumerate() {
         let (sx, sy) = (&mut mx.sides[i], &mut my.sides[i]);
@@ -250,6 +263,8 @@ pub(super) fn answer_call<B: MediaBackend>(
         let rejected = sy.rejected || sx.rejected;
         sx.rejected = rejected;
         sy.rejected = rejected;
+        let x_proto = Proto::parse(&sx.protocol);
+        edits.push(sdes::answer(&mut sx.crypto, &mut sy.crypto, m, &x_proto)?);
         sync_stream(&mut res.backend, worker, sx, sy)?;
         iface = sx.iface;
         plan.push(rewrite::Plan {
@@ -260,6 +275,9 @@ pub(super) fn answer_call<B: MediaBackend>(
     }
     let adv: IpAddr = res.cfg.interfaces[iface].advertised;
     rewrite::apply(sdp, adv, &plan, flags);
+    for (m, e) in sdp.media_mut().iter_mut().zip(edits) {
+        e.apply(m);
+    }
     if !call.answered {
         call.answered = true;
         call.last_media = now;

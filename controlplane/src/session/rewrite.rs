@@ -20,8 +20,8 @@ pub struct Plan {
     pub rtcp_on_rtp_port: bool,
 }
 
-/// Refuses what plain forwarding cannot do: a change between RTP and SRTP needs keys,
-/// and DTLS-SRTP needs a DTLS endpoint. SRTP passed through unchanged is fine.
+/// Refuses what the relay cannot do: DTLS-SRTP needs a DTLS endpoint, and with
+/// `SDES-off` a change between RTP and SRTP has no keys.
 pub fn check_protocols(sdp: &Sdp, flags: &Flags) -> Result<(), String> {
     let want = flags.transport_protocol.as_deref().map(Proto::parse);
     if let Some(w) = &want {
@@ -42,11 +42,12 @@ pub fn check_protocols(sdp: &Sdp, flags: &Flags) -> Result<(), String> {
             ));
         }
         if let Some(w) = &want
+            && flags.sdes.off
             && p.is_rtp()
             && w.is_srtp() != p.is_srtp()
         {
             return Err(format!(
-                "Translating {p} to {w} needs SRTP keys, which this relay does not handle yet"
+                "Translating {p} to {w} needs SDES keys, but SDES is off for this call"
             ));
         }
     }

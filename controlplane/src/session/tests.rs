@@ -338,12 +338,12 @@ fn errors_are_clear() {
                     ("sdp", &offer),
                     ("transport protocol", "RTP/SAVP"),
                 ],
-                &[],
+                &[("flags", &["SDES-off"])],
             ),
             t0,
         )
         .unwrap_err();
-    assert!(e.contains("SRTP keys"), "{e}");
+    assert!(e.contains("SDES is off"), "{e}");
     // One pair in the range: an offer needs two, so it fails and leaves nothing.
     let e = s
         .offer(
