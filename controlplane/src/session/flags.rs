@@ -202,6 +202,27 @@ mod tests {
     }
 
     #[test]
+    fn sdes_words_from_flags_and_the_sdes_list() {
+        use ferrelay_srtp::Suite;
+        let req = Value::decode(
+            b"d5:flagsl31:SDES-no-AES_CM_128_HMAC_SHA1_32e\
+              4:SDESl21:only-AEAD_AES_256_GCM28:only-AES_CM_128_HMAC_SHA1_3214:only-F8_128_XXee",
+        )
+        .unwrap();
+        let f = Flags::parse(&req).unwrap();
+        assert!(!f.sdes.off);
+        // `no` wins over `only`; unknown suites are ignored.
+        assert_eq!(
+            f.sdes.enabled().collect::<Vec<_>>(),
+            vec![Suite::AeadAes256Gcm]
+        );
+        let req = Value::decode(b"d5:flagsl8:SDES-offee").unwrap();
+        assert!(Flags::parse(&req).unwrap().sdes.off);
+        let all = Flags::default().sdes.enabled().count();
+        assert_eq!(all, Suite::NEGOTIABLE.len());
+    }
+
+    #[test]
     fn replace_origin_as_a_flag_word() {
         let req = Value::decode(b"d5:flagsl14:replace-originee").unwrap();
         assert!(Flags::parse(&req).unwrap().replace_origin);

@@ -459,3 +459,51 @@ fn keys_stay_out_of_debug_output() {
     }
     assert!(!shown.contains("176, 176"), "B's key bytes in Debug");
 }
+
+#[test]
+fn reoffer_from_the_answerer_keeps_each_legs_relay_key() {
+    let mut s = sessions();
+    let out = offer(
+        &mut s,
+        &sdp("192.0.2.10", 5000, "RTP/AVP", &[]),
+        "RTP/SAVP",
+        &["SDES-only-AES_CM_128_HMAC_SHA1_80"],
+    );
+    let relay_to_b = keys(&out).remove(0);
+    let b = line(1, Suite::AesCm128HmacSha1_80, 0xB1);
+    answer(
+        &mut s,
+        &sdp("192.0.2.20", 6000, "RTP/SAVP", std::slice::from_ref(&b)),
+    )
+    .unwrap();
+
+    // B re-INVITEs with the same key; A stays plain.
+    let cmd = [
+        ("call-id", "c"),
+        ("from-tag", "B"),
+        ("to-tag", "A"),
+        ("transport-protocol", "RTP/AVP"),
+    ];
+    let b_sdp = sdp("192.0.2.20", 6000, "RTP/SAVP", &[b]);
+    let mut cmd = cmd.to_vec();
+    cmd.push(("sdp", &b_sdp));
+    let r = s.offer(&req(&cmd, &[], &[]), Instant::now()).unwrap();
+    let to_a = Sdp::parse_bytes(r.get("sdp").and_then(Value::as_bytes).unwrap()).unwrap();
+    assert_eq!(to_a.media()[0].proto().as_str(), "RTP/AVP");
+    assert_eq!(to_a.media()[0].crypto().count(), 0);
+    let a_sdp = sdp("192.0.2.10", 5000, "RTP/AVP", &[]);
+    let cmd = [
+        ("call-id", "c"),
+        ("from-tag", "B"),
+        ("to-tag", "A"),
+        ("sdp", a_sdp.as_str()),
+    ];
+    let r = s.answer(&req(&cmd, &[], &[]), Instant::now()).unwrap();
+    let to_b = Sdp::parse_bytes(r.get("sdp").and_then(Value::as_bytes).unwrap()).unwrap();
+    assert_eq!(to_b.media()[0].proto().as_str(), "RTP/SAVP");
+    assert_eq!(
+        keys(&to_b),
+        vec![relay_to_b],
+        "B keeps the relay key it had"
+    );
+}
