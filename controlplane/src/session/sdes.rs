@@ -225,6 +225,25 @@ fn usable(c: &Crypto, flags: &SdesFlags) -> Result<PartyLine, String> {
     })
 }
 
+/// RFC 4568 §7.1.1: the answer picks one of the offered lines; the relay picks
+/// the first it supports and the flags allow.
+fn first_usable(m: &Media, flags: &SdesFlags) -> Result<PartyLine, String> {
+    let mut why = Vec::new();
+    for c in m.crypto() {
+        match usable(c, flags) {
+            Ok(l) => return Ok(l),
+            Err(e) => why.push(e),
+        }
+    }
+    if why.is_empty() {
+        why.push("no a=crypto line".into());
+    }
+    Err(format!(
+        "No usable SDES crypto in the offer: {}",
+        why.join("; ")
+    ))
+}
+
 /// The offer on one m= line: learns the offerer's (`sx`) keys, makes the relay's
 /// keys for the answerer (`sy`), and says how the line is rewritten for the answerer.
 pub fn offer(
@@ -255,31 +274,19 @@ pub fn offer(
         sy.set_keying(k);
         return Ok(Edit::default());
     }
+    // Everything that can refuse the offer is checked before any state changes,
+    // so a refused re-offer leaves the call as it was.
+    let pick = if x_srtp {
+        Some(first_usable(m, flags)?)
+    } else {
+        None
+    };
+    if y_srtp && flags.enabled().next().is_none() {
+        return Err("The SDES flags leave no SRTP suite to offer".into());
+    }
     sx.set_keying(if x_srtp { Keying::Sdes } else { Keying::Plain });
     sy.set_keying(if y_srtp { Keying::Sdes } else { Keying::Plain });
-    if x_srtp {
-        // RFC 4568 §7.1.1: the answer picks one of the offered lines; the relay
-        // picks the first it supports and the flags allow.
-        let mut why = Vec::new();
-        let mut pick = None;
-        for c in m.crypto() {
-            match usable(c, flags) {
-                Ok(l) => {
-                    pick = Some(l);
-                    break;
-                }
-                Err(e) => why.push(e),
-            }
-        }
-        let Some(pick) = pick else {
-            if why.is_empty() {
-                why.push("no a=crypto line".into());
-            }
-            return Err(format!(
-                "No usable SDES crypto in the offer: {}",
-                why.join("; ")
-            ));
-        };
+    if let Some(pick) = pick {
         sx.relay_key(pick.suite)?;
         sx.pending = Some(pick);
     }
@@ -300,9 +307,6 @@ pub fn offer(
             suite.sdes_name(),
             key.concatenated().to_vec(),
         ));
-    }
-    if lines.is_empty() {
-        return Err("The SDES flags leave no SRTP suite to offer".into());
     }
     Ok(Edit {
         crypto: Some(lines),

@@ -310,6 +310,17 @@ fn reoffer_with_same_crypto_keeps_the_relay_keys() {
         v
     };
     let before = rules(&s);
+    // A refused re-offer (MKI) changes nothing.
+    let mki = line(1, Suite::AesCm128HmacSha1_80, 0xA1) + "|1:4";
+    let e = offer_sdes(
+        &mut s,
+        &sdp("192.0.2.10", 5000, "RTP/SAVP", &[mki]),
+        "",
+        &[],
+        &[],
+    );
+    assert!(e.unwrap_err().contains("MKI"));
+    assert_eq!(rules(&s), before);
     let again = offer(&mut s, &offer_sdp, "", &[]);
     assert_eq!(keys(&again), keys(&first));
     assert_eq!(rules(&s), before, "media keeps flowing with the same keys");
