@@ -2,7 +2,7 @@
 //! ever blocking, and drains the worker's events after its eventfd fires.
 
 use std::net::UdpSocket;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -161,6 +161,14 @@ impl WorkerHandle {
     /// tokio's `AsyncFd`).
     pub fn event_fd(&self) -> RawFd {
         self.events.event_fd().as_raw_fd()
+    }
+
+    /// A duplicate of the event eventfd (nonblocking, close-on-exec) that the caller
+    /// owns, so it can await events (tokio's `AsyncFd::new` takes it safely) while
+    /// this handle stays behind its lock. Readiness on either descriptor is the
+    /// same: they share one open file; `ack_events` clears it for both.
+    pub fn event_waiter(&self) -> std::io::Result<OwnedFd> {
+        self.events.event_fd().as_fd().try_clone_to_owned()
     }
 
     pub fn index(&self) -> usize {

@@ -71,4 +71,46 @@ mod tests {
         send::<crate::Event>();
         send::<crate::Command>();
     }
+
+    /// Whether `fd` is readable within `ms` milliseconds.
+    fn readable(fd: &std::os::fd::OwnedFd, ms: i32) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: polls one valid pollfd that lives on this stack frame.
+        let n = unsafe { libc::poll(&mut p, 1, ms) };
+        n == 1 && p.revents & libc::POLLIN != 0
+    }
+
+    /// The owned waiter fires when the worker queues an event and is quiet again
+    /// after `ack_events`, so the control plane can await it instead of polling.
+    #[test]
+    fn event_waiter_fires_on_events_and_clears_on_ack() {
+        let mut dp = crate::Dataplane::start(crate::DataplaneConfig {
+            workers: 1,
+            backend: crate::Backend::Mmsg,
+            max_flows_per_worker: 16,
+            stats_interval: std::time::Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .expect("data plane starts");
+        let h = dp.worker(0).expect("worker 0");
+        let waiter = h.event_waiter().expect("dup of the eventfd");
+        h.ack_events();
+        while h.try_recv_event().is_some() {}
+        assert!(!readable(&waiter, 0), "no event queued yet");
+        h.query(7, None).expect("query queued");
+        assert!(
+            readable(&waiter, 2000),
+            "worker stats event wakes the waiter"
+        );
+        h.ack_events();
+        assert!(!readable(&waiter, 0), "acknowledged through the handle");
+        let ev = h.try_recv_event().expect("the queued report");
+        assert!(matches!(ev, crate::Event::WorkerStats(r) if r.token == Some(7)));
+        dp.shutdown();
+    }
 }
