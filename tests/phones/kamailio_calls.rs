@@ -32,7 +32,7 @@ struct Call {
 
 /// Starts the relay, Kamailio with the given rtpengine flags, and two phones, then has
 /// alice call bob through the proxy and waits until both ends have the call up.
-fn call(offer_flags: &str, answer_flags: &str, alice_opts: PhoneOpts) -> Call {
+fn call(offer_flags: &str, answer_flags: &str, alice_opts: PhoneOpts, bob_opts: PhoneOpts) -> Call {
     let base = free_ports(80);
     let media = (base, base + 19);
     let relay = Relay::start(media, |_| {});
@@ -59,7 +59,7 @@ fn call(offer_flags: &str, answer_flags: &str, alice_opts: PhoneOpts) -> Call {
         base + 55,
         &PhoneOpts {
             outbound,
-            ..PhoneOpts::default()
+            ..bob_opts
         },
     );
     let uri = bob.uri();
@@ -163,7 +163,7 @@ fn assert_relay_counts(counts: &[(String, i64)], min: i64, what: &str) {
 fn plain_call_through_kamailio() {
     let _turn = one_at_a_time();
     let flags = "replace-origin replace-session-connection";
-    let mut c = call(flags, flags, PhoneOpts::default());
+    let mut c = call(flags, flags, PhoneOpts::default(), PhoneOpts::default());
     sleep(TALK);
     let counts = c.relay_counts();
     assert_relay_counts(&counts, floor(c.up_since.elapsed()), "during the call");
@@ -177,39 +177,79 @@ fn sdes_srtp_caller_plain_callee_through_kamailio() {
     let _turn = one_at_a_time();
     // alice offers RTP/SAVP with SDES keys; Kamailio asks ferrelay for plain RTP/AVP
     // toward bob; ferrelay answers alice with its own key and translates.
-    let mut c = call(
+    let c = call(
         "replace-origin replace-session-connection RTP/AVP",
         "replace-origin replace-session-connection",
         PhoneOpts {
             mediaenc: Some("srtp-mand"),
             ..PhoneOpts::default()
         },
+        PhoneOpts::default(),
     );
+    talk_with_one_srtp_leg(c, Leg::Alice, "AES_CM_128_HMAC_SHA1_80");
+}
+
+#[test]
+fn sdes_gcm256_callee_plain_caller_through_kamailio() {
+    let _turn = one_at_a_time();
+    // alice offers plain RTP/AVP; Kamailio asks ferrelay for RTP/SAVP toward bob with
+    // only AEAD_AES_256_GCM, so ferrelay writes that key (padded base64: baresip
+    // misreads unpadded GCM-256 keys) and bob answers with his own.
+    let c = call(
+        "replace-origin replace-session-connection RTP/SAVP SDES-only-AEAD_AES_256_GCM",
+        "replace-origin replace-session-connection",
+        PhoneOpts::default(),
+        PhoneOpts {
+            mediaenc: Some("srtp-mand"),
+            ..PhoneOpts::default()
+        },
+    );
+    talk_with_one_srtp_leg(c, Leg::Bob, "AEAD_AES_256_GCM");
+}
+
+/// Which phone is on the SRTP leg.
+#[derive(Clone, Copy, PartialEq)]
+enum Leg {
+    Alice,
+    Bob,
+}
+
+/// Talks for [`TALK`], then asserts the SRTP leg negotiated SDES with `suite` and
+/// decrypted everything, the other leg stayed plain, and audio flowed both ways.
+fn talk_with_one_srtp_leg(mut c: Call, leg: Leg, suite: &str) {
     sleep(TALK);
     let alice_view = c.alice.command("callstat", "");
     let bob_view = c.bob.command("callstat", "");
     let counts = c.relay_counts();
     assert_relay_counts(&counts, floor(c.up_since.elapsed()), "during the call");
     c.assert_media_via_relay();
+    let (secure_view, plain_view) = match leg {
+        Leg::Alice => (&alice_view, &bob_view),
+        Leg::Bob => (&bob_view, &alice_view),
+    };
     assert!(
-        alice_view.contains("RTP/SAVP") && alice_view.contains("crypto"),
-        "alice's leg is not SDES-SRTP:\n{alice_view}"
+        secure_view.contains("RTP/SAVP") && secure_view.contains("crypto"),
+        "the SRTP leg is not SDES-SRTP:\n{secure_view}"
     );
     assert!(
-        bob_view.contains("RTP/AVP") && !bob_view.contains("crypto"),
-        "bob's leg is not plain RTP:\n{bob_view}"
+        plain_view.contains("RTP/AVP") && !plain_view.contains("crypto"),
+        "the plain leg is not plain RTP:\n{plain_view}"
     );
     let (a, b, talked, c) = c.hang_up();
-    let alice_log = c.alice.peer.log();
+    let secure = if leg == Leg::Alice { &c.alice } else { &c.bob };
+    let log = secure.peer.log();
+    let enabled = format!("SRTP is Enabled (cryptosuite={suite})");
     assert!(
-        alice_log.contains("SRTP is Enabled"),
-        "alice never enabled SRTP\n{}",
-        c.alice.peer.tail(30)
+        log.contains(&enabled),
+        "{} did not enable SRTP with {suite}\n{}",
+        secure.name,
+        secure.peer.tail(30)
     );
     assert!(
-        !alice_log.contains("failed to decrypt"),
-        "alice could not decrypt ferrelay's SRTP\n{}",
-        c.alice.peer.tail(30)
+        !log.contains("failed to decrypt"),
+        "{} could not decrypt ferrelay's SRTP\n{}",
+        secure.name,
+        secure.peer.tail(30)
     );
     assert_phone_counts(a, b, talked);
 }
@@ -218,7 +258,7 @@ fn sdes_srtp_caller_plain_callee_through_kamailio() {
 fn hold_and_resume_through_kamailio() {
     let _turn = one_at_a_time();
     let flags = "replace-origin replace-session-connection";
-    let mut c = call(flags, flags, PhoneOpts::default());
+    let mut c = call(flags, flags, PhoneOpts::default(), PhoneOpts::default());
     sleep(Duration::from_secs(1));
     // Each re-INVITE reaches bob through Kamailio, which hands its SDP to ferrelay.
     c.alice.command("hold", "");
