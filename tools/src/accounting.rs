@@ -35,6 +35,10 @@ pub struct RxStream {
     pub duplicates: u64,
     pub reordered: u64,
     pub first_ext_seq: u64,
+    /// RFC 3550 §6.4.1 interarrival jitter, nanoseconds.
+    pub jitter_ns: f64,
+    /// Transit time (arrival minus send) of the previous packet, ns.
+    last_transit: Option<i64>,
 }
 
 impl Default for RxStream {
@@ -52,6 +56,8 @@ impl RxStream {
             duplicates: 0,
             reordered: 0,
             first_ext_seq: 0,
+            jitter_ns: 0.0,
+            last_transit: None,
         }
     }
 
@@ -97,6 +103,17 @@ impl RxStream {
             self.reordered += 1;
             Arrival::Reordered
         }
+    }
+
+    /// Updates the interarrival jitter with one packet's transit time (RFC 3550
+    /// §6.4.1: J += (|D| - J) / 16). The send time in the payload stands in for the
+    /// RTP timestamp: same clock as arrival, so no rate conversion is needed.
+    pub fn on_transit(&mut self, transit_ns: i64) {
+        if let Some(prev) = self.last_transit {
+            let d = (transit_ns - prev).unsigned_abs() as f64;
+            self.jitter_ns += (d - self.jitter_ns) / 16.0;
+        }
+        self.last_transit = Some(transit_ns);
     }
 
     /// Packets missing given that the sender sent `sent` in the measured window.
@@ -157,6 +174,15 @@ impl Latency {
         Latency { hist }
     }
 
+    /// Smallest latency recorded, ns (0 when empty).
+    pub fn min_ns(&self) -> u64 {
+        if self.hist.is_empty() {
+            0
+        } else {
+            self.hist.min()
+        }
+    }
+
     pub fn record(&mut self, ns: u64) {
         self.hist.saturating_record(ns.max(1));
     }
@@ -171,6 +197,7 @@ impl Latency {
         let q = |v: f64| self.hist.value_at_quantile(v) as f64 / 1000.0;
         LatencySummary {
             samples: self.hist.len(),
+            min_us: self.min_ns() as f64 / 1000.0,
             p50_us: q(0.50),
             p99_us: q(0.99),
             p999_us: q(0.999),
@@ -184,6 +211,7 @@ impl Latency {
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct LatencySummary {
     pub samples: u64,
+    pub min_us: f64,
     pub p50_us: f64,
     pub p99_us: f64,
     pub p999_us: f64,
@@ -272,6 +300,26 @@ mod tests {
         assert_eq!(s.on_packet(1), Arrival::TooOld);
         assert_eq!(s.unique, 3);
         assert_eq!(s.reordered, 1);
+    }
+
+    #[test]
+    fn jitter_follows_rfc3550() {
+        let mut s = RxStream::new();
+        // Constant transit: no jitter.
+        for _ in 0..10 {
+            s.on_transit(5_000);
+        }
+        assert_eq!(s.jitter_ns, 0.0);
+        // Alternating 1 ms difference: J converges to 1 ms from below.
+        for i in 0..400 {
+            s.on_transit(if i % 2 == 0 { 6_000_000 } else { 5_000_000 });
+        }
+        assert!((s.jitter_ns - 1_000_000.0).abs() < 1.0, "{}", s.jitter_ns);
+        // One step: |D| / 16 from zero.
+        let mut t = RxStream::new();
+        t.on_transit(0);
+        t.on_transit(1_600);
+        assert_eq!(t.jitter_ns, 100.0);
     }
 
     #[test]

@@ -8,9 +8,14 @@
 pub mod accounting;
 pub mod call_source;
 pub mod load;
+pub mod modes;
+pub mod ng;
+pub mod ng_calls;
 pub mod packet;
 pub mod report;
 
-pub use call_source::{CallAddrs, CallSource, FixedPairs};
+pub use call_source::{Call, CallAddrs, CallSource, FixedPairs, LegKeys};
 pub use load::{LoadConfig, LoadRun};
+pub use ng::NgClient;
+pub use ng_calls::{NgCallOptions, NgCalls, SetupStats};
 pub use report::LoadReport;

@@ -11,10 +11,15 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
+use ferrelay_srtp::SrtpContext;
+
 use crate::accounting::{Latency, RxStream};
-use crate::call_source::CallAddrs;
+use crate::call_source::{Call, CallAddrs};
 use crate::packet::{self, RTP_HEADER, TxStream};
 use crate::report::LoadReport;
+
+/// Room after the packet for the SRTP auth tag (and MKI) when protecting in place.
+const TAILROOM: usize = 64;
 
 /// What to send and for how long.
 #[derive(Debug, Clone)]
@@ -57,6 +62,10 @@ pub struct Live {
     pub sent: AtomicU64,
     /// Our packets received on the socket they were meant for, warm-up included.
     pub received: AtomicU64,
+    /// SRTP packets that failed authentication (replays are counted as duplicates).
+    pub srtp_errors: AtomicU64,
+    /// Plain packets whose payload fill was not what was sent.
+    pub corrupt: AtomicU64,
 }
 
 /// What one sender thread hands back.
@@ -77,6 +86,8 @@ struct ReceiverOut {
     latency: Latency,
     misrouted: u64,
     foreign: u64,
+    corrupt: u64,
+    srtp_errors: u64,
 }
 
 /// A running load: started by [`LoadRun::start`], finished by [`LoadRun::wait`].
@@ -86,6 +97,8 @@ pub struct LoadRun {
     calls: usize,
     live: Arc<Live>,
     stop: Arc<AtomicBool>,
+    started: Instant,
+    srtp_streams: usize,
     senders: Vec<JoinHandle<SenderOut>>,
     receivers: Vec<JoinHandle<io::Result<ReceiverOut>>>,
 }
@@ -102,6 +115,27 @@ fn client_socket(relay: SocketAddr) -> io::Result<UdpSocket> {
     Ok(s)
 }
 
+/// Connects an already bound (and announced) client socket to its relay address.
+fn connected(s: UdpSocket, relay: SocketAddr) -> io::Result<UdpSocket> {
+    s.connect(relay)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// One stream a sender thread owns: sent from socket `stream`.
+struct TxSock {
+    stream: u32,
+    sock: Arc<UdpSocket>,
+    srtp: Option<SrtpContext>,
+}
+
+/// One socket a receiver thread owns: socket `index` gets stream `index ^ 1`.
+struct RxSock {
+    index: usize,
+    sock: Arc<UdpSocket>,
+    srtp: Option<SrtpContext>,
+}
+
 fn pin(cpus: &[usize], n: usize) {
     if let Some(&id) = cpus.get(n % cpus.len().max(1)) {
         core_affinity::set_for_current(core_affinity::CoreId { id });
@@ -115,6 +149,13 @@ impl LoadRun {
     /// the other way; socket `2i` is the A client, `2i+1` the B client, so stream `s`
     /// is sent from socket `s` and received on socket `s ^ 1`.
     pub fn start(cfg: LoadConfig, calls: &[CallAddrs]) -> io::Result<LoadRun> {
+        Self::start_calls(cfg, calls.iter().map(|&c| Call::from(c)).collect())
+    }
+
+    /// Like [`LoadRun::start`] for calls that may bring their own (announced)
+    /// client sockets and SRTP keys per leg: an SRTP client protects what it
+    /// sends with its own key and unprotects what it gets with the relay's.
+    pub fn start_calls(cfg: LoadConfig, calls: Vec<Call>) -> io::Result<LoadRun> {
         if cfg.pps == 0 || cfg.sender_threads == 0 || cfg.receiver_threads == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -127,11 +168,30 @@ impl LoadRun {
                 format!("payload must be at least {} bytes", packet::META_LEN),
             ));
         }
-        let mut socks = Vec::with_capacity(calls.len() * 2);
+        let n_calls = calls.len();
+        let mut socks = Vec::with_capacity(n_calls * 2);
+        // Per socket: (context protecting what it sends, context opening what it gets).
+        let mut crypto: Vec<(Option<SrtpContext>, Option<SrtpContext>)> =
+            Vec::with_capacity(n_calls * 2);
         for c in calls {
-            socks.push(Arc::new(client_socket(c.a)?));
-            socks.push(Arc::new(client_socket(c.b)?));
+            let (a, b) = match c.sockets {
+                Some((a, b)) => (connected(a, c.addrs.a)?, connected(b, c.addrs.b)?),
+                None => (client_socket(c.addrs.a)?, client_socket(c.addrs.b)?),
+            };
+            socks.push(Arc::new(a));
+            socks.push(Arc::new(b));
+            for leg in [&c.a_srtp, &c.b_srtp] {
+                crypto.push(match leg {
+                    Some(k) => (
+                        Some(k.sender().map_err(io::Error::other)?),
+                        Some(k.receiver().map_err(io::Error::other)?),
+                    ),
+                    None => (None, None),
+                });
+            }
         }
+        let srtp_streams = crypto.iter().filter(|c| c.0.is_some()).count();
+        let (mut tx_ctx, mut rx_ctx): (Vec<_>, Vec<_>) = crypto.into_iter().unzip();
         let live = Arc::new(Live::default());
         let stop = Arc::new(AtomicBool::new(false));
         let epoch = Instant::now();
@@ -139,11 +199,15 @@ impl LoadRun {
 
         let mut receivers = Vec::new();
         for r in 0..cfg.receiver_threads {
-            let mine: Vec<(usize, Arc<UdpSocket>)> = socks
+            let mine: Vec<RxSock> = socks
                 .iter()
                 .enumerate()
                 .filter(|(j, _)| j % cfg.receiver_threads == r)
-                .map(|(j, s)| (j, Arc::clone(s)))
+                .map(|(j, s)| RxSock {
+                    index: j,
+                    sock: Arc::clone(s),
+                    srtp: rx_ctx[j].take(),
+                })
                 .collect();
             let (live, stop, cfg2) = (Arc::clone(&live), Arc::clone(&stop), cfg.clone());
             let core = cfg.sender_threads + r;
@@ -152,16 +216,20 @@ impl LoadRun {
                     .name(format!("load-rx{r}"))
                     .spawn(move || {
                         pin(&cfg2.cpus, core);
-                        receive(&mine, &cfg2, epoch, &live, &stop)
+                        receive(mine, &cfg2, epoch, &live, &stop)
                     })?,
             );
         }
 
         let mut senders = Vec::new();
         for t in 0..cfg.sender_threads {
-            let mine: Vec<(u32, Arc<UdpSocket>)> = (0..n_streams)
+            let mine: Vec<TxSock> = (0..n_streams)
                 .filter(|s| s % cfg.sender_threads == t)
-                .map(|s| (s as u32, Arc::clone(&socks[s])))
+                .map(|s| TxSock {
+                    stream: s as u32,
+                    sock: Arc::clone(&socks[s]),
+                    srtp: tx_ctx[s].take(),
+                })
                 .collect();
             let (live, cfg2) = (Arc::clone(&live), cfg.clone());
             senders.push(
@@ -169,15 +237,17 @@ impl LoadRun {
                     .name(format!("load-tx{t}"))
                     .spawn(move || {
                         pin(&cfg2.cpus, t);
-                        send(&mine, n_streams, &cfg2, epoch, &live)
+                        send(mine, n_streams, &cfg2, epoch, &live)
                     })?,
             );
         }
         Ok(LoadRun {
             cfg,
-            calls: calls.len(),
+            calls: n_calls,
             live,
             stop,
+            started: epoch,
+            srtp_streams,
             senders,
             receivers,
         })
@@ -185,6 +255,16 @@ impl LoadRun {
 
     pub fn live(&self) -> &Live {
         &self.live
+    }
+
+    /// Time since the threads started (the run's clock).
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The configuration this run was started with.
+    pub fn config(&self) -> &LoadConfig {
+        &self.cfg
     }
 
     /// Waits for the senders to finish, lets the receivers drain, and builds the report.
@@ -206,7 +286,7 @@ impl LoadRun {
         self.stop.store(true, Ordering::Relaxed);
         let mut rx = vec![RxStream::new(); self.calls * 2];
         let mut latency = Latency::new();
-        let (mut misrouted, mut foreign) = (0, 0);
+        let (mut misrouted, mut foreign, mut corrupt, mut srtp_errors) = (0, 0, 0, 0);
         for h in self.receivers {
             let out = h
                 .join()
@@ -217,6 +297,8 @@ impl LoadRun {
             latency.merge(&out.latency);
             misrouted += out.misrouted;
             foreign += out.foreign;
+            corrupt += out.corrupt;
+            srtp_errors += out.srtp_errors;
         }
         Ok(LoadReport::build(
             &self.cfg,
@@ -230,6 +312,9 @@ impl LoadRun {
                 misrouted,
                 foreign,
                 max_lag_ns,
+                corrupt,
+                srtp_errors,
+                srtp_streams: self.srtp_streams,
             },
         ))
     }
@@ -239,7 +324,7 @@ impl LoadRun {
 /// `s / n_streams` of the packet period, so sends are spread evenly over time
 /// across all threads instead of bursting once per period.
 fn send(
-    mine: &[(u32, Arc<UdpSocket>)],
+    mut mine: Vec<TxSock>,
     n_streams: usize,
     cfg: &LoadConfig,
     epoch: Instant,
@@ -250,20 +335,21 @@ fn send(
     let warm_ns = cfg.warmup.as_nanos() as u64;
     let mut tx: Vec<TxStream> = mine
         .iter()
-        .map(|(s, _)| TxStream::new(*s, 8000 / cfg.pps.min(8000)))
+        .map(|t| TxStream::new(t.stream, 8000 / cfg.pps.min(8000)))
         .collect();
     let phase: Vec<u64> = mine
         .iter()
-        .map(|(s, _)| u64::from(*s) * period_ns / n_streams as u64)
+        .map(|t| u64::from(t.stream) * period_ns / n_streams as u64)
         .collect();
     let mut out = SenderOut {
-        measured: mine.iter().map(|(s, _)| (*s, 0)).collect(),
+        measured: mine.iter().map(|t| (t.stream, 0)).collect(),
         ..SenderOut::default()
     };
-    let mut buf = vec![0u8; RTP_HEADER + cfg.payload_len];
+    let len = RTP_HEADER + cfg.payload_len;
+    let mut buf = vec![0u8; len + TAILROOM];
     let mut round = 0u64;
     'run: loop {
-        for (k, (_, sock)) in mine.iter().enumerate() {
+        for (k, t) in mine.iter_mut().enumerate() {
             let due = round * period_ns + phase[k];
             if due >= end_ns {
                 break 'run;
@@ -274,8 +360,18 @@ fn send(
                 now = epoch.elapsed().as_nanos() as u64;
             }
             out.max_lag_ns = out.max_lag_ns.max(now.saturating_sub(due));
-            tx[k].write_next(&mut buf, now);
-            match sock.send(&buf) {
+            tx[k].write_next(&mut buf[..len], now);
+            let n = match &mut t.srtp {
+                None => len,
+                Some(ctx) => match ctx.protect_rtp(&mut buf, len) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        out.send_errors += 1;
+                        continue;
+                    }
+                },
+            };
+            match t.sock.send(&buf[..n]) {
                 Ok(_) => {
                     out.sent_total += 1;
                     live.sent.fetch_add(1, Ordering::Relaxed);
@@ -293,9 +389,9 @@ fn send(
     out
 }
 
-/// Receives on this thread's sockets until `stop`; socket `j` expects stream `j ^ 1`.
+/// Receives on this thread's sockets until `stop`.
 fn receive(
-    mine: &[(usize, Arc<UdpSocket>)],
+    mut mine: Vec<RxSock>,
     cfg: &LoadConfig,
     epoch: Instant,
     live: &Live,
@@ -304,8 +400,8 @@ fn receive(
     let warm_ns = cfg.warmup.as_nanos() as u64;
     let mut poll = Poll::new()?;
     let mut socks = Vec::with_capacity(mine.len());
-    for (i, (_, s)) in mine.iter().enumerate() {
-        let mut m = mio::net::UdpSocket::from_std(s.try_clone()?);
+    for (i, r) in mine.iter().enumerate() {
+        let mut m = mio::net::UdpSocket::from_std(r.sock.try_clone()?);
         poll.registry()
             .register(&mut m, Token(i), Interest::READABLE)?;
         socks.push(m);
@@ -313,7 +409,7 @@ fn receive(
     let mut out = ReceiverOut {
         streams: mine
             .iter()
-            .map(|(j, _)| ((*j ^ 1) as u32, RxStream::new()))
+            .map(|r| ((r.index ^ 1) as u32, RxStream::new()))
             .collect(),
         ..ReceiverOut::default()
     };
@@ -328,7 +424,7 @@ fn receive(
         for ev in events.iter() {
             let i = ev.token().0;
             loop {
-                let n = match socks[i].recv(&mut buf) {
+                let mut n = match socks[i].recv(&mut buf) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     // ECONNREFUSED from an ICMP for an earlier send is reported
@@ -337,7 +433,23 @@ fn receive(
                     Err(_) => break,
                 };
                 let now = epoch.elapsed().as_nanos() as u64;
-                let Ok(meta) = packet::parse(&buf[..n]) else {
+                if let Some(ctx) = &mut mine[i].srtp {
+                    match ctx.unprotect_rtp(&mut buf, n) {
+                        Ok(m) => n = m,
+                        // RFC 3711 §3.3.2: a replayed index is a duplicate delivery.
+                        Err(e) if e.is_replay() => {
+                            out.streams[i].1.duplicates += 1;
+                            continue;
+                        }
+                        Err(_) => {
+                            out.srtp_errors += 1;
+                            live.srtp_errors.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    }
+                }
+                let pkt = &buf[..n];
+                let Ok(meta) = packet::parse(pkt) else {
                     out.foreign += 1;
                     continue;
                 };
@@ -347,9 +459,15 @@ fn receive(
                     continue;
                 }
                 live.received.fetch_add(1, Ordering::Relaxed);
+                if !packet::payload_intact(pkt, &meta) {
+                    out.corrupt += 1;
+                    live.corrupt.fetch_add(1, Ordering::Relaxed);
+                }
                 if meta.send_ns >= warm_ns {
                     st.on_packet(meta.seq);
-                    out.latency.record(now.saturating_sub(meta.send_ns));
+                    let transit = now.saturating_sub(meta.send_ns);
+                    st.on_transit(transit as i64);
+                    out.latency.record(transit);
                 }
             }
         }

@@ -18,7 +18,7 @@
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! |                        magic "FRLD"                           |
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//! |                   zero fill to the payload length ...         |
+//! |        fill: byte i = i ^ send_ns ^ stream (low bytes) ...    |
 //! ```
 
 /// RTP fixed header length (RFC 3550 §5.1, no CSRCs, no extension).
@@ -74,9 +74,28 @@ impl TxStream {
         buf[12..20].copy_from_slice(&send_ns.to_be_bytes());
         buf[20..24].copy_from_slice(&self.stream.to_be_bytes());
         buf[24..28].copy_from_slice(&MAGIC);
+        let k = fill_key(send_ns, self.stream);
+        for (i, b) in buf.iter_mut().enumerate().skip(RTP_HEADER + META_LEN) {
+            *b = (i as u8) ^ k;
+        }
         self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(self.ts_step);
     }
+}
+
+/// The byte the payload fill is keyed with: changes per packet and per stream, so
+/// a relay that mixes up or damages payloads is caught.
+const fn fill_key(send_ns: u64, stream: u32) -> u8 {
+    (send_ns as u8) ^ (stream as u8)
+}
+
+/// Whether the fill after the metadata is what [`TxStream::write_next`] wrote.
+pub fn payload_intact(buf: &[u8], meta: &RxMeta) -> bool {
+    let k = fill_key(meta.send_ns, meta.stream);
+    buf.iter()
+        .enumerate()
+        .skip(RTP_HEADER + META_LEN)
+        .all(|(i, &b)| b == (i as u8) ^ k)
 }
 
 /// The fields the receiver needs from one of our packets.
@@ -141,6 +160,10 @@ mod tests {
         let ts1 = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
         assert_eq!(ts1.wrapping_sub(ts0), 160);
         assert_eq!(parse(&buf).unwrap().seq, first_seq.wrapping_add(1));
+        let m = parse(&buf).unwrap();
+        assert!(payload_intact(&buf, &m));
+        buf[100] ^= 1;
+        assert!(!payload_intact(&buf, &m));
     }
 
     #[test]

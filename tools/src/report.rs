@@ -15,6 +15,40 @@ pub struct Extra {
     pub misrouted: u64,
     pub foreign: u64,
     pub max_lag_ns: u64,
+    pub corrupt: u64,
+    pub srtp_errors: u64,
+    pub srtp_streams: usize,
+}
+
+/// One direction of one call.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct DirStats {
+    pub sent: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    /// RFC 3550 interarrival jitter at the end of the run, microseconds.
+    pub jitter_us: f64,
+}
+
+/// Both directions of one call: A->B is stream 2i, B->A stream 2i+1.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CallStats {
+    pub call: usize,
+    pub a_to_b: DirStats,
+    pub b_to_a: DirStats,
+}
+
+fn dir(sent: u64, rx: &RxStream) -> DirStats {
+    DirStats {
+        sent,
+        received: rx.unique,
+        lost: rx.lost(sent),
+        duplicates: rx.duplicates,
+        reordered: rx.reordered,
+        jitter_us: rx.jitter_ns / 1000.0,
+    }
 }
 
 /// Summary of one load run; loss, ordering and latency cover packets sent after warm-up.
@@ -41,12 +75,24 @@ pub struct LoadReport {
     pub misrouted: u64,
     /// Datagrams that were not ours at all.
     pub foreign: u64,
+    /// Plain packets whose payload was not what was sent.
+    pub corrupt: u64,
+    /// Streams sent as SRTP (their payload is checked by the auth tag and the fill).
+    pub srtp_streams: usize,
+    /// SRTP packets that did not authenticate.
+    pub srtp_errors: u64,
     pub streams_with_loss: usize,
     /// Offered rate after warm-up, packets per second, all streams.
     pub offered_pps: f64,
     /// Largest delay of a send behind its schedule, microseconds (pacing quality).
     pub max_send_lag_us: f64,
     pub latency: LatencySummary,
+    /// RFC 3550 jitter averaged over streams, and the largest, microseconds.
+    pub jitter_mean_us: f64,
+    pub jitter_max_us: f64,
+    /// NG call setup, when the calls were placed over NG.
+    pub setup: Option<crate::ng_calls::SetupStats>,
+    pub per_call: Vec<CallStats>,
 }
 
 impl LoadReport {
@@ -92,7 +138,34 @@ impl LoadReport {
             },
             max_send_lag_us: extra.max_lag_ns as f64 / 1000.0,
             latency: latency.summary_us(),
+            corrupt: extra.corrupt,
+            srtp_streams: extra.srtp_streams,
+            srtp_errors: extra.srtp_errors,
+            jitter_mean_us: if rx.is_empty() {
+                0.0
+            } else {
+                rx.iter().map(|r| r.jitter_ns).sum::<f64>() / rx.len() as f64 / 1000.0
+            },
+            jitter_max_us: rx.iter().map(|r| r.jitter_ns).fold(0.0, f64::max) / 1000.0,
+            setup: None,
+            per_call: (0..sent.len() / 2)
+                .map(|i| CallStats {
+                    call: i,
+                    a_to_b: dir(sent[2 * i], &rx[2 * i]),
+                    b_to_a: dir(sent[2 * i + 1], &rx[2 * i + 1]),
+                })
+                .collect(),
         }
+    }
+
+    /// No loss, no duplicates, nothing misrouted, damaged or failing SRTP.
+    pub fn clean(&self) -> bool {
+        self.lost == 0
+            && self.duplicates == 0
+            && self.misrouted == 0
+            && self.corrupt == 0
+            && self.srtp_errors == 0
+            && self.send_errors == 0
     }
 }
 
@@ -115,7 +188,7 @@ impl fmt::Display for LoadReport {
         )?;
         writeln!(
             f,
-            "received {}  lost {} ({:.3}%, {} streams)  dup {}  reordered {}  misrouted {}  foreign {}",
+            "received {}  lost {} ({:.3}%, {} streams)  dup {}  reordered {}  misrouted {}  foreign {}  corrupt {}",
             self.received,
             self.lost,
             self.loss_pct,
@@ -123,13 +196,33 @@ impl fmt::Display for LoadReport {
             self.duplicates,
             self.reordered,
             self.misrouted,
-            self.foreign
+            self.foreign,
+            self.corrupt
+        )?;
+        if self.srtp_streams > 0 {
+            writeln!(
+                f,
+                "srtp streams {}  srtp auth failures {}",
+                self.srtp_streams, self.srtp_errors
+            )?;
+        }
+        if let Some(s) = &self.setup {
+            writeln!(
+                f,
+                "setup {} calls in {:.3}s ({:.0} calls/s, slowest {:.1} ms)",
+                s.calls, s.seconds, s.calls_per_s, s.max_ms
+            )?;
+        }
+        writeln!(
+            f,
+            "jitter us: mean {:.1}  max {:.1}",
+            self.jitter_mean_us, self.jitter_max_us
         )?;
         let l = &self.latency;
         write!(
             f,
-            "one-way latency us: p50 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  mean {:.1} ({} samples)",
-            l.p50_us, l.p99_us, l.p999_us, l.max_us, l.mean_us, l.samples
+            "one-way latency us: min {:.1}  p50 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  mean {:.1} ({} samples)",
+            l.min_us, l.p50_us, l.p99_us, l.p999_us, l.max_us, l.mean_us, l.samples
         )
     }
 }
@@ -160,5 +253,10 @@ mod tests {
         assert!(text.contains("lost 1"), "{text}");
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["lost"], 1);
+        assert_eq!(r.per_call.len(), 1);
+        assert_eq!(r.per_call[0].a_to_b.lost, 1);
+        assert_eq!(r.per_call[0].a_to_b.duplicates, 1);
+        assert_eq!(r.per_call[0].b_to_a.received, 2);
+        assert!(!r.clean());
     }
 }
