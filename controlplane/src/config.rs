@@ -21,6 +21,14 @@ pub enum IoBackend {
     Mmsg,
 }
 
+/// How log lines are written: human-readable text, or one JSON object a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// One media interface: where the relay binds, and what it writes into SDP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterfaceSpec {
@@ -126,6 +134,12 @@ pub struct Cli {
     /// tracing filter, e.g. `info` or `ferrelay=debug` [default: info].
     #[arg(long = "log-level")]
     pub log_level: Option<String>,
+    /// Log line format [default: text].
+    #[arg(long = "log-format", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// HTTP address for /metrics, the JSON API and the dashboard [default: 127.0.0.1:9900].
+    #[arg(long = "listen-http", value_name = "ADDR")]
+    pub listen_http: Option<String>,
 }
 
 /// The file form: same keys as the flags, each value remembering its span.
@@ -145,6 +159,8 @@ struct FileConfig {
     workers: Option<Spanned<usize>>,
     io_backend: Option<Spanned<IoBackend>>,
     log_level: Option<Spanned<String>>,
+    log_format: Option<Spanned<LogFormat>>,
+    listen_http: Option<Spanned<String>>,
 }
 
 /// The resolved, validated configuration the relay runs with.
@@ -164,6 +180,8 @@ pub struct Config {
     pub workers: usize,
     pub io_backend: IoBackend,
     pub log_level: String,
+    pub log_format: LogFormat,
+    pub listen_http: SocketAddr,
 }
 
 /// A startup error that names the offending key and where it came from.
@@ -201,6 +219,8 @@ impl Default for Config {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             io_backend: IoBackend::Auto,
             log_level: "info".into(),
+            log_format: LogFormat::Text,
+            listen_http: SocketAddr::new(lo, 9900),
         }
     }
 }
@@ -289,6 +309,12 @@ impl Config {
                 &cli.listen_tcp_ng,
                 &parsed.listen_tcp_ng,
                 &mut c.listen_tcp_ng,
+            ),
+            (
+                "listen-http",
+                &cli.listen_http,
+                &parsed.listen_http,
+                &mut c.listen_http,
             ),
         ] {
             if let Some((v, origin)) = pick(&o, key, flag, filev) {
@@ -399,6 +425,9 @@ impl Config {
             tracing_subscriber::EnvFilter::try_new(&v)
                 .map_err(|e| invalid(origin, format!("'{v}': {e}")))?;
             c.log_level = v;
+        }
+        if let Some((v, _)) = pick(&o, "log-format", &cli.log_format, &parsed.log_format) {
+            c.log_format = v;
         }
         Ok(c)
     }

@@ -9,9 +9,13 @@
 //!   the cookie cache; [`ng::Value`] is the lossless bencode value.
 //! - [`session::Sessions`]: calls, port pools and flow rules over any
 //!   [`session::backend::MediaBackend`] (the real workers, or a test fake).
+//! - [`http::start`]: `/metrics`, the JSON API and the live dashboard over the
+//!   snapshots in [`metrics::Observatory`].
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod http;
+pub mod metrics;
 pub mod ng;
 pub mod relay;
 pub mod session;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use ferrelay::config::{Cli, Config};
+use ferrelay::config::{Cli, Config, LogFormat};
+use ferrelay::http;
 use ferrelay::relay::{self, RelayOptions};
 
 #[global_allocator]
@@ -23,10 +24,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cfg.log_level))
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match cfg.log_format {
+        LogFormat::Text => logs.init(),
+        // One JSON object a line, event fields at the top level for log shippers.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     // Every anchored stream holds four sockets (RTP and RTCP for each party): the
     // usual soft limit of 1024 descriptors would cap the relay near 250 calls.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -53,8 +58,19 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let pairs = http::port_pairs_total(&cfg);
+        let web = match http::start(cfg.listen_http, &handle, pairs).await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::error!(addr = %cfg.listen_http, error = %e, "cannot listen for HTTP");
+                None
+            }
+        };
         wait_for_signal().await;
         tracing::info!("signal received, shutting down");
+        if let Some(w) = web {
+            w.shutdown().await;
+        }
         if tokio::time::timeout(SHUTDOWN_LIMIT, handle.shutdown())
             .await
             .is_err()

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, IoBackend};
+use crate::metrics::Observatory;
 use crate::ng::commands::Controller;
 use crate::ng::server::{self, Shared};
 use crate::session::backend::{BackendError, FlowCounters, MediaBackend};
@@ -116,6 +117,7 @@ pub struct RelayHandle {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     ctl: Shared<DataplaneBackend>,
+    obs: Arc<Observatory>,
 }
 
 /// Why the relay could not start.
@@ -168,11 +170,12 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
         now,
     );
     let ctl: Shared<DataplaneBackend> = Arc::new(Mutex::new(Controller::new(sessions, now)));
+    let obs = Arc::new(Observatory::new(cfg.workers, COMMAND_RING, now));
     let (stop, stop_rx) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(server::serve_udp(udp, ctl.clone(), stop_rx.clone())),
         tokio::spawn(server::serve_tcp(tcp, ctl.clone(), stop_rx.clone())),
-        tokio::spawn(pump(ctl.clone(), stop_rx.clone())),
+        tokio::spawn(pump(ctl.clone(), obs.clone(), stop_rx.clone())),
         tokio::spawn(ticker(opts.tick, ctl.clone(), stop_rx)),
     ];
     tracing::info!(%ng_udp, %ng_tcp, workers = cfg.workers, "ferrelay listening");
@@ -182,6 +185,7 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
         stop,
         tasks,
         ctl,
+        obs,
     })
 }
 
@@ -191,7 +195,11 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
 const EVENT_DRAIN: Duration = Duration::from_millis(10);
 
 /// Drains every worker's events into the session counters.
-async fn pump(ctl: Shared<DataplaneBackend>, mut stop: watch::Receiver<bool>) {
+async fn pump(
+    ctl: Shared<DataplaneBackend>,
+    obs: Arc<Observatory>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut iv = tokio::time::interval(EVENT_DRAIN);
     iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut events = Vec::new();
@@ -211,6 +219,7 @@ async fn pump(ctl: Shared<DataplaneBackend>, mut stop: watch::Receiver<bool>) {
             while let Some(ev) = h.try_recv_event() {
                 events.push(ev);
             }
+            let rejected = h.rejected_commands();
             for ev in events.drain(..) {
                 match ev {
                     Event::FlowStats { id, stats, .. } => {
@@ -223,6 +232,9 @@ async fn pump(ctl: Shared<DataplaneBackend>, mut stop: watch::Receiver<bool>) {
                         if let Some(call_id) = c.sessions.call_of(w, id) {
                             tracing::info!(call_id = %call_id, flow = id.index, remote = %addr, "latched");
                         }
+                    }
+                    Event::WorkerStats(report) => {
+                        obs.publish(*report, rejected, now);
                     }
                     Event::CommandFailed { id, error } => {
                         tracing::warn!(worker = w, flow = ?id, error = %error, "worker refused a command");
@@ -266,6 +278,11 @@ impl RelayHandle {
     /// The controller, for in-process tests that look at the sessions.
     pub fn controller(&self) -> &Shared<DataplaneBackend> {
         &self.ctl
+    }
+
+    /// The workers' latest published snapshots, for metrics and the dashboard.
+    pub fn observatory(&self) -> &Arc<Observatory> {
+        &self.obs
     }
 
     /// Stops taking commands, ends every call, releases every port and joins the
