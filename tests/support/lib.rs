@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod baresip;
+pub mod call;
 pub mod kamailio;
 pub mod process;
 pub mod relay;
