@@ -13,7 +13,7 @@ use crate::command::{Command, Event};
 use crate::config::BackendKind;
 use crate::error::DataplaneError;
 use crate::io::sock;
-use crate::ring::{Rx, Tx};
+use crate::ring::{EventFd, Rx, Tx};
 
 /// What a worker reported when it started.
 #[derive(Debug, Clone)]
@@ -163,12 +163,15 @@ impl WorkerHandle {
         self.events.event_fd().as_raw_fd()
     }
 
-    /// A duplicate of the event eventfd (nonblocking, close-on-exec) that the caller
-    /// owns, so it can await events (tokio's `AsyncFd::new` takes it safely) while
-    /// this handle stays behind its lock. Readiness on either descriptor is the
-    /// same: they share one open file; `ack_events` clears it for both.
-    pub fn event_waiter(&self) -> std::io::Result<OwnedFd> {
-        self.events.event_fd().as_fd().try_clone_to_owned()
+    /// A waiter that blocks a control-plane thread until this worker queues events,
+    /// so events are handled as they come rather than by a polling timer. (tokio
+    /// 1.54 made `AsyncFd` registration `unsafe`, so the control plane, which
+    /// forbids `unsafe`, waits on a thread of its own with this instead.)
+    pub fn event_waiter(&self) -> std::io::Result<EventWaiter> {
+        Ok(EventWaiter {
+            events: self.events.event_fd().as_fd().try_clone_to_owned()?,
+            cancel: Arc::new(EventFd::new()?),
+        })
     }
 
     pub fn index(&self) -> usize {
@@ -211,5 +214,77 @@ impl AsFd for WorkerHandle {
 impl AsRawFd for WorkerHandle {
     fn as_raw_fd(&self) -> RawFd {
         self.event_fd()
+    }
+}
+
+/// What ended an `EventWaiter::wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// The worker queued events: `ack_events`, then drain them.
+    Events,
+    /// `WaitCanceller::cancel` was called; every later wait returns this at once.
+    Cancelled,
+    TimedOut,
+}
+
+/// Blocks until a worker's event eventfd is readable (a duplicate of it, sharing one
+/// open file with the handle's, so `WorkerHandle::ack_events` clears both) or until
+/// cancelled. Tokio-free; one per worker, used from one thread.
+#[derive(Debug)]
+pub struct EventWaiter {
+    events: OwnedFd,
+    cancel: Arc<EventFd>,
+}
+
+/// Wakes an `EventWaiter` for good, from any thread (shutdown).
+#[derive(Debug, Clone)]
+pub struct WaitCanceller(Arc<EventFd>);
+
+impl WaitCanceller {
+    pub fn cancel(&self) {
+        self.0.notify();
+    }
+}
+
+impl EventWaiter {
+    pub fn canceller(&self) -> WaitCanceller {
+        WaitCanceller(self.cancel.clone())
+    }
+
+    /// Sleeps in poll(2) until events are queued, the waiter is cancelled, or
+    /// `timeout` passes (`None`: no limit). Cancellation wins over events.
+    pub fn wait(&self, timeout: Option<std::time::Duration>) -> std::io::Result<Wake> {
+        let ms = timeout.map_or(-1, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
+        let mut fds = [
+            libc::pollfd {
+                fd: self.cancel.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.events.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        loop {
+            // SAFETY: `fds` is a live array of two pollfds and the length passed is 2;
+            // both descriptors are owned by `self` for the duration of the call.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            return Ok(if fds[0].revents != 0 {
+                Wake::Cancelled
+            } else if fds[1].revents != 0 {
+                Wake::Events
+            } else {
+                Wake::TimedOut
+            });
+        }
     }
 }

@@ -58,7 +58,7 @@ pub use command::{Command, Event, IoCounters, WorkerReport};
 pub use config::{Backend, BackendKind, DataplaneConfig};
 pub use dataplane::Dataplane;
 pub use error::{CommandError, DataplaneError};
-pub use handle::{WorkerHandle, WorkerInfo};
+pub use handle::{EventWaiter, WaitCanceller, Wake, WorkerHandle, WorkerInfo};
 
 #[cfg(test)]
 mod tests {
@@ -72,45 +72,44 @@ mod tests {
         send::<crate::Command>();
     }
 
-    /// Whether `fd` is readable within `ms` milliseconds.
-    fn readable(fd: &std::os::fd::OwnedFd, ms: i32) -> bool {
-        use std::os::fd::AsRawFd;
-        let mut p = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: polls one valid pollfd that lives on this stack frame.
-        let n = unsafe { libc::poll(&mut p, 1, ms) };
-        n == 1 && p.revents & libc::POLLIN != 0
-    }
-
-    /// The owned waiter fires when the worker queues an event and is quiet again
-    /// after `ack_events`, so the control plane can await it instead of polling.
+    /// The waiter wakes when the worker queues an event, sleeps again after
+    /// `ack_events`, and returns `Cancelled` for good once cancelled from another
+    /// thread, so the control plane can block on it instead of polling.
     #[test]
-    fn event_waiter_fires_on_events_and_clears_on_ack() {
+    fn event_waiter_wakes_on_events_and_on_cancel() {
+        use crate::Wake;
+        use std::time::{Duration, Instant};
         let mut dp = crate::Dataplane::start(crate::DataplaneConfig {
             workers: 1,
             backend: crate::Backend::Mmsg,
             max_flows_per_worker: 16,
-            stats_interval: std::time::Duration::from_secs(3600),
+            stats_interval: Duration::from_secs(3600),
             ..Default::default()
         })
         .expect("data plane starts");
         let h = dp.worker(0).expect("worker 0");
-        let waiter = h.event_waiter().expect("dup of the eventfd");
+        let waiter = h.event_waiter().expect("waiter");
         h.ack_events();
         while h.try_recv_event().is_some() {}
-        assert!(!readable(&waiter, 0), "no event queued yet");
+        let quiet = Duration::from_millis(20);
+        assert_eq!(waiter.wait(Some(quiet)).unwrap(), Wake::TimedOut);
         h.query(7, None).expect("query queued");
-        assert!(
-            readable(&waiter, 2000),
-            "worker stats event wakes the waiter"
+        assert_eq!(
+            waiter.wait(Some(Duration::from_secs(2))).unwrap(),
+            Wake::Events
         );
         h.ack_events();
-        assert!(!readable(&waiter, 0), "acknowledged through the handle");
+        assert_eq!(waiter.wait(Some(quiet)).unwrap(), Wake::TimedOut);
         let ev = h.try_recv_event().expect("the queued report");
         assert!(matches!(ev, crate::Event::WorkerStats(r) if r.token == Some(7)));
+
+        let cancel = waiter.canceller();
+        let t = Instant::now();
+        let blocked = std::thread::spawn(move || waiter.wait(None).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        cancel.cancel();
+        assert_eq!(blocked.join().unwrap(), Wake::Cancelled);
+        assert!(t.elapsed() < Duration::from_secs(2));
         dp.shutdown();
     }
 }
