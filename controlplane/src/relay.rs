@@ -6,13 +6,14 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferrelay_dataplane::{Backend, Dataplane, DataplaneConfig, Event};
+use ferrelay_dataplane::{
+    Backend, Dataplane, DataplaneConfig, Event, EventWaiter, WaitCanceller, Wake,
+};
 use ferrelay_engine::{FlowId, FlowRule, FlowStats};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, IoBackend};
-use crate::metrics::Observatory;
 use crate::ng::commands::Controller;
 use crate::ng::server::{self, Shared};
 use crate::session::backend::{BackendError, FlowCounters, MediaBackend};
@@ -116,8 +117,9 @@ pub struct RelayHandle {
     pub ng_tcp: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// One event thread per worker, with what wakes it for shutdown.
+    pumps: Vec<(WaitCanceller, std::thread::JoinHandle<()>)>,
     ctl: Shared<DataplaneBackend>,
-    obs: Arc<Observatory>,
 }
 
 /// Why the relay could not start.
@@ -144,7 +146,7 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
     let ng_udp = udp.local_addr().map_err(|e| listen(cfg.listen_ng, e))?;
     let ng_tcp = tcp.local_addr().map_err(|e| listen(cfg.listen_tcp_ng, e))?;
 
-    let dp = Dataplane::start(DataplaneConfig {
+    let mut dp = Dataplane::start(DataplaneConfig {
         workers: cfg.workers,
         backend: match cfg.io_backend {
             IoBackend::Auto => Backend::Auto,
@@ -163,6 +165,15 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
     for (i, b) in dp.backend_in_use().iter().enumerate() {
         tracing::info!(worker = i, backend = b.as_str(), "worker started");
     }
+    let waiters = dp
+        .handles_mut()
+        .iter()
+        .map(|h| h.event_waiter())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| ferrelay_dataplane::DataplaneError::Io {
+            context: "duplicating a worker's event eventfd",
+            source,
+        })?;
     let now = Instant::now();
     let sessions = Sessions::new(
         SessionConfig::from(cfg),
@@ -170,77 +181,81 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
         now,
     );
     let ctl: Shared<DataplaneBackend> = Arc::new(Mutex::new(Controller::new(sessions, now)));
-    let obs = Arc::new(Observatory::new(cfg.workers, COMMAND_RING, now));
     let (stop, stop_rx) = watch::channel(false);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(server::serve_udp(udp, ctl.clone(), stop_rx.clone())),
         tokio::spawn(server::serve_tcp(tcp, ctl.clone(), stop_rx.clone())),
-        tokio::spawn(pump(ctl.clone(), obs.clone(), stop_rx.clone())),
-        tokio::spawn(ticker(opts.tick, ctl.clone(), stop_rx)),
     ];
+    let mut pumps = Vec::new();
+    for (w, waiter) in waiters.into_iter().enumerate() {
+        let cancel = waiter.canceller();
+        let ctl = ctl.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("ferrelay-events-{w}"))
+            .spawn(move || pump(w, waiter, ctl))
+            .map_err(|source| ferrelay_dataplane::DataplaneError::Io {
+                context: "starting an event thread",
+                source,
+            })?;
+        pumps.push((cancel, t));
+    }
+    tasks.push(tokio::spawn(ticker(opts.tick, ctl.clone(), stop_rx)));
     tracing::info!(%ng_udp, %ng_tcp, workers = cfg.workers, "ferrelay listening");
     Ok(RelayHandle {
         ng_udp,
         ng_tcp,
         stop,
         tasks,
+        pumps,
         ctl,
-        obs,
     })
 }
 
-/// How often the worker event rings are drained. Awaiting their eventfds with
-/// tokio's `AsyncFd` needs `unsafe` registration (tokio 1.54), which this crate
-/// forbids; a 10 ms drain costs one lock per turn and bounds event latency.
-const EVENT_DRAIN: Duration = Duration::from_millis(10);
-
-/// Drains every worker's events into the session counters.
-async fn pump(
-    ctl: Shared<DataplaneBackend>,
-    obs: Arc<Observatory>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut iv = tokio::time::interval(EVENT_DRAIN);
-    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Handles worker `w`'s events as soon as its eventfd fires: a thread of its own
+/// sleeps in the runtime's `EventWaiter` (tokio 1.54's `AsyncFd` registration is
+/// `unsafe`, which this crate forbids), so an idle relay never wakes for events.
+fn pump(w: usize, waiter: EventWaiter, ctl: Shared<DataplaneBackend>) {
     let mut events = Vec::new();
     loop {
-        tokio::select! {
-            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
-            _ = iv.tick() => {}
+        match waiter.wait(None) {
+            Ok(Wake::Events) => {}
+            Ok(Wake::Cancelled) => return,
+            Ok(Wake::TimedOut) => continue,
+            Err(e) => {
+                tracing::error!(worker = w, error = %e, "waiting for worker events failed");
+                return;
+            }
         }
         let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let workers = c.sessions.backend().workers();
-        for w in 0..workers {
-            let Ok(h) = c.sessions.backend_mut().worker(w) else {
-                return;
-            };
-            h.ack_events();
-            while let Some(ev) = h.try_recv_event() {
-                events.push(ev);
-            }
-            let rejected = h.rejected_commands();
-            for ev in events.drain(..) {
-                match ev {
-                    Event::FlowStats { id, stats, .. } => {
-                        c.sessions.on_flow_stats(w, id, counters(&stats), now);
-                    }
-                    Event::FlowRemoved { id, stats } => {
-                        c.sessions.on_flow_removed(w, id, counters(&stats));
-                    }
-                    Event::Latched { id, addr } => {
-                        if let Some(call_id) = c.sessions.call_of(w, id) {
-                            tracing::info!(call_id = %call_id, flow = id.index, remote = %addr, "latched");
-                        }
-                    }
-                    Event::WorkerStats(report) => {
-                        obs.publish(*report, rejected, now);
-                    }
-                    Event::CommandFailed { id, error } => {
-                        tracing::warn!(worker = w, flow = ?id, error = %error, "worker refused a command");
-                    }
-                    _ => {}
+        let Ok(h) = c.sessions.backend_mut().worker(w) else {
+            return;
+        };
+        // Reset before draining: an event queued after the reset wakes the next wait.
+        h.ack_events();
+        while let Some(ev) = h.try_recv_event() {
+            events.push(ev);
+        }
+        for ev in events.drain(..) {
+            match ev {
+                Event::FlowStats { id, stats, .. } => {
+                    c.sessions.on_flow_stats(w, id, counters(&stats), now);
                 }
+                Event::FlowRemoved { id, stats } => {
+                    c.sessions.on_flow_removed(w, id, counters(&stats));
+                }
+                Event::Latched { id, addr } => {
+                    if let Some(call_id) = c.sessions.call_of(w, id) {
+                        tracing::info!(call_id = %call_id, flow = id.index, remote = %addr, "latched");
+                    }
+                }
+                Event::CommandFailed { id, error } => {
+                    tracing::warn!(worker = w, flow = ?id, error = %error, "worker refused a command");
+                    if let Some(id) = id {
+                        c.sessions.on_flow_refused(w, id, &error.to_string());
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -280,17 +295,16 @@ impl RelayHandle {
         &self.ctl
     }
 
-    /// The workers' latest published snapshots, for metrics and the dashboard.
-    pub fn observatory(&self) -> &Arc<Observatory> {
-        &self.obs
-    }
-
     /// Stops taking commands, ends every call, releases every port and joins the
     /// workers.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        for (cancel, t) in self.pumps {
+            cancel.cancel();
+            let _ = t.join();
         }
         let mut c = self.ctl.lock().unwrap_or_else(|p| p.into_inner());
         c.sessions.shutdown(Instant::now());

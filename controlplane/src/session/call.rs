@@ -88,6 +88,9 @@ pub struct Side {
     pub retired: FlowCounters,
     /// Wall-clock second (unix) the counters of `[rtp, rtcp]` last grew.
     pub last_packet_unix: [u64; 2],
+    /// A worker refused this side's flows: nothing is relayed to or from it until
+    /// a new offer or answer installs them again.
+    pub failed: bool,
 }
 
 impl Side {
@@ -113,6 +116,7 @@ impl Side {
             counters: [FlowCounters::default(); 2],
             retired: FlowCounters::default(),
             last_packet_unix: [0; 2],
+            failed: false,
         }
     }
 
@@ -222,6 +226,9 @@ pub struct Call {
     pub last_media: Instant,
     /// Every stream is on hold: the silent timeout applies instead.
     pub held: bool,
+    /// `delete` arrived: media keeps flowing until this instant (`delete-delay`),
+    /// then the call ends. A new offer or answer clears it.
+    pub deleting: Option<Instant>,
 }
 
 impl Call {

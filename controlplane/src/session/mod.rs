@@ -202,12 +202,14 @@ impl<B: MediaBackend> Sessions<B> {
                     offered_at: now,
                     last_media: now,
                     held: false,
+                    deleting: None,
                 },
             );
             self.load[worker] += 1;
             self.totals.managed += 1;
         }
         let call = self.calls.get_mut(&call_id).expect("inserted above");
+        call.deleting = None;
         let res = negotiate::offer_call(
             &mut self.res,
             call,
@@ -252,6 +254,7 @@ impl<B: MediaBackend> Sessions<B> {
             .calls
             .get_mut(call_id)
             .ok_or_else(|| "Unknown call-id".to_owned())?;
+        call.deleting = None;
         let res =
             negotiate::answer_call(&mut self.res, call, from_tag, to_tag, &flags, &mut sdp, now);
         self.reindex(call_id, before);
@@ -263,12 +266,16 @@ impl<B: MediaBackend> Sessions<B> {
         ]))
     }
 
-    /// `delete`: stops the call's media now; its ports go back after `delete-delay`.
+    /// `delete`: as rtpengine with `--delete-delay`, media keeps being relayed (and
+    /// the call answers `query`) for the delay, so the last packets after a BYE
+    /// and late signalling are not lost; then the flows go and the ports are
+    /// free at once. With no delay the call ends now.
     pub fn delete(&mut self, req: &Value, now: Instant) -> Result<Value, String> {
         let call_id = required(req, "call-id")?;
+        let delay = self.res.cfg.delete_delay;
         let call = self
             .calls
-            .get(call_id)
+            .get_mut(call_id)
             .ok_or_else(|| "Unknown call-id".to_owned())?;
         for key in ["from-tag", "to-tag"] {
             if let Some(tag) = flags::string(req, key)?
@@ -281,8 +288,14 @@ impl<B: MediaBackend> Sessions<B> {
         if let Value::Dict(d) = &mut reply {
             d.insert(0, (b"result".to_vec(), Value::str("ok")));
         }
-        let call_id = call_id.to_owned();
-        self.end_call(&call_id, EndReason::Deleted, now, false);
+        if delay.is_zero() {
+            let call_id = call_id.to_owned();
+            self.end_call(&call_id, EndReason::Deleted, now, true);
+        } else if call.deleting.is_none() {
+            // A repeated delete keeps the first deadline.
+            call.deleting = Some(now + delay);
+            tracing::info!(call_id = %call_id, delay_s = delay.as_secs(), "delete scheduled");
+        }
         Ok(reply)
     }
 
@@ -386,6 +399,44 @@ impl<B: MediaBackend> Sessions<B> {
         }
     }
 
+    /// A worker refused a command on a flow (`Event::CommandFailed`: an AddFlow or
+    /// UpdateFlow it could not apply). The reply to that offer or answer has already
+    /// gone, so the side is marked failed and logged, both flows of its pair are
+    /// removed (which frees their ids) and a later offer or answer reinstalls them.
+    pub fn on_flow_refused(&mut self, worker: usize, id: FlowId, why: &str) {
+        let Some(call_id) = self.owners.get(&(worker, id)).cloned() else {
+            return; // already removed, or a late answer about a flow that is gone
+        };
+        let before = self.flows_of(&call_id);
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        'found: for mono in &mut call.monologues {
+            for side in &mut mono.sides {
+                let Some(flows) = side.flows.filter(|f| f.contains(&id)) else {
+                    continue;
+                };
+                side.flows = None;
+                side.failed = true;
+                for (k, f) in flows.into_iter().enumerate() {
+                    let c = std::mem::take(&mut side.counters[k]);
+                    side.retired.packets += c.packets;
+                    side.retired.bytes += c.bytes;
+                    side.retired.errors += c.errors;
+                    if let Err(e) = self.res.backend.remove_flow(worker, f) {
+                        tracing::warn!(call_id = %call_id, error = %e, "removing a refused flow failed");
+                    }
+                }
+                tracing::error!(
+                    call_id = %call_id, tag = %mono.tag, port = side.pair.port, error = %why,
+                    "worker refused a flow; stream marked failed"
+                );
+                break 'found;
+            }
+        }
+        self.reindex(&call_id, before);
+    }
+
     /// The call a flow belongs to, for log lines about worker events.
     pub fn call_of(&self, worker: usize, id: FlowId) -> Option<&str> {
         self.owners.get(&(worker, id)).map(String::as_str)
@@ -432,7 +483,9 @@ impl<B: MediaBackend> Sessions<B> {
         let cfg = &self.res.cfg;
         let mut ended = Vec::new();
         for call in self.calls.values() {
-            let reason = if let Some(f) = cfg.final_timeout
+            let reason = if let Some(at) = call.deleting {
+                (now >= at).then_some(EndReason::Deleted)
+            } else if let Some(f) = cfg.final_timeout
                 && now.saturating_duration_since(call.created) >= f
             {
                 Some(EndReason::FinalTimeout)
@@ -451,7 +504,8 @@ impl<B: MediaBackend> Sessions<B> {
             }
         }
         for (id, r) in &ended {
-            self.end_call(id, *r, now, false);
+            // A deleted call already had its delay; the others rest their ports.
+            self.end_call(id, *r, now, *r == EndReason::Deleted);
         }
         // Final counts lost to a full event ring must not pin memory forever.
         if self.retiring.len() > 100_000 {

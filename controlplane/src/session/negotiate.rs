@@ -113,6 +113,7 @@ fn sync_stream<B: MediaBackend>(
                 }
             }
             s.flows = Some(ids);
+            s.failed = false;
         }
     }
     let (fa, fb) = (sa.flows.expect("installed"), sb.flows.expect("installed"));

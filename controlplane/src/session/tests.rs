@@ -368,12 +368,27 @@ fn delete_frees_ports_after_delay_and_timers_fire() {
     assert_eq!(s.ports_in_use(), 2);
     let r = s.delete(&req(&[("call-id", "d")], &[]), t0).unwrap();
     assert_eq!(r.get("result").and_then(Value::as_str), Some("ok"));
-    assert!(s.backend().flows.is_empty(), "media stops at once");
-    assert_eq!(s.ports_in_use(), 2, "ports held for delete-delay");
-    s.tick(t0 + Duration::from_secs(29));
-    assert_eq!(s.ports_in_use(), 2);
-    s.tick(t0 + Duration::from_secs(30));
-    assert_eq!(s.ports_in_use(), 0);
+    // As rtpengine: media and the call live on for delete-delay (30 s here).
+    assert_eq!(
+        s.backend().flows.len(),
+        4,
+        "media still relayed after delete"
+    );
+    assert!(s.query(&req(&[("call-id", "d")], &[])).is_ok());
+    // A repeated delete keeps the first deadline.
+    s.delete(&req(&[("call-id", "d")], &[]), t0 + Duration::from_secs(20))
+        .unwrap();
+    assert!(s.tick(t0 + Duration::from_secs(29)).is_empty());
+    assert_eq!((s.ports_in_use(), s.backend().flows.len()), (2, 4));
+    assert_eq!(
+        s.tick(t0 + Duration::from_secs(30)),
+        vec![("d".to_owned(), EndReason::Deleted)]
+    );
+    assert!(
+        s.backend().flows.is_empty(),
+        "flows removed after the delay"
+    );
+    assert_eq!(s.ports_in_use(), 0, "and the ports free at once");
     assert_eq!(
         s.delete(&req(&[("call-id", "d")], &[]), t0).unwrap_err(),
         "Unknown call-id"
@@ -540,6 +555,12 @@ fn worker_events_reach_only_live_flows() {
     };
     assert_eq!((sum("packets"), sum("bytes"), sum("errors")), (3, 300, 1));
     s.delete(&req(&[("call-id", "e")], &[]), t0).unwrap();
+    assert_eq!(
+        s.call_of(w, f),
+        Some("e"),
+        "still relaying during delete-delay"
+    );
+    s.tick(t0 + Duration::from_secs(30));
     assert_eq!(s.call_of(w, f), None);
     // A late event for a removed flow is ignored.
     s.on_flow_stats(w, f, c, t0);
@@ -722,5 +743,76 @@ fn media_address_sip_source_and_final_timeout() {
     assert_eq!(
         s.tick(t0 + Duration::from_secs(300)),
         vec![("n".to_owned(), EndReason::FinalTimeout)]
+    );
+}
+
+#[test]
+fn delete_without_delay_ends_at_once_and_a_new_offer_cancels_a_pending_delete() {
+    let t0 = Instant::now();
+    let mut c = cfg(10);
+    c.delete_delay = Duration::ZERO;
+    let mut s = Sessions::new(c, FakeBackend::new(1), t0);
+    let offer = sdp("192.0.2.10", 5000, "");
+    let o = |id: &str| req(&[("call-id", id), ("from-tag", "A"), ("sdp", &offer)], &[]);
+    s.offer(&o("z"), t0).unwrap();
+    s.delete(&req(&[("call-id", "z")], &[]), t0).unwrap();
+    assert_eq!((s.call_count(), s.ports_in_use()), (0, 0));
+    assert!(s.backend().flows.is_empty());
+
+    let mut c = cfg(10);
+    c.offer_timeout = Duration::from_secs(3600);
+    let mut s = Sessions::new(c, FakeBackend::new(1), t0);
+    s.offer(&o("r"), t0).unwrap();
+    s.delete(&req(&[("call-id", "r")], &[]), t0).unwrap();
+    // A re-offer within the delay (the call goes on): the deletion is called off.
+    s.offer(&o("r"), t0 + Duration::from_secs(5)).unwrap();
+    assert!(s.tick(t0 + Duration::from_secs(31)).is_empty());
+    assert_eq!(s.call_count(), 1);
+}
+
+#[test]
+fn a_flow_the_worker_refused_is_freed_and_its_stream_marked_failed() {
+    let t0 = Instant::now();
+    let mut s = sessions(10);
+    let offer = sdp("192.0.2.10", 5000, "");
+    s.offer(
+        &req(&[("call-id", "f"), ("from-tag", "A"), ("sdp", &offer)], &[]),
+        t0,
+    )
+    .unwrap();
+    let a = req(
+        &[
+            ("call-id", "f"),
+            ("from-tag", "A"),
+            ("to-tag", "B"),
+            ("sdp", &sdp("198.51.100.2", 7000, "")),
+        ],
+        &[],
+    );
+    s.answer(&a, t0).unwrap();
+    assert_eq!(s.backend().flows.len(), 4);
+    let (w, refused) = s.flows_to_poll()[0];
+    s.on_flow_refused(w, refused, "flow slot already in use");
+    // Both flows of that side are gone from the data plane and from the index.
+    assert_eq!(s.backend().flows.len(), 2);
+    assert_eq!(s.call_of(w, refused), None);
+    assert_eq!(s.flows_to_poll().len(), 2);
+    let failed: Vec<bool> = s.calls["f"]
+        .monologues
+        .iter()
+        .flat_map(|m| m.sides.iter().map(|x| x.failed))
+        .collect();
+    assert_eq!(failed.iter().filter(|f| **f).count(), 1, "{failed:?}");
+    // The worker's second refusal (the UpdateFlow that followed) changes nothing.
+    s.on_flow_refused(w, refused, "no live flow with this id");
+    assert_eq!(s.backend().flows.len(), 2);
+    // A re-answer installs the side again and clears the mark.
+    s.answer(&a, t0).unwrap();
+    assert_eq!(s.backend().flows.len(), 4);
+    assert!(
+        s.calls["f"]
+            .monologues
+            .iter()
+            .all(|m| m.sides.iter().all(|x| !x.failed && x.flows.is_some()))
     );
 }
