@@ -9,62 +9,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 
 use common::*;
 use ferrelay::ng::Value;
 
-struct Rtpengine {
-    child: Child,
-    ng: SocketAddr,
-}
-
-impl Drop for Rtpengine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn rtpengine() -> Rtpengine {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let ng: SocketAddr = ([127, 0, 0, 1], port).into();
-    let child = Command::new("rtpengine")
-        .args([
-            "--config-file=none",
-            "--table=-1",
-            "--interface=127.0.0.1",
-            &format!("--listen-ng={ng}"),
-            "--port-min=48000",
-            "--port-max=48999",
-            "--delete-delay=0",
-            "--foreground",
-            "--log-stderr",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("rtpengine is installed (apt-get install rtpengine-daemon)");
-    let r = Rtpengine { child, ng };
-    // Wait until it answers ping.
-    let c = Ng::new(ng).await;
-    for _ in 0..50 {
-        let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        s.send_to(b"p d7:command4:pinge", ng).await.unwrap();
-        let mut buf = [0u8; 64];
-        if tokio::time::timeout(std::time::Duration::from_millis(100), s.recv_from(&mut buf))
-            .await
-            .is_ok()
-        {
-            drop(c);
-            return r;
-        }
-    }
-    panic!("rtpengine did not start");
+async fn rtpengine() -> rtpengine::Rtpengine {
+    rtpengine::start((48_000, 48_999), &[]).await
 }
 
 /// Masks ports and drops what the two relays legitimately do differently.

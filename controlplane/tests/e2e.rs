@@ -69,8 +69,61 @@ async fn rtp_flows_both_ways_through_the_offered_ports() {
 
     let d = ng.call(&cmd("delete", "call-1")).await;
     assert_eq!(result(&d), "ok");
+    // Within delete-delay (30 s by default) the call is still there, as in rtpengine.
     let q = ng.call(&cmd("query", "call-1")).await;
-    assert_eq!(result(&q), "error");
+    assert_eq!(result(&q), "ok");
+    relay.shutdown().await;
+}
+
+/// rtpengine's delete-delay: after `delete` media is still relayed for the delay,
+/// then the flows go, the ports are closed and the call is unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_flows_for_delete_delay_then_stops() {
+    let relay = relay_ticking(Duration::from_millis(50), |c| {
+        c.delete_delay = Duration::from_secs(1);
+    })
+    .await;
+    let mut ng = Ng::new(relay.ng_udp).await;
+    let (a, b) = (bind().await, bind().await);
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    let r = ng.call(&offer("dd", "A", &sdp(pa, ""), vec![])).await;
+    let to_b_side = media_port(&reply_sdp(&r));
+    let r = ng.call(&answer("dd", "A", "B", &sdp(pb, ""), vec![])).await;
+    let to_a_side = media_port(&reply_sdp(&r));
+    let pkt = rtp(0, 1, 0x0D0D_0001, 1);
+    send_until(&a, at(to_a_side), &pkt, &b).await;
+
+    let deleted = std::time::Instant::now();
+    assert_eq!(result(&ng.call(&cmd("delete", "dd")).await), "ok");
+    // Still relayed in both directions after the delete.
+    let pkt = rtp(0, 2, 0x0D0D_0001, 2);
+    let (got, _) = send_until(&a, at(to_a_side), &pkt, &b).await;
+    assert_eq!(got, pkt);
+    let pkt = rtp(0, 3, 0x0D0D_0002, 3);
+    let (got, _) = send_until(&b, at(to_b_side), &pkt, &a).await;
+    assert_eq!(got, pkt);
+    assert!(
+        deleted.elapsed() < Duration::from_secs(1),
+        "the checks above ran within the delay"
+    );
+    assert_eq!(result(&ng.call(&cmd("query", "dd")).await), "ok");
+
+    // After the delay (plus a tick) the call is gone and nothing is relayed.
+    tokio::time::sleep(Duration::from_millis(1300).saturating_sub(deleted.elapsed())).await;
+    assert_eq!(result(&ng.call(&cmd("query", "dd")).await), "error");
+    for seq in 10..15 {
+        a.send_to(&rtp(0, seq, 0x0D0D_0001, 9), at(to_a_side))
+            .await
+            .unwrap();
+    }
+    let mut buf = [0u8; 1500];
+    let late = tokio::time::timeout(Duration::from_millis(300), b.recv_from(&mut buf)).await;
+    assert!(late.is_err(), "nothing relayed after delete-delay");
+    // The port went back to the pool: it can be bound again.
+    std::net::UdpSocket::bind(at(to_a_side)).expect("port released after delete-delay");
     relay.shutdown().await;
 }
 

@@ -1,6 +1,8 @@
 //! An in-process relay on loopback and a small NG client, shared by the tests.
 #![allow(dead_code)]
 
+pub mod rtpengine;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
