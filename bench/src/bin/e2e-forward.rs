@@ -4,14 +4,13 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use ferrelay_bench::e2e::run::{Forwarder, RunPlan, RunResult, run_one};
 use ferrelay_bench::e2e::summary::{
-    self, BASELINE, CPU_METHOD, Machine, PlanInfo, Results, summarise,
+    self, BASELINE, CPU_METHOD, PlanInfo, Results, loadavg, machine, sh, summarise,
 };
 
 #[derive(Debug, Parser)]
@@ -57,44 +56,6 @@ struct Args {
     /// The command line to record (the wrapper script passes its own).
     #[arg(long)]
     record_command: Option<String>,
-}
-
-fn sh(cmd: &str, args: &[&str]) -> String {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn machine() -> Machine {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    Machine {
-        cpu,
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default(),
-        git_commit: sh("git", &["rev-parse", "--short", "HEAD"]),
-        loadavg_start: loadavg(),
-        loadavg_end: String::new(),
-    }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -158,6 +119,7 @@ fn main() -> anyhow::Result<()> {
         window: Duration::from_secs_f64(a.window),
         forwarder_core: a.forwarder_core,
         load_cores: a.load_cores.clone(),
+        load_threads: 1,
     };
     let mut machine = machine();
     // The harness's own threads (timing, procfs reads) stay with the load.
@@ -226,6 +188,7 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
     let command = command.trim().to_string();
     let results = Results {
+        title: "End-to-end forwarding CPU per packet".into(),
         date: sh("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
         command: command.clone(),
         machine,
@@ -245,24 +208,20 @@ fn main() -> anyhow::Result<()> {
         runs,
         profiles,
         skipped,
+        ratios: Vec::new(),
+        notes: Vec::new(),
     };
     let md = summary::markdown(&results);
     println!("{md}");
     if let Some(out) = &a.out_dir {
-        std::fs::create_dir_all(out)?;
         let stem = format!("e2e-forward-{date}");
-        std::fs::write(
-            out.join(format!("{stem}.json")),
-            serde_json::to_string_pretty(&results)?,
-        )?;
-        std::fs::write(out.join(format!("{stem}.md")), &md)?;
         let headline = results
             .summary
             .iter()
             .map(|s| format!("{} {:.2} µs/pkt", s.forwarder, s.oncpu_us_per_pkt))
             .collect::<Vec<_>>()
             .join(", ");
-        summary::upsert_readme(&a.readme, &format!("{stem}.md"), &command, &headline)?;
+        summary::write_results(out, &stem, &results, &md, &a.readme, &command, &headline)?;
         eprintln!(
             "wrote {}/{stem}.{{json,md}} and {}",
             out.display(),

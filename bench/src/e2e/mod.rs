@@ -4,5 +4,6 @@
 
 pub mod cpu;
 pub mod profile;
+pub mod relay;
 pub mod run;
 pub mod summary;

@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ferrelay_tools::{CallSource, FixedPairs, LoadConfig, LoadRun};
+use ferrelay_tools::{Call, CallSource, FixedPairs, LoadConfig, LoadRun};
 use serde::Serialize;
 
 use super::cpu::{CpuSample, clock_ticks_per_sec};
@@ -37,6 +37,8 @@ pub struct RunPlan {
     pub forwarder_core: usize,
     /// Cores the load threads run on.
     pub load_cores: Vec<usize>,
+    /// Sender threads and receiver threads of the load generator (each).
+    pub load_threads: usize,
 }
 
 /// What one run measured. CPU figures are per packet forwarded in the window,
@@ -64,10 +66,15 @@ pub struct RunResult {
     pub duplicates: u64,
     pub reordered: u64,
     pub misrouted: u64,
+    /// Packets the generator's SRTP receive contexts refused (bridged legs only).
+    pub srtp_errors: u64,
     pub p50_us: f64,
     pub p99_us: f64,
     pub p999_us: f64,
     pub max_us: f64,
+    /// Offer+answer pairs per second when the calls were set up over NG (one request
+    /// in flight); `None` for fixed port layouts.
+    pub setup_calls_per_s: Option<f64>,
 }
 
 /// Kills the forwarder however the run ends.
@@ -141,7 +148,23 @@ pub fn run_one(
     perf_data: Option<&std::path::Path>,
 ) -> anyhow::Result<(RunResult, Option<super::profile::Profile>)> {
     let guard = spawn(f, plan)?;
-    let pid = guard.0.id();
+    let calls = FixedPairs::new(plan.ip, plan.base_port).calls(plan.calls)?;
+    let calls = calls.into_iter().map(Call::from).collect();
+    let out = measure(&f.name, guard.0.id(), calls, plan, round, perf_data);
+    drop(guard);
+    out
+}
+
+/// Loads the relay process `pid` (already running, its `calls` set up) with the plan's
+/// RTP and measures its CPU over the window. The caller stops the process afterwards.
+pub fn measure(
+    name: &str,
+    pid: u32,
+    calls: Vec<Call>,
+    plan: &RunPlan,
+    round: usize,
+    perf_data: Option<&std::path::Path>,
+) -> anyhow::Result<(RunResult, Option<super::profile::Profile>)> {
     let tail = Duration::from_millis(500);
     let cfg = LoadConfig {
         pps: plan.pps,
@@ -149,14 +172,13 @@ pub fn run_one(
         duration: plan.warmup + plan.window + tail,
         warmup: plan.warmup,
         drain: Duration::from_millis(300),
-        sender_threads: 1,
-        receiver_threads: 1,
+        sender_threads: plan.load_threads.max(1),
+        receiver_threads: plan.load_threads.max(1),
         cpus: plan.load_cores.clone(),
     };
-    let calls = FixedPairs::new(plan.ip, plan.base_port).calls(plan.calls)?;
     let ticks = clock_ticks_per_sec();
     let me = std::process::id();
-    let load = LoadRun::start(cfg, &calls)?;
+    let load = LoadRun::start_calls(cfg, calls)?;
     std::thread::sleep(plan.warmup);
 
     let c0 = CpuSample::read(pid)?;
@@ -173,20 +195,19 @@ pub fn run_one(
     let window = t0.elapsed().as_secs_f64();
 
     let report = load.wait()?;
-    drop(guard);
     let profile = match (perf, perf_data) {
-        (Some(child), Some(p)) => Some(super::profile::finish(child, p, &f.name)?),
+        (Some(child), Some(p)) => Some(super::profile::finish(child, p, name)?),
         _ => None,
     };
     let fwd = r1 - r0;
     if fwd == 0 {
-        bail!("{}: nothing forwarded in the window", f.name);
+        bail!("{name}: nothing forwarded in the window");
     }
     let d = c1.since(&c0, ticks);
     let lg = l1.since(&l0, ticks);
     let per = |s: f64| s * 1e6 / fwd as f64;
     let result = RunResult {
-        forwarder: f.name.clone(),
+        forwarder: name.to_string(),
         round,
         window_s: window,
         forwarded: fwd,
@@ -203,10 +224,12 @@ pub fn run_one(
         duplicates: report.duplicates,
         reordered: report.reordered,
         misrouted: report.misrouted,
+        srtp_errors: report.srtp_errors,
         p50_us: report.latency.p50_us,
         p99_us: report.latency.p99_us,
         p999_us: report.latency.p999_us,
         max_us: report.latency.max_us,
+        setup_calls_per_s: None,
     };
     Ok((result, profile))
 }

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::process::Command;
 
 use serde::Serialize;
 
@@ -36,6 +37,8 @@ pub struct Summary {
     pub ratio_total_to_baseline: Option<f64>,
     /// Same with the schedstat on-CPU totals.
     pub ratio_oncpu_to_baseline: Option<f64>,
+    /// Median NG call setup rate (offer+answer per second), where calls used NG.
+    pub setup_calls_per_s: Option<f64>,
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -49,6 +52,41 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
+}
+
+/// One forwarder against another: the median over rounds of the ratio of a metric
+/// within each round (pairing by round cancels the machine's drift).
+#[derive(Debug, Clone, Serialize)]
+pub struct PairRatio {
+    pub numerator: String,
+    pub denominator: String,
+    pub metric: &'static str,
+    pub median: f64,
+    /// Median over rounds of (numerator - denominator) in the same round, µs/pkt.
+    pub median_diff_us: f64,
+    pub rounds: usize,
+}
+
+/// [`PairRatio`] of on-CPU µs per packet, `None` when no round ran both.
+pub fn paired_ratio(runs: &[RunResult], numerator: &str, denominator: &str) -> Option<PairRatio> {
+    let pairs: Vec<(f64, f64)> = runs
+        .iter()
+        .filter(|r| r.forwarder == numerator)
+        .filter_map(|r| {
+            runs.iter()
+                .find(|d| d.forwarder == denominator && d.round == r.round)
+                .map(|d| (r.oncpu_us_per_pkt, d.oncpu_us_per_pkt))
+        })
+        .filter(|(n, d)| (n / d).is_finite())
+        .collect();
+    (!pairs.is_empty()).then(|| PairRatio {
+        numerator: numerator.to_string(),
+        denominator: denominator.to_string(),
+        metric: "on-CPU µs/pkt",
+        rounds: pairs.len(),
+        median: median(pairs.iter().map(|(n, d)| n / d).collect()),
+        median_diff_us: median(pairs.iter().map(|(n, d)| n - d).collect()),
+    })
 }
 
 /// Summarises `runs` per forwarder, in first-seen order.
@@ -77,6 +115,7 @@ pub fn summarise(runs: &[RunResult], profiles: &[Profile]) -> Vec<Summary> {
                 (!v.is_empty()).then(|| median(v))
             };
             let oncpu = m(|r| r.oncpu_us_per_pkt);
+            let setups: Vec<f64> = mine.iter().filter_map(|r| r.setup_calls_per_s).collect();
             let perf_user_pct = profiles
                 .iter()
                 .find(|p| p.forwarder == name)
@@ -97,6 +136,7 @@ pub fn summarise(runs: &[RunResult], profiles: &[Profile]) -> Vec<Summary> {
                 p99_us: m(|r| r.p99_us),
                 ratio_total_to_baseline: ratio(|r| r.total_us_per_pkt),
                 ratio_oncpu_to_baseline: ratio(|r| r.oncpu_us_per_pkt),
+                setup_calls_per_s: (!setups.is_empty()).then(|| median(setups)),
             }
         })
         .collect()
@@ -105,6 +145,8 @@ pub fn summarise(runs: &[RunResult], profiles: &[Profile]) -> Vec<Summary> {
 /// Everything a result file holds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Results {
+    /// Heading of the Markdown report.
+    pub title: String,
     pub date: String,
     pub command: String,
     pub machine: Machine,
@@ -116,6 +158,10 @@ pub struct Results {
     pub profiles: Vec<Profile>,
     /// Forwarders that could not be run, with the reason.
     pub skipped: Vec<(String, String)>,
+    /// Head-to-head ratios beyond the baseline column (e.g. ferrelay / rtpengine).
+    pub ratios: Vec<PairRatio>,
+    /// Free-form observations the harness recorded (a peer's warnings, say).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -173,7 +219,7 @@ fn target_line(s: &Summary) -> String {
 pub fn markdown(r: &Results) -> String {
     let mut o = String::new();
     let p = &r.plan;
-    let _ = writeln!(o, "# End-to-end forwarding CPU per packet — {}\n", r.date);
+    let _ = writeln!(o, "# {} — {}\n", r.title, r.date);
     let _ = writeln!(o, "Command: `{}`\n", r.command);
     let _ = writeln!(
         o,
@@ -204,11 +250,11 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(o, "## Medians\n");
     let _ = writeln!(
         o,
-        "| forwarder | user µs/pkt (ticks) | sys µs/pkt (ticks) | total µs/pkt (ticks) | on-CPU µs/pkt | user µs/pkt (perf split) | core % | ×{BASELINE} (total / on-CPU) | loss % | p50 µs | p99 µs | fwd pps |"
+        "| forwarder | user µs/pkt (ticks) | sys µs/pkt (ticks) | total µs/pkt (ticks) | on-CPU µs/pkt | user µs/pkt (perf split) | core % | ×{BASELINE} (total / on-CPU) | loss % | p50 µs | p99 µs | fwd pps | NG setup calls/s |"
     );
     let _ = writeln!(
         o,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for s in &r.summary {
         let ratio = match (s.ratio_total_to_baseline, s.ratio_oncpu_to_baseline) {
@@ -217,7 +263,7 @@ pub fn markdown(r: &Results) -> String {
         };
         let _ = writeln!(
             o,
-            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.1} | {} | {:.3} | {:.1} | {:.1} | {:.0} |",
+            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.1} | {} | {:.3} | {:.1} | {:.1} | {:.0} | {} |",
             s.forwarder,
             s.user_us_per_pkt,
             s.sys_us_per_pkt,
@@ -232,8 +278,26 @@ pub fn markdown(r: &Results) -> String {
             s.loss_pct,
             s.p50_us,
             s.p99_us,
-            s.forwarded_pps
+            s.forwarded_pps,
+            s.setup_calls_per_s
+                .map_or("–".to_string(), |x| format!("{x:.0}"))
         );
+    }
+    if !r.ratios.is_empty() {
+        let _ = writeln!(o, "\n## Head to head (median of per-round ratios)\n");
+        for q in &r.ratios {
+            let _ = writeln!(
+                o,
+                "- {} / {}: {:.2}× {} ({:+.3} µs/pkt; {} rounds)",
+                q.numerator, q.denominator, q.median, q.metric, q.median_diff_us, q.rounds
+            );
+        }
+    }
+    if !r.notes.is_empty() {
+        let _ = writeln!(o, "\n## Notes\n");
+        for n in &r.notes {
+            let _ = writeln!(o, "- {n}");
+        }
     }
     let relays: Vec<&Summary> = r
         .summary
@@ -305,6 +369,67 @@ pub fn markdown(r: &Results) -> String {
     o
 }
 
+/// Stdout of a command, or `unknown`.
+pub fn sh(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The machine and commit a result belongs to.
+pub fn machine() -> Machine {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    Machine {
+        cpu,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        git_commit: sh("git", &["rev-parse", "--short", "HEAD"]),
+        loadavg_start: loadavg(),
+        loadavg_end: String::new(),
+    }
+}
+
+/// The three load averages of /proc/loadavg.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Writes `<out>/<stem>.{json,md}` and the README line for them.
+pub fn write_results(
+    out: &Path,
+    stem: &str,
+    results: &impl Serialize,
+    md: &str,
+    readme: &Path,
+    command: &str,
+    headline: &str,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    std::fs::write(
+        out.join(format!("{stem}.json")),
+        serde_json::to_string_pretty(results)?,
+    )?;
+    std::fs::write(out.join(format!("{stem}.md")), md)?;
+    upsert_readme(readme, &format!("{stem}.md"), command, headline)?;
+    Ok(())
+}
+
 /// Adds or replaces the README line for `file` (one line per result file).
 pub fn upsert_readme(
     readme: &Path,
@@ -352,10 +477,12 @@ mod tests {
             duplicates: 0,
             reordered: 0,
             misrouted: 0,
+            srtp_errors: 0,
             p50_us: 10.0,
             p99_us: 20.0,
             p999_us: 30.0,
             max_us: 40.0,
+            setup_calls_per_s: None,
         }
     }
 
@@ -400,6 +527,29 @@ mod tests {
         );
         assert_eq!(s[0].perf_user_us_per_pkt, None);
         assert!(target_line(relay).contains("1.10× (target ≤ 1.1×: met)"));
+    }
+
+    #[test]
+    fn head_to_head_pairs_rounds_and_setup_median() {
+        let mut runs = vec![
+            run("ferrelay", 0, 0.1, 4.0),
+            run("rtpengine", 0, 1.0, 16.0),
+            run("ferrelay", 1, 0.1, 6.0),
+            run("rtpengine", 1, 1.0, 12.0),
+            run("rtpengine", 2, 1.0, 10.0),
+        ];
+        runs[0].setup_calls_per_s = Some(3000.0);
+        runs[2].setup_calls_per_s = Some(1000.0);
+        let q = paired_ratio(&runs, "ferrelay", "rtpengine").unwrap();
+        // Rounds 0 and 1 only: 0.25 and 0.5; round 2 has no ferrelay run.
+        assert_eq!(q.rounds, 2);
+        assert!((q.median - 0.375).abs() < 1e-9, "{q:?}");
+        // Differences -12 and -6 µs: median -9.
+        assert!((q.median_diff_us + 9.0).abs() < 1e-9, "{q:?}");
+        assert!(paired_ratio(&runs, "ferrelay", "fwd-uring").is_none());
+        let s = summarise(&runs, &[]);
+        assert_eq!(s[0].setup_calls_per_s, Some(2000.0));
+        assert_eq!(s[1].setup_calls_per_s, None);
     }
 
     #[test]
