@@ -60,7 +60,12 @@ impl Relay {
 
     /// Where Kamailio's `rtpengine` module sends NG commands.
     pub fn ng_addr(&self) -> SocketAddr {
-        self.handle.as_ref().expect("running").ng_udp
+        self.handle().ng_udp
+    }
+
+    /// The running relay, for the addresses it bound (NG, SIP front end).
+    pub fn handle(&self) -> &RelayHandle {
+        self.handle.as_ref().expect("running")
     }
 
     /// Sends one NG command and returns the decoded reply.
