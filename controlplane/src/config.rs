@@ -140,6 +140,9 @@ pub struct Cli {
     /// HTTP address for /metrics, the JSON API and the dashboard [default: 127.0.0.1:9900].
     #[arg(long = "listen-http", value_name = "ADDR")]
     pub listen_http: Option<String>,
+    /// SIP front end (UDP and TCP) address; off unless given (or `[sip] listen`).
+    #[arg(long = "listen-sip", value_name = "ADDR")]
+    pub listen_sip: Option<String>,
 }
 
 /// The file form: same keys as the flags, each value remembering its span.
@@ -161,6 +164,7 @@ struct FileConfig {
     log_level: Option<Spanned<String>>,
     log_format: Option<Spanned<LogFormat>>,
     listen_http: Option<Spanned<String>>,
+    sip: Option<crate::sip::config::SipFile>,
 }
 
 /// The resolved, validated configuration the relay runs with.
@@ -182,6 +186,8 @@ pub struct Config {
     pub log_level: String,
     pub log_format: LogFormat,
     pub listen_http: SocketAddr,
+    /// The SIP front end (off unless `listen` is set).
+    pub sip: crate::sip::config::SipConfig,
 }
 
 /// A startup error that names the offending key and where it came from.
@@ -221,6 +227,7 @@ impl Default for Config {
             log_level: "info".into(),
             log_format: LogFormat::Text,
             listen_http: SocketAddr::new(lo, 9900),
+            sip: Default::default(),
         }
     }
 }
@@ -429,6 +436,8 @@ impl Config {
         if let Some((v, _)) = pick(&o, "log-format", &cli.log_format, &parsed.log_format) {
             c.log_format = v;
         }
+        c.sip = crate::sip::config::resolve(cli.listen_sip.as_deref(), parsed.sip.as_ref())
+            .map_err(|r| invalid("sip".into(), r))?;
         Ok(c)
     }
 }

@@ -19,3 +19,4 @@ pub mod metrics;
 pub mod ng;
 pub mod relay;
 pub mod session;
+pub mod sip;

@@ -115,6 +115,8 @@ pub struct RelayHandle {
     /// Where NG listens (the bound addresses, useful with port 0).
     pub ng_udp: SocketAddr,
     pub ng_tcp: SocketAddr,
+    /// Where the SIP front end listens (UDP and TCP), when enabled.
+    pub sip: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// One event thread per worker, with what wakes it for shutdown.
@@ -125,7 +127,7 @@ pub struct RelayHandle {
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen for NG on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
@@ -145,6 +147,10 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
         .map_err(|e| listen(cfg.listen_tcp_ng, e))?;
     let ng_udp = udp.local_addr().map_err(|e| listen(cfg.listen_ng, e))?;
     let ng_tcp = tcp.local_addr().map_err(|e| listen(cfg.listen_tcp_ng, e))?;
+    let sip_front = crate::sip::server::bind_config(&cfg.sip)
+        .await
+        .map_err(|(a, e)| listen(a, e))?;
+    let sip = sip_front.as_ref().map(|b| b.addr);
 
     let mut dp = Dataplane::start(DataplaneConfig {
         workers: cfg.workers,
@@ -186,6 +192,9 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
         tokio::spawn(server::serve_udp(udp, ctl.clone(), stop_rx.clone())),
         tokio::spawn(server::serve_tcp(tcp, ctl.clone(), stop_rx.clone())),
     ];
+    if let Some(front) = sip_front {
+        tasks.push(front.spawn(ctl.clone(), stop_rx.clone()));
+    }
     let mut pumps = Vec::new();
     for (w, waiter) in waiters.into_iter().enumerate() {
         let cancel = waiter.canceller();
@@ -204,6 +213,7 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
     Ok(RelayHandle {
         ng_udp,
         ng_tcp,
+        sip,
         stop,
         tasks,
         pumps,
