@@ -1,5 +1,6 @@
 //! A baresip phone on loopback, driven over its `ctrl_tcp` interface (netstring JSON
-//! commands and events), with a 440 Hz tone as microphone and a WAV file as speaker.
+//! commands and events), with a sine tone as microphone; its `sndfile` module records
+//! what it decoded, so the test can check the far end's tone arrived intact.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -18,6 +19,8 @@ pub struct PhoneOpts {
     pub mediaenc: Option<&'static str>,
     /// Send every request through this proxy (loose-routed outbound proxy).
     pub outbound: Option<std::net::SocketAddr>,
+    /// The microphone's tone in Hz [default: 440].
+    pub tone_hz: Option<u32>,
 }
 
 /// RTP packet counts baresip prints for the audio stream when a call closes.
@@ -32,6 +35,7 @@ pub struct RtpCounts {
 pub struct Phone {
     pub name: String,
     pub sip_port: u16,
+    pub tone_hz: u32,
     pub peer: Peer,
     pub dir: PathBuf,
     ctrl: TcpStream,
@@ -47,14 +51,14 @@ impl Phone {
         let bin = crate::require("baresip", "baresip-core");
         let dir = crate::scratch_dir(name);
         let (sip, ctrl) = (base, base + 3);
+        let tone_hz = opts.tone_hz.unwrap_or(440);
         // net_interface must be an address (`lo` fails); stereo 48 kHz is all ausine
-        // produces; status lines are switched off by not loading a UI module.
+        // produces; there is no player (the sndfile filter records the decoded audio).
         let config = format!(
             "poll_method epoll\n\
              sip_listen 127.0.0.1:{sip}\n\
              net_interface 127.0.0.1\n\
-             audio_player aufile,{speaker}\n\
-             audio_source ausine,440\n\
+             audio_source ausine,{tone_hz}\n\
              audio_alert aufile,/dev/null\n\
              ausrc_srate 48000\nausrc_channels 2\n\
              auplay_srate 48000\nauplay_channels 1\n\
@@ -64,10 +68,11 @@ impl Phone {
              jitter_buffer_delay 1-10\n\
              module_path /usr/lib/baresip/modules\n\
              module g711.so\nmodule ausine.so\nmodule aufile.so\nmodule srtp.so\n\
+             module sndfile.so\nsnd_path {dir}\n\
              module_app account.so\nmodule_app menu.so\nmodule_app ctrl_tcp.so\n\
              module_app rtcpsummary.so\n\
              ctrl_tcp_listen 127.0.0.1:{ctrl}\n",
-            speaker = dir.join("speaker.wav").display(),
+            dir = dir.display(),
             r0 = base + 10,
             r1 = base + 19,
         );
@@ -93,6 +98,7 @@ impl Phone {
         Phone {
             name: name.to_owned(),
             sip_port: sip,
+            tone_hz,
             peer,
             dir,
             ctrl,
@@ -220,5 +226,50 @@ impl Phone {
             sent: n[0],
             received: n[1],
         }
+    }
+}
+
+impl Phone {
+    /// The share of the decoded audio's energy at `hz` over the middle half of the
+    /// call (Goertzel): near 1 for a clean tone, near 0 for silence or noise. Reads the
+    /// `dump-*-dec.wav` that baresip's sndfile module completes when the call closes.
+    pub fn heard_tone(&self, hz: u32) -> f64 {
+        let samples = crate::wait_for(Duration::from_secs(3), || {
+            let wav = std::fs::read_dir(&self.dir)
+                .ok()?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with("-dec.wav"))?;
+            let mut reader = hound::WavReader::open(&wav).ok()?;
+            let rate = reader.spec().sample_rate;
+            let s: Vec<i16> = reader.samples::<i16>().collect::<Result<_, _>>().ok()?;
+            // Half a second at least; a held phone stops recording at hold.
+            (s.len() > rate as usize / 2).then_some((s, rate))
+        });
+        let Some((samples, rate)) = samples else {
+            panic!(
+                "{}: no decoded-audio recording\n{}",
+                self.name,
+                self.peer.tail(20)
+            );
+        };
+        let mid = &samples[samples.len() / 4..samples.len() * 3 / 4];
+        let w = 2.0 * std::f64::consts::PI * f64::from(hz) / f64::from(rate);
+        let c = 2.0 * w.cos();
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        let mut energy = 0.0f64;
+        for &x in mid {
+            let x = f64::from(x);
+            let s0 = x + c * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+            energy += x * x;
+        }
+        let power = s1 * s1 + s2 * s2 - c * s1 * s2;
+        // A pure tone of N samples gives power = energy * N / 2.
+        if energy == 0.0 {
+            return 0.0;
+        }
+        power / (energy * mid.len() as f64 / 2.0)
     }
 }

@@ -65,12 +65,14 @@ impl Call {
         alice_opts: PhoneOpts,
         bob_opts: PhoneOpts,
     ) -> Call {
+        // Two different tones, so each side can tell the other's audio from its own.
         let outbound = Some(proxy);
         let mut alice = Phone::start(
             "alice",
             ports.alice,
             &PhoneOpts {
                 outbound,
+                tone_hz: alice_opts.tone_hz.or(Some(440)),
                 ..alice_opts
             },
         );
@@ -79,6 +81,7 @@ impl Call {
             ports.bob,
             &PhoneOpts {
                 outbound,
+                tone_hz: bob_opts.tone_hz.or(Some(620)),
                 ..bob_opts
             },
         );
@@ -168,8 +171,9 @@ pub struct Closed {
 }
 
 impl Closed {
-    /// Asserts both phones sent and received at least 80% of `talk`'s packets.
-    pub fn assert_phone_counts(&self, talk: Duration) {
+    /// Asserts both phones sent and received at least 80% of `talk`'s packets, and
+    /// each decoded the other's tone.
+    pub fn assert_audio(&self, talk: Duration) {
         let min = floor(talk) as u64;
         eprintln!(
             "phones after {:?}: alice {:?}, bob {:?} (floor {min})",
@@ -185,6 +189,21 @@ impl Closed {
                 c.received >= min,
                 "{who} received {} RTP packets, expected >= {min}",
                 c.received
+            );
+        }
+        let (alice, bob) = (&self.call.alice, &self.call.bob);
+        for (ear, mouth) in [(alice, bob), (bob, alice)] {
+            let share = ear.heard_tone(mouth.tone_hz);
+            eprintln!(
+                "{} hears {} Hz ({}'s tone): {share:.3} of the energy",
+                ear.name, mouth.tone_hz, mouth.name
+            );
+            assert!(
+                share > 0.9,
+                "{} decoded {}'s {} Hz tone with only {share:.3} of the energy there",
+                ear.name,
+                mouth.name,
+                mouth.tone_hz
             );
         }
     }
@@ -250,5 +269,5 @@ pub fn talk_with_one_srtp_leg(mut c: Call, leg: Leg, suite: &str) {
         secure.name,
         secure.peer.tail(30)
     );
-    closed.assert_phone_counts(closed.talked);
+    closed.assert_audio(closed.talked);
 }
