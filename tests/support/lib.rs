@@ -56,8 +56,8 @@ pub fn free_ports(n: u16) -> u16 {
     panic!("no block of {n} free loopback ports in 20000..29000")
 }
 
-/// A fresh scratch directory for one peer's configuration and logs; kept after the
-/// test so a failure can be read.
+/// A fresh scratch directory for one peer's configuration and logs; the peer removes
+/// it when dropped, unless the test is failing.
 pub fn scratch_dir(name: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(

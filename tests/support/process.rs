@@ -1,6 +1,8 @@
-//! A peer process that dies with the test: killed on drop, also when the test panics.
+//! A peer process that dies with the test: its process group is killed on drop, also
+//! when the test panics (Kamailio forks workers that would outlive their parent).
 
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -19,6 +21,7 @@ impl Peer {
         let out = File::create(log).expect("create log");
         let err = out.try_clone().expect("clone log handle");
         let child = cmd
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -77,7 +80,22 @@ impl Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
+        use nix::sys::signal::{Signal, killpg};
+        use nix::unistd::Pid;
+        // The group id is the child's pid (`process_group(0)`).
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A passing test leaves nothing behind; a failing one keeps its scratch
+        // directory (configuration and logs) for reading.
+        if let Some(dir) = self.log.parent()
+            && !std::thread::panicking()
+            && dir.starts_with(std::env::temp_dir())
+            && dir.to_string_lossy().contains("ferrelay-interop-")
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
