@@ -4,12 +4,10 @@
 //! resume. The checks are in `ferrelay_interop::call`.
 
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferrelay_interop::baresip::PhoneOpts;
-use ferrelay_interop::call::{
-    Call, Leg, Ports, SETUP_LIMIT, TALK, assert_relay_counts, floor, talk_with_one_srtp_leg,
-};
+use ferrelay_interop::call::{Call, Leg, Ports, SETUP_LIMIT, TALK, talk_with_one_srtp_leg};
 use ferrelay_interop::kamailio::Kamailio;
 use ferrelay_interop::relay::Relay;
 use ferrelay_interop::{one_at_a_time, wait_for};
@@ -76,8 +74,7 @@ fn hold_and_resume_through_kamailio() {
     let mut c = call(PLAIN, PLAIN, PhoneOpts::default(), PhoneOpts::default());
     sleep(Duration::from_secs(1));
     // Each re-INVITE reaches bob through Kamailio, which hands its SDP to ferrelay.
-    c.alice.command("hold", "");
-    c.bob.wait_event("CALL_REMOTE_SDP", SETUP_LIMIT);
+    c.hold();
     let kam = &c.kamailio.as_ref().expect("through Kamailio").peer;
     let hold = format!("hold {}", c.call_id);
     assert!(
@@ -86,8 +83,8 @@ fn hold_and_resume_through_kamailio() {
         kam.tail(30)
     );
     sleep(Duration::from_secs(1));
-    c.alice.command("resume", "");
-    c.bob.wait_event("CALL_REMOTE_SDP", SETUP_LIMIT);
+    c.resume();
+    let kam = &c.kamailio.as_ref().expect("through Kamailio").peer;
     wait_for(SETUP_LIMIT, || {
         (kam.log().matches("answer ").count() >= 3).then_some(())
     })
@@ -98,19 +95,8 @@ fn hold_and_resume_through_kamailio() {
         3,
         "initial, hold and resume offers"
     );
-    let before = c.relay_counts();
-    let resumed = Instant::now();
-    sleep(TALK);
-    let after = c.relay_counts();
-    let delta: Vec<(String, i64)> = after
-        .iter()
-        .map(|(tag, n)| {
-            let was = before.iter().find(|(t, _)| t == tag).map_or(0, |(_, n)| *n);
-            (tag.clone(), n - was)
-        })
-        .collect();
-    assert_relay_counts(&delta, floor(resumed.elapsed()), "after resume");
-    c.assert_media_via_relay();
-    // Over the whole call at least the time since resume must be covered.
+    c.talk_counting_from_now("after resume");
+    // Over the whole call at least the time since resume must be covered. (A held
+    // baresip stops recording at hold: alice's tone check covers the first second.)
     c.hang_up().assert_audio(TALK);
 }

@@ -3,11 +3,13 @@
 //! outbound proxy, and it anchors the media itself.
 
 use std::path::Path;
+use std::thread::sleep;
+use std::time::Duration;
 
 use clap::Parser;
 use ferrelay::config::{Cli, Config};
 use ferrelay_interop::baresip::PhoneOpts;
-use ferrelay_interop::call::{Call, Leg, Ports, talk_with_one_srtp_leg};
+use ferrelay_interop::call::{Call, Leg, Ports, TALK, talk_with_one_srtp_leg};
 use ferrelay_interop::one_at_a_time;
 use ferrelay_interop::relay::Relay;
 
@@ -51,4 +53,19 @@ fn sdes_gcm256_callee_through_ferrelay_sip_front_end() {
     };
     let c = call(route, PhoneOpts::default(), bob);
     talk_with_one_srtp_leg(c, Leg::Bob, "AEAD_AES_256_GCM");
+}
+
+#[test]
+fn hold_and_resume_through_ferrelay_sip_front_end() {
+    let _turn = one_at_a_time();
+    let mut c = call("", PhoneOpts::default(), PhoneOpts::default());
+    sleep(Duration::from_secs(1));
+    // bob only hears of each re-INVITE through the front end, which re-offers it.
+    c.hold();
+    sleep(Duration::from_secs(1));
+    c.resume();
+    // The 200 OK's answer reaches ferrelay right after bob sends it.
+    sleep(Duration::from_millis(200));
+    c.talk_counting_from_now("after resume");
+    c.hang_up().assert_audio(TALK);
 }

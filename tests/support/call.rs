@@ -144,6 +144,39 @@ impl Call {
         self.assert_media_via_relay();
     }
 
+    /// alice re-INVITEs with her stream on hold (`a=sendonly`); returns once the
+    /// re-INVITE has reached bob through the proxy.
+    pub fn hold(&mut self) {
+        self.alice.command("hold", "");
+        self.bob.wait_event("CALL_REMOTE_SDP", SETUP_LIMIT);
+    }
+
+    /// alice re-INVITEs with her stream back to `sendrecv`; returns once the
+    /// re-INVITE has reached bob through the proxy.
+    pub fn resume(&mut self) {
+        self.alice.command("resume", "");
+        self.bob.wait_event("CALL_REMOTE_SDP", SETUP_LIMIT);
+    }
+
+    /// Talks for [`TALK`] and asserts ferrelay received 80% of that time's packets
+    /// from each party within it (the difference of two `query` replies), and that
+    /// media still comes from ferrelay's ports.
+    pub fn talk_counting_from_now(&mut self, what: &str) {
+        let before = self.relay_counts();
+        let from = Instant::now();
+        std::thread::sleep(TALK);
+        let after = self.relay_counts();
+        let delta: Vec<(String, i64)> = after
+            .iter()
+            .map(|(tag, n)| {
+                let was = before.iter().find(|(t, _)| t == tag).map_or(0, |(_, n)| *n);
+                (tag.clone(), n - was)
+            })
+            .collect();
+        assert_relay_counts(&delta, floor(from.elapsed()), what);
+        self.assert_media_via_relay();
+    }
+
     /// Hangs up from alice and returns both phones' counters and the talk time.
     pub fn hang_up(mut self) -> Closed {
         self.alice.command("hangup", "");
