@@ -177,8 +177,8 @@ impl Message {
             if line.starts_with([' ', '\t']) {
                 // Folded continuation (RFC 3261 §7.3.1).
                 let last = raw.last_mut().ok_or(ParseError::Header)?;
-                last.1.push(' ');
-                last.1.push_str(line.trim());
+                let joined = format!("{} {}", last.1, line.trim());
+                last.1 = joined.trim().to_owned();
                 continue;
             }
             let (n, v) = line.split_once(':').ok_or(ParseError::Header)?;

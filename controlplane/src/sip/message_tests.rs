@@ -143,3 +143,15 @@ fn stream_framing_needs_content_length() {
         Err(ParseError::TooLarge)
     );
 }
+
+#[test]
+fn folding_onto_an_empty_value_writes_back_the_same() {
+    // Found by the fuzzer: "Call-ID:" then " c" folded gave " c", which did not
+    // survive a write and re-parse.
+    let m = Message::parse(b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID:\r\n c\r\n\r\n").unwrap();
+    assert_eq!(m.header("Call-ID"), Some("c"));
+    assert_eq!(
+        Message::parse(&m.to_bytes()).unwrap().header("Call-ID"),
+        Some("c")
+    );
+}

@@ -1,0 +1,199 @@
+//! SIPp (Debian `sip-tester`) places 100 calls with RTP through the SIP front end:
+//! UAC (`uac_pcap`, G.711 audio from a pcap) -> ferrelay -> UAS (`-rtp_echo`). Every
+//! call must succeed, and the relay must have relayed the media of every call.
+//! Needs `sipp` on PATH (scripts/deps/sip.apt); fails with a clear message if not.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ferrelay::ng::Value;
+use tokio::process::Command;
+
+const CALLS: u32 = 100;
+/// Calls per second: modest, so two cores run SIPp twice and the relay at once.
+const RATE: u32 = 20;
+/// Each `uac_pcap` call lasts about 9 s (8 s of audio, 1 s of DTMF).
+const LIMIT: Duration = Duration::from_secs(45);
+
+fn sipp() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("sipp"))
+            .find(|f| f.is_file())
+    });
+    found.expect(
+        "sipp not found on PATH: install Debian's sip-tester (listed in scripts/deps/sip.apt)",
+    )
+}
+
+/// The directory `uac_pcap` resolves `pcap/g711a.pcap` against.
+fn pcap_dir() -> tempdir::Dir {
+    let share = std::path::Path::new("/usr/share/sip-tester");
+    assert!(
+        share.join("g711a.pcap").is_file(),
+        "/usr/share/sip-tester/g711a.pcap missing: install sip-tester"
+    );
+    let d = tempdir::Dir::new("ferrelay-sipp");
+    std::os::unix::fs::symlink(share, d.path.join("pcap")).unwrap();
+    d
+}
+
+mod tempdir {
+    /// A scratch directory removed on drop.
+    pub struct Dir {
+        pub path: std::path::PathBuf,
+    }
+
+    impl Dir {
+        pub fn new(prefix: &str) -> Dir {
+            let path = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).unwrap();
+            Dir { path }
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A port free right now on loopback (UDP), even so SIPp's RTP/RTCP pairs fit.
+fn free_port() -> u16 {
+    loop {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = s.local_addr().unwrap().port();
+        if p % 2 == 0 && p < 65_000 {
+            return p;
+        }
+    }
+}
+
+/// Packets in one of SIPp's captures (classic pcap: 24-byte file header, then
+/// 16-byte record headers with the captured length at offset 8).
+fn pcap_packets(name: &str) -> i64 {
+    let d = std::fs::read(std::path::Path::new("/usr/share/sip-tester").join(name)).unwrap();
+    let (mut at, mut n) = (24usize, 0);
+    while at + 16 <= d.len() {
+        let len = u32::from_le_bytes(d[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16 + len;
+        n += 1;
+    }
+    n
+}
+
+/// A counter of the NG `statistics` reply, from `currentstatistics` or `totalstatistics`.
+fn stat(v: &Value, group: &str, key: &str) -> i64 {
+    v.get("statistics")
+        .and_then(|s| s.get(group))
+        .and_then(|g| g.get(key))
+        .and_then(Value::as_int)
+        .unwrap_or_else(|| panic!("no {group}.{key} in {v:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_places_100_calls_with_rtp_through_the_front_end() {
+    let sipp = sipp();
+    let dir = pcap_dir();
+    let relay = relay_with(|c| {
+        c.sip.listen = Some("127.0.0.1:0".parse().unwrap());
+        c.delete_delay = Duration::ZERO;
+        // Up to CALLS calls at once, four ports each.
+        c.port_min = 56_000;
+        c.port_max = 57_999;
+    })
+    .await;
+    let proxy: SocketAddr = relay.sip.expect("SIP front end on");
+    let (uas_port, uas_media, uac_port, uac_media) =
+        (free_port(), free_port(), free_port(), free_port());
+    let limit = format!("{}s", LIMIT.as_secs());
+
+    let uas = Command::new(&sipp)
+        .args(["-sn", "uas", "-i", "127.0.0.1", "-nostdin", "-rtp_echo"])
+        .args(["-p", &uas_port.to_string(), "-mp", &uas_media.to_string()])
+        .args(["-m", &CALLS.to_string(), "-timeout", &limit])
+        .current_dir(&dir.path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sipp UAS starts");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    let uac = Command::new(&sipp)
+        .arg(format!("127.0.0.1:{uas_port}"))
+        .args(["-sn", "uac_pcap", "-i", "127.0.0.1", "-nostdin"])
+        .args(["-rsa", &proxy.to_string()])
+        .args(["-p", &uac_port.to_string(), "-mp", &uac_media.to_string()])
+        .args([
+            "-m",
+            &CALLS.to_string(),
+            "-r",
+            &RATE.to_string(),
+            "-l",
+            &CALLS.to_string(),
+        ])
+        .args(["-timeout", &limit, "-timeout_error"])
+        .current_dir(&dir.path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sipp UAC starts");
+    let uac = tokio::time::timeout(LIMIT + Duration::from_secs(10), uac.wait_with_output())
+        .await
+        .expect("SIPp UAC finishes in time")
+        .unwrap();
+    let elapsed = started.elapsed();
+    let uas = tokio::time::timeout(Duration::from_secs(10), uas.wait_with_output())
+        .await
+        .expect("SIPp UAS finishes after the last call")
+        .unwrap();
+    assert!(
+        uac.status.success(),
+        "SIPp UAC: not every call succeeded ({}): {}",
+        uac.status,
+        String::from_utf8_lossy(&uac.stderr)
+    );
+    assert!(
+        uas.status.success(),
+        "SIPp UAS ({}): {}",
+        uas.status,
+        String::from_utf8_lossy(&uas.stderr)
+    );
+
+    let mut ng = Ng::new(relay.ng_udp).await;
+    let s = ng
+        .call(&to_dict(vec![("command", Value::str("statistics"))]))
+        .await;
+    assert_eq!(result(&s), "ok", "{s:?}");
+    let managed = stat(&s, "totalstatistics", "managedsessions");
+    let ended = stat(&s, "totalstatistics", "regularterminatedsessions");
+    let packets = stat(&s, "totalstatistics", "relayedpackets");
+    let own = stat(&s, "currentstatistics", "sessionsown");
+    eprintln!(
+        "sipp: {CALLS} calls at {RATE} cps in {elapsed:?}; relay: managed {managed}, \
+         ended by BYE {ended}, relayed packets {packets}, calls left {own}"
+    );
+    assert_eq!(managed, i64::from(CALLS), "one anchored call per SIPp call");
+    assert_eq!(ended, i64::from(CALLS), "every call deleted by its BYE");
+    assert_eq!(own, 0, "no call left behind");
+    // `uac_pcap` plays both captures per call; the UAS echoes each packet back.
+    let per_call = pcap_packets("g711a.pcap") + pcap_packets("dtmf_2833_1.pcap");
+    let expected = i64::from(CALLS) * 2 * per_call;
+    eprintln!("relayed {packets} of {expected} packets (both ways, all calls)");
+    // Loopback loses nothing on a quiet host; allow 5 % for a loaded CI machine.
+    assert!(
+        packets * 100 >= expected * 95 && packets <= expected,
+        "media of every call relayed both ways ({packets} of {expected} packets)"
+    );
+    relay.shutdown().await;
+}
