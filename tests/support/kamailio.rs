@@ -2,6 +2,7 @@
 //! template in `tests/kamailio/`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ impl Kamailio {
         let mut all = vec![
             ("SIP_PORT", sip_port.to_string()),
             ("NG_PORT", ng.port().to_string()),
-            ("RUN_DIR", dir.display().to_string()),
+            ("MODULES", module_dir().display().to_string()),
         ];
         all.extend(vars.iter().cloned());
         let cfg = dir.join("kamailio.cfg");
@@ -62,4 +63,20 @@ impl Kamailio {
             sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
         }
     }
+}
+
+/// Debian keeps Kamailio's modules under the multiarch directory
+/// (`/usr/lib/<triplet>/kamailio/modules`); the stock `rtpengine.so` must be there.
+fn module_dir() -> PathBuf {
+    let multiarch = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("kamailio/modules"));
+    std::iter::once(PathBuf::from("/usr/lib/kamailio/modules"))
+        .chain(multiarch)
+        .find(|d| d.join("rtpengine.so").is_file())
+        .unwrap_or_else(|| {
+            panic!("Kamailio's rtpengine.so not found: install the Debian package `kamailio`")
+        })
 }
