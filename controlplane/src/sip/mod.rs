@@ -13,6 +13,7 @@ pub mod config;
 pub mod media;
 pub mod message;
 pub mod proxy;
+mod proxy_fail;
 mod proxy_media;
 pub mod route;
 pub mod server;

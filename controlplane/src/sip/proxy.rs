@@ -13,8 +13,9 @@ use std::time::Instant;
 use super::addr::{Transport, Uri, Via};
 use super::media::Media;
 use super::message::{Message, StartLine, param};
+use super::proxy_fail::hop_request;
 use super::route::Route;
-use super::transaction::{ClientState, ClientTx, Fire, ServerTx, Timers, Verdict};
+use super::transaction::{ClientState, ClientTx, ServerTx, Timers, Verdict};
 
 /// Where a message comes from or goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,31 +41,31 @@ pub struct ProxyConfig {
 }
 
 /// (branch, sent-by or "", method); ACK matches its INVITE (RFC 3261 §17.2.3).
-type Key = (String, String, String);
+pub(super) type Key = (String, String, String);
 
 #[derive(Debug)]
-struct ServerEntry {
-    tx: ServerTx,
-    peer: Peer,
+pub(super) struct ServerEntry {
+    pub(super) tx: ServerTx,
+    pub(super) peer: Peer,
     /// The request as received, to build our own responses from.
-    request: Message,
-    last: Option<Vec<u8>>,
-    client: Option<Key>,
+    pub(super) request: Message,
+    pub(super) last: Option<Vec<u8>>,
+    pub(super) client: Option<Key>,
 }
 
 #[derive(Debug)]
-struct ClientEntry {
-    tx: ClientTx,
-    peer: Peer,
+pub(super) struct ClientEntry {
+    pub(super) tx: ClientTx,
+    pub(super) peer: Peer,
     /// The request as forwarded.
-    request: Message,
-    bytes: Vec<u8>,
-    server: Option<Key>,
+    pub(super) request: Message,
+    pub(super) bytes: Vec<u8>,
+    pub(super) server: Option<Key>,
     /// The request carried an SDP offer (else a 2xx carries it: late offer).
-    offered: bool,
-    ack: Option<Vec<u8>>,
-    last_2xx: Option<Vec<u8>>,
-    cancel_pending: bool,
+    pub(super) offered: bool,
+    pub(super) ack: Option<Vec<u8>>,
+    pub(super) last_2xx: Option<Vec<u8>>,
+    pub(super) cancel_pending: bool,
 }
 
 /// Per call: who called (to tell offers to the callee from offers to the caller),
@@ -79,12 +80,12 @@ pub(super) struct Dialog {
 #[derive(Debug)]
 pub struct Proxy {
     pub(super) cfg: ProxyConfig,
-    servers: HashMap<Key, ServerEntry>,
-    clients: HashMap<Key, ClientEntry>,
+    pub(super) servers: HashMap<Key, ServerEntry>,
+    pub(super) clients: HashMap<Key, ClientEntry>,
     pub(super) dialogs: HashMap<String, Dialog>,
 }
 
-fn short_hash(parts: &[&str]) -> String {
+pub(super) fn short_hash(parts: &[&str]) -> String {
     let mut h = DefaultHasher::new();
     parts.hash(&mut h);
     format!("{:016x}", h.finish())
@@ -152,7 +153,7 @@ impl Proxy {
     }
 
     /// Our Via sent-by, Record-Route and loop-detection identity.
-    fn is_us(&self, host: &str, port: Option<u16>) -> bool {
+    pub(super) fn is_us(&self, host: &str, port: Option<u16>) -> bool {
         host.parse().ok() == Some(self.cfg.local.ip())
             && port.unwrap_or(5060) == self.cfg.local.port()
     }
@@ -168,7 +169,7 @@ impl Proxy {
         Some((via.branch?.to_owned(), sent_by, method.to_owned()))
     }
 
-    fn send(out: &mut Vec<Outgoing>, to: Peer, bytes: Vec<u8>) {
+    pub(super) fn send(out: &mut Vec<Outgoing>, to: Peer, bytes: Vec<u8>) {
         out.push(Outgoing { to, bytes });
     }
 
@@ -262,7 +263,7 @@ impl Proxy {
 
     /// The part of the branch that stays the same when a request loops back
     /// unchanged (§16.6 step 8): request-URI, tags, Call-ID, CSeq.
-    fn loop_hash(&self, req: &Message) -> String {
+    pub(super) fn loop_hash(&self, req: &Message) -> String {
         let uri = match &req.start {
             StartLine::Request { uri, .. } => uri.as_str(),
             StartLine::Response { .. } => "",
@@ -277,7 +278,7 @@ impl Proxy {
     }
 
     /// Sends a response of our own through a server transaction.
-    fn reply(
+    pub(super) fn reply(
         &self,
         s: &mut ServerEntry,
         code: u16,
@@ -292,7 +293,7 @@ impl Proxy {
     }
 
     /// Answers from the server transaction `key`, if it still exists.
-    fn reply_key(
+    pub(super) fn reply_key(
         &mut self,
         key: &Key,
         code: u16,
@@ -306,74 +307,9 @@ impl Proxy {
         }
     }
 
-    /// CANCEL (§16.10): answered here, then sent on for the matching INVITE.
-    fn on_cancel(
-        &mut self,
-        req: Message,
-        key: Key,
-        from: Peer,
-        now: Instant,
-        out: &mut Vec<Outgoing>,
-    ) {
-        let invite_key = (key.0.clone(), key.1.clone(), "INVITE".to_owned());
-        let mut entry = ServerEntry {
-            tx: ServerTx::new(false, from.transport.reliable(), self.cfg.timers),
-            peer: from,
-            request: req,
-            last: None,
-            client: None,
-        };
-        let Some(inv) = self.servers.get(&invite_key) else {
-            self.reply(&mut entry, 481, "Call/Transaction Does Not Exist", now, out);
-            self.servers.insert(key, entry);
-            return;
-        };
-        let client = inv.client.clone();
-        self.reply(&mut entry, 200, "OK", now, out);
-        self.servers.insert(key, entry);
-        let Some(ck) = client else { return };
-        let Some(c) = self.clients.get_mut(&ck) else {
-            return;
-        };
-        match c.tx.state {
-            // §9.1: no CANCEL before a provisional response; sent when one comes.
-            ClientState::Trying => c.cancel_pending = true,
-            ClientState::Proceeding => self.send_cancel(&ck, now, out),
-            _ => {}
-        }
-    }
-
-    /// Sends CANCEL for the forwarded INVITE of client transaction `ck` (§9.1).
-    fn send_cancel(&mut self, ck: &Key, now: Instant, out: &mut Vec<Outgoing>) {
-        let Some(c) = self.clients.get_mut(ck) else {
-            return;
-        };
-        c.cancel_pending = false;
-        let cancel = hop_request(&c.request, "CANCEL", None);
-        let bytes = cancel.to_bytes();
-        let peer = c.peer;
-        let tx = ClientTx::new(false, peer.transport.reliable(), self.cfg.timers, now);
-        let key = (ck.0.clone(), String::new(), "CANCEL".to_owned());
-        self.clients.insert(
-            key,
-            ClientEntry {
-                tx,
-                peer,
-                request: cancel,
-                bytes: bytes.clone(),
-                server: None,
-                offered: false,
-                ack: None,
-                last_2xx: None,
-                cancel_pending: false,
-            },
-        );
-        Self::send(out, peer, bytes);
-    }
-
     /// Routes and forwards a request (§16.4–§16.6); `server` is its server
     /// transaction, `None` for an ACK to a 2xx.
-    fn forward(
+    pub(super) fn forward(
         &mut self,
         mut req: Message,
         from: Peer,
@@ -604,127 +540,6 @@ impl Proxy {
             Self::send(out, s.peer, bytes);
         }
     }
-
-    /// A transport failure toward `to` (refused connection, unreachable): every
-    /// request still waiting there fails with 503 (RFC 3261 §16.7 step 9 / §18.4).
-    pub fn on_unreachable(
-        &mut self,
-        to: Peer,
-        now: Instant,
-        media: &mut impl Media,
-    ) -> Vec<Outgoing> {
-        let mut out = Vec::new();
-        let keys: Vec<Key> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| {
-                c.peer == to && matches!(c.tx.state, ClientState::Trying | ClientState::Proceeding)
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in keys {
-            self.fail_client(&k, 503, "Service Unavailable", now, media, &mut out);
-        }
-        out
-    }
-
-    /// Ends a client transaction with a failure of our own upstream.
-    fn fail_client(
-        &mut self,
-        ck: &Key,
-        code: u16,
-        reason: &str,
-        now: Instant,
-        media: &mut impl Media,
-        out: &mut Vec<Outgoing>,
-    ) {
-        let Some(c) = self.clients.remove(ck) else {
-            return;
-        };
-        if c.tx.invite && c.tx.state == ClientState::Proceeding {
-            // §16.8: Timer C cancels the branch downstream too.
-            self.clients.insert(ck.clone(), c);
-            self.send_cancel(ck, now, out);
-            let Some(c) = self.clients.remove(ck) else {
-                return;
-            };
-            return self.fail_upstream(c, code, reason, now, media, out);
-        }
-        self.fail_upstream(c, code, reason, now, media, out);
-    }
-
-    fn fail_upstream(
-        &mut self,
-        c: ClientEntry,
-        code: u16,
-        reason: &str,
-        now: Instant,
-        media: &mut impl Media,
-        out: &mut Vec<Outgoing>,
-    ) {
-        if c.tx.invite && c.request.tag("To").is_none() {
-            self.end_call(c.request.header("Call-ID").unwrap_or_default(), now, media);
-        }
-        if let Some(sk) = c.server {
-            self.reply_key(&sk, code, reason, now, out);
-        }
-    }
-
-    /// The earliest instant [`Proxy::poll`] has work.
-    pub fn next_wakeup(&self) -> Option<Instant> {
-        let s = self.servers.values().filter_map(|s| s.tx.next_wakeup());
-        let c = self.clients.values().map(|c| c.tx.next_wakeup());
-        s.chain(c).min()
-    }
-
-    /// Runs every timer due at `now`.
-    pub fn poll(&mut self, now: Instant, media: &mut impl Media) -> Vec<Outgoing> {
-        let mut out = Vec::new();
-        let due: Vec<Key> = self
-            .servers
-            .iter()
-            .filter(|(_, s)| s.tx.next_wakeup().is_some_and(|w| w <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in due {
-            let Some(s) = self.servers.get_mut(&k) else {
-                continue;
-            };
-            match s.tx.poll(now) {
-                Some(Fire::Retransmit) => {
-                    if let Some(b) = s.last.clone() {
-                        Self::send(&mut out, s.peer, b);
-                    }
-                }
-                Some(Fire::Terminated | Fire::Timeout) => {
-                    self.servers.remove(&k);
-                }
-                None => {}
-            }
-        }
-        let due: Vec<Key> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| c.tx.next_wakeup() <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in due {
-            let Some(c) = self.clients.get_mut(&k) else {
-                continue;
-            };
-            match c.tx.poll(now) {
-                Some(Fire::Retransmit) => Self::send(&mut out, c.peer, c.bytes.clone()),
-                Some(Fire::Timeout) => {
-                    self.fail_client(&k, 408, "Request Timeout", now, media, &mut out);
-                }
-                Some(Fire::Terminated) => {
-                    self.clients.remove(&k);
-                }
-                None => {}
-            }
-        }
-        out
-    }
 }
 
 /// `ip:port` as it goes into a SIP URI (IPv6 bracketed).
@@ -753,49 +568,6 @@ fn stamp_received(via: &str, src: SocketAddr) -> String {
         v.push_str(&format!(";received={}", src.ip()));
     }
     v
-}
-
-/// A hop-by-hop request for a forwarded INVITE: CANCEL (§9.1) or the ACK of a
-/// non-2xx (§17.1.1.3), same request-URI, top Via, Route and CSeq number.
-fn hop_request(inv: &Message, method: &str, to: Option<String>) -> Message {
-    let mut headers = Vec::new();
-    if let Some(v) = inv.header("Via") {
-        headers.push(super::message::Header {
-            name: "Via".into(),
-            value: v.to_owned(),
-        });
-    }
-    for h in &inv.headers {
-        match h.name.as_str() {
-            "Route" | "From" | "Call-ID" => headers.push(h.clone()),
-            "To" => headers.push(super::message::Header {
-                name: "To".into(),
-                value: to.clone().unwrap_or_else(|| h.value.clone()),
-            }),
-            _ => {}
-        }
-    }
-    let n = inv.cseq().map_or(1, |(n, _)| n);
-    headers.push(super::message::Header {
-        name: "CSeq".into(),
-        value: format!("{n} {method}"),
-    });
-    headers.push(super::message::Header {
-        name: "Max-Forwards".into(),
-        value: "70".into(),
-    });
-    let uri = match &inv.start {
-        StartLine::Request { uri, .. } => uri.clone(),
-        StartLine::Response { .. } => String::new(),
-    };
-    Message {
-        start: StartLine::Request {
-            method: method.to_owned(),
-            uri,
-        },
-        headers,
-        body: Vec::new(),
-    }
 }
 
 #[cfg(test)]
