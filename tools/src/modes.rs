@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::call_source::{Call, CallSource, FixedPairs};
+use crate::call_source::{Call, CallAddrs, CallSource, FixedPairs};
 use crate::load::{LoadConfig, LoadRun};
 use crate::ng_calls::{NgCalls, SetupStats};
 use crate::report::LoadReport;
@@ -20,6 +20,8 @@ pub enum Placer {
     Fixed(FixedPairs),
     /// Offer/answer over NG; deleted again after each run.
     Ng(NgCalls),
+    /// Relay port pairs known in advance (a run of `n` uses the first `n`).
+    List(Vec<CallAddrs>),
 }
 
 impl Placer {
@@ -31,13 +33,17 @@ impl Placer {
                 let (calls, stats) = ng.setup(n)?;
                 Ok((calls, Some(stats)))
             }
+            Placer::List(l) => {
+                anyhow::ensure!(n <= l.len(), "{n} calls asked of a list of {}", l.len());
+                Ok((l[..n].iter().map(|&c| Call::from(c)).collect(), None))
+            }
         }
     }
 
     /// Tears down what [`Placer::place`] set up; returns the deletes refused.
     pub fn release(&mut self) -> anyhow::Result<usize> {
         match self {
-            Placer::Fixed(_) => Ok(0),
+            Placer::Fixed(_) | Placer::List(_) => Ok(0),
             Placer::Ng(ng) => ng.teardown(),
         }
     }

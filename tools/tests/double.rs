@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ferrelay_tools::modes::{self, Placer, RampConfig};
 use ferrelay_tools::{CallAddrs, LoadConfig, LoadReport, LoadRun};
 
 /// What the double does to the n-th packet (1-based) of each direction.
@@ -88,7 +89,9 @@ fn double(calls: usize, rules: Rules) -> Double {
             for i in 0..socks.len() {
                 while let Ok((n, from)) = socks[i].recv_from(&mut buf) {
                     idle = false;
-                    latched[i].get_or_insert(from);
+                    // Learn the latest source, as relays do, so a later run on fresh
+                    // client sockets is forwarded to them.
+                    latched[i] = Some(from);
                     // Until the other side has sent, there is nowhere to forward to;
                     // the generator's warm-up covers these.
                     if latched[i ^ 1].is_none() {
@@ -230,4 +233,52 @@ fn injected_delay_shows_in_latency() {
     assert!(r.latency.p50_us <= delay_us + 10_000.0, "{r}");
     // Jitter of a constant delay is the scheduling noise only: well under the delay.
     assert!(r.jitter_max_us < delay_us / 3.0, "{r}");
+}
+
+#[test]
+fn ramp_stops_at_the_first_step_over_the_p99_bound() {
+    // Every packet delayed 20 ms: a p99 bound of 5 ms fails the first step, a
+    // bound of 1 s passes every step up to the maximum.
+    let d = double(
+        3,
+        Rules {
+            mangle: false,
+            delay: Duration::from_millis(20),
+        },
+    );
+    let cfg = LoadConfig {
+        duration: Duration::from_millis(600),
+        warmup: Duration::from_millis(200),
+        drain: Duration::from_millis(200),
+        ..cfg()
+    };
+    let mut placer = Placer::List(d.calls.clone());
+    let bounds = RampConfig {
+        start: 1,
+        step: 1,
+        max: 3,
+        loss_pct_max: 0.1,
+        p99_max_us: 5_000.0,
+    };
+    let tick = Duration::from_millis(100);
+    let tight = modes::ramp(&mut placer, &cfg, bounds, tick, &mut |_| {}, &mut |_| {}).unwrap();
+    assert_eq!(tight.steps.len(), 1, "{tight:?}");
+    assert_eq!(tight.best_calls, None);
+    let loose = RampConfig {
+        p99_max_us: 1_000_000.0,
+        ..bounds
+    };
+    let mut seen = Vec::new();
+    let r = modes::ramp(&mut placer, &cfg, loose, tick, &mut |_| {}, &mut |s| {
+        seen.push(s.calls)
+    })
+    .unwrap();
+    d.finish();
+    assert_eq!(seen, vec![1, 2, 3]);
+    assert_eq!(r.best_calls, Some(3), "{r:?}");
+    assert!(
+        r.steps
+            .iter()
+            .all(|s| s.passed && s.report.calls == s.calls)
+    );
 }
