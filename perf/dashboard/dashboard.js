@@ -45,7 +45,7 @@ function fmt(v) {
   if (a >= 1e9) return (v / 1e9).toFixed(1) + "G";
   if (a >= 1e6) return (v / 1e6).toFixed(1) + "M";
   if (a >= 1e4) return (v / 1e3).toFixed(1) + "k";
-  if (a >= 100) return v.toFixed(0);
+  if (a >= 100 || Number.isInteger(v)) return v.toFixed(0);
   if (a >= 10) return v.toFixed(1);
   return v.toFixed(a >= 1 ? 1 : 2).replace(/\.?0+$/, "") || "0";
 }
@@ -132,10 +132,11 @@ function spark(canvas, arr, color) {
   g.clearRect(0, 0, w, h);
   const vals = arr.filter((v) => v !== null);
   if (vals.length < 2) return;
+  // Stretched over the width: a sparkline shows the shape of what it has.
   const max = niceMax(Math.max(...vals)), n = arr.length;
   g.strokeStyle = color; g.lineWidth = 1.5; g.beginPath();
   arr.forEach((v, i) => {
-    const x = (w * i) / Math.max(1, WINDOW - 1) + w - (w * n) / WINDOW;
+    const x = (w * i) / (n - 1);
     const y = h - 2 - ((h - 4) * (v || 0)) / max;
     i ? g.lineTo(x, y) : g.moveTo(x, y);
   });
