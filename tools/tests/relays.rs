@@ -116,7 +116,7 @@ impl Drop for Rtpengine {
     }
 }
 
-fn rtpengine() -> Rtpengine {
+fn rtpengine(port_min: u16) -> Rtpengine {
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -129,8 +129,8 @@ fn rtpengine() -> Rtpengine {
             "--table=-1",
             "--interface=127.0.0.1",
             &format!("--listen-ng={ng}"),
-            "--port-min=42000",
-            "--port-max=42199",
+            &format!("--port-min={port_min}"),
+            &format!("--port-max={}", port_min + 199),
             "--delete-delay=0",
             "--foreground",
             "--log-stderr",
@@ -153,7 +153,17 @@ fn rtpengine() -> Rtpengine {
 
 #[test]
 fn rtpengine_plain() {
-    let rtpe = rtpengine();
+    let rtpe = rtpengine(42_000);
     let r = place_and_run(rtpe.ng, false, false, 3);
     assert_clean(&r, 0);
+}
+
+/// rtpengine's SDES against the generator's keys: bridged and re-keyed.
+#[test]
+fn rtpengine_srtp() {
+    let rtpe = rtpengine(42_200);
+    let r = place_and_run(rtpe.ng, false, true, 2);
+    assert_clean(&r, 2);
+    let r = place_and_run(rtpe.ng, true, true, 2);
+    assert_clean(&r, 4);
 }
