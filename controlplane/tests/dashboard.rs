@@ -300,3 +300,51 @@ async fn dashboard_charts_receive_live_data_in_chromium() {
     web.shutdown().await;
     relay.shutdown().await;
 }
+
+/// `perf/render/render.py` turns a benchmark result and a `ferrelay-load --json`
+/// report into one self-contained HTML page with a plot per section.
+#[test]
+fn report_renderer_renders_the_fixtures() {
+    let python = std::env::var("FERRELAY_PYTHON").unwrap_or_else(|_| "python3".into());
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out_dir = PathBuf::from(root).join("target/test-artifacts");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = out_dir.join("report-fixture.html");
+    let _ = std::fs::remove_file(&out);
+    let run = std::process::Command::new(&python)
+        .arg(format!("{root}/perf/render/render.py"))
+        .arg("-o")
+        .arg(&out)
+        .arg(format!("{root}/perf/render/fixtures/bench-small.json"))
+        .arg(format!("{root}/perf/render/fixtures/load-small.json"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {python} ({e}): set FERRELAY_PYTHON to the project venv")
+        });
+    assert!(
+        run.status.success(),
+        "render.py failed (matplotlib is pinned in tests/requirements.txt):\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let page = std::fs::read_to_string(&out).unwrap();
+    // CPU per packet, latency and scaling for the benchmark; latency and per-call
+    // histograms for the load report: five plots, all inline.
+    assert_eq!(page.matches("<svg").count(), 5, "{page}");
+    for text in [
+        "fixture: ferrelay vs fwd-uring",
+        "Scaling by worker count",
+        "CPU per packet by relay",
+        "Load report: load-small",
+        "lost 3 (0.100 %)",
+        "0.96×",
+    ] {
+        assert!(page.contains(text), "{text} missing from the report");
+    }
+    // Self-contained: nothing to fetch (XML namespaces in the SVGs are names only).
+    for fetch in ["src=\"http", "href=\"http", "<link", "<script", "url(http"] {
+        assert!(
+            !page.contains(fetch),
+            "external reference {fetch} in the report"
+        );
+    }
+}
