@@ -239,3 +239,54 @@ fn collect_exprs(v: &Json, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// The binary with `--log-format json` writes one JSON object a line (the HTTP
+/// listener's line carries its bound address) and serves `/healthz` there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_logs_json_and_serves_http() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferrelay"))
+        .args([
+            "--log-format",
+            "json",
+            "--listen-ng",
+            "127.0.0.1:0",
+            "--listen-tcp-ng",
+            "127.0.0.1:0",
+            "--listen-http",
+            "127.0.0.1:0",
+            "--port-min",
+            "47800",
+            "--port-max",
+            "47899",
+            "--workers",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    let addr: SocketAddr = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = tokio::time::timeout(left, lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no HTTP listening line in {seen:?}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("ferrelay exited; logged {seen:?}"));
+        let v: Json = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{v}");
+        seen.push(line);
+        if v["message"] == "HTTP metrics, API and dashboard listening" {
+            break v["addr"].as_str().unwrap().parse().unwrap();
+        }
+    };
+    let (st, body) = get(addr, "/healthz").await;
+    assert_eq!((st, body.as_str()), (200, "ok\n"));
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
