@@ -17,6 +17,8 @@ fn ensure_monologue(call: &mut Call, tag: &str) -> usize {
     match call.monologue(tag) {
         Some(i) => i,
         None => {
+            // Exact, not Vec's minimum of four: a call lives long and there are many.
+            call.monologues.reserve_exact(1);
             call.monologues.push(Monologue::new(tag, unix_now()));
             call.monologues.len() - 1
         }
@@ -52,6 +54,8 @@ fn ensure_side<B>(
     i: usize,
     iface: usize,
 ) -> Result<(), String> {
+    // Exact capacity: Vec would round one side up to four (2.3 KiB per party).
+    mono.sides.reserve_exact((i + 1).saturating_sub(mono.sides.len()));
     while mono.sides.len() <= i {
         let pair = res.pools[iface]
             .alloc()

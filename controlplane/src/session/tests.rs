@@ -816,3 +816,32 @@ fn a_flow_the_worker_refused_is_freed_and_its_stream_marked_failed() {
             .all(|m| m.sides.iter().all(|x| !x.failed && x.flows.is_some()))
     );
 }
+
+/// A call's parties and sides are held at exact capacity: `Vec` would round one
+/// 576-byte side up to four, which was most of a call's memory.
+#[test]
+fn calls_hold_their_sides_at_exact_capacity() {
+    let t0 = Instant::now();
+    let mut s = sessions(10);
+    let offer = sdp("192.0.2.10", 5000, "");
+    s.offer(
+        &req(&[("call-id", "cap"), ("from-tag", "A"), ("sdp", &offer)], &[]),
+        t0,
+    )
+    .unwrap();
+    let a = req(
+        &[
+            ("call-id", "cap"),
+            ("from-tag", "A"),
+            ("to-tag", "B"),
+            ("sdp", &sdp("198.51.100.2", 7000, "")),
+        ],
+        &[],
+    );
+    s.answer(&a, t0).unwrap();
+    let call = &s.calls["cap"];
+    assert_eq!(call.monologues.capacity(), 2);
+    for m in &call.monologues {
+        assert_eq!((m.sides.len(), m.sides.capacity()), (1, 1), "{}", m.tag);
+    }
+}

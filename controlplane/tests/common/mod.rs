@@ -88,7 +88,12 @@ impl Ng {
         let reply = self.raw(&msg).await;
         let body = reply
             .strip_prefix(format!("{cookie} ").as_bytes())
-            .expect("reply carries the cookie");
+            .unwrap_or_else(|| {
+                panic!(
+                    "reply to {cookie} carries its cookie: {:?}",
+                    String::from_utf8_lossy(&reply)
+                )
+            });
         Value::decode(body).unwrap()
     }
 }
