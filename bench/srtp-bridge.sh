@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The CPU cost of RTP<->SRTP bridging (issue 4): ferrelay and rtpengine each with
 # plain RTP on both legs and with the B leg SDES-SRTP (AES_CM_128_HMAC_SHA1_80 and
-# AEAD_AES_128_GCM), all in the same alternating rounds, 500 calls x 50 pps per
+# AEAD_AES_128_GCM), all in the same alternating rounds (A..F, F..A, A..F), 500 calls x 50 pps per
 # direction, relay on core 1, load generator (which encrypts and verifies the SRTP
 # leg itself) on core 0. Reports µs/pkt per variant and bridged - plain per round.
 # Writes perf/results/srtp-bridge-<date>.{json,md} and a line in perf/README.md.
 #
-#   bench/srtp-bridge.sh                  # about 5 minutes
+#   bench/srtp-bridge.sh                  # about 4-5 minutes (18 runs)
 #   bench/srtp-bridge.sh --rounds 1       # extra flags go to compare-relays
 set -euo pipefail
 cd "$(dirname "$0")/.."

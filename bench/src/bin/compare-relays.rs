@@ -20,6 +20,8 @@ use ferrelay_srtp::Suite;
 use ferrelay_tools::{NgCallOptions, NgCalls, NgClient};
 
 #[derive(Debug, Parser)]
+// The wrapper scripts pass defaults first and the caller's flags after: last one wins.
+#[command(args_override_self = true)]
 struct Args {
     #[arg(long, default_value = "127.0.0.1")]
     ip: IpAddr,
@@ -261,6 +263,7 @@ fn main() -> anyhow::Result<()> {
             targets.iter().rev().collect()
         };
         for t in order {
+            let started = std::time::Instant::now();
             let r = match t {
                 Target::Baseline(f) => run_one(f, &plan, round, None).map(|(r, _)| r),
                 Target::Relay(spec, srtp) => {
@@ -270,7 +273,7 @@ fn main() -> anyhow::Result<()> {
             match r {
                 Ok(r) => {
                     eprintln!(
-                        "round {round} {:<10} {:>7.0} pps  on-CPU {:.3} us/pkt (user {:.3} sys {:.3} ticks)  loss {:.3}%  p50 {:.1} p99 {:.1} us  setup {}",
+                        "round {round} {:<15} {:>7.0} pps  on-CPU {:.3} us/pkt (user {:.3} sys {:.3} ticks)  loss {:.3}%  p50 {:.1} p99 {:.1} us  setup {}  ({:.0} s)",
                         r.forwarder,
                         r.forwarded_pps,
                         r.oncpu_us_per_pkt,
@@ -280,7 +283,8 @@ fn main() -> anyhow::Result<()> {
                         r.p50_us,
                         r.p99_us,
                         r.setup_calls_per_s
-                            .map_or("-".into(), |x| format!("{x:.0}/s"))
+                            .map_or("-".into(), |x| format!("{x:.0}/s")),
+                        started.elapsed().as_secs_f64()
                     );
                     runs.push(r);
                 }

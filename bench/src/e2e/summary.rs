@@ -446,6 +446,9 @@ pub fn upsert_readme(
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     if let Some(l) = lines.iter_mut().find(|l| l.contains(&marker)) {
         *l = line;
+    } else if let Some(last) = lines.iter().rposition(|l| l.starts_with("- [`")) {
+        // Keep the result list together, above any sections that follow it.
+        lines.insert(last + 1, line);
     } else {
         lines.push(line);
     }
@@ -566,6 +569,17 @@ mod tests {
             "{t}"
         );
         assert_eq!(t.matches("e2e-forward-x.md`]").count(), 1);
+        // A new file joins the list, above a section that follows it.
+        let mut t2 = t.clone();
+        t2.push_str("\n## Reading\n\ntext\n");
+        std::fs::write(&p, t2).unwrap();
+        upsert_readme(&p, "compare-relays-z.md", "cmd4", "h4").unwrap();
+        let t = std::fs::read_to_string(&p).unwrap();
+        let z = t.find("compare-relays-z.md").unwrap();
+        assert!(
+            z > t.find("e2e-forward-y.md").unwrap() && z < t.find("## Reading").unwrap(),
+            "{t}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
