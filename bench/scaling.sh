@@ -7,6 +7,7 @@
 #
 #   bench/scaling.sh                      # on a 16-core machine (about 4 minutes)
 #   WORKERS=1 bench/scaling.sh --rounds 1 --window 2   # smoke check on 2 cores
+#   NO_BUILD=1 bench/scaling.sh           # binaries already built
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cores=$(nproc)
@@ -19,7 +20,8 @@ if [ "$cores" -lt $((max + 1)) ]; then
 fi
 # Two generator sockets and two relay ports per call.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-cargo build --release -p ferrelay-bench --bins -p ferrelay --bin ferrelay
+# NO_BUILD=1 uses the release binaries already in target/release.
+[ -n "${NO_BUILD:-}" ] || cargo build --release -p ferrelay-bench --bins -p ferrelay --bin ferrelay
 for n in $workers; do
     if [ "$cores" -gt $((max + 1)) ]; then
         load="$(seq -s, $((max + 1)) $((cores - 1)))"

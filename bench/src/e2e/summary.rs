@@ -211,7 +211,11 @@ fn target_line(s: &Summary) -> String {
         },
         if user_ok { "met" } else { "NOT met" },
         ratio.map_or("n/a".to_string(), |r| format!("{r:.2}×")),
-        if ratio_ok { "met" } else { "NOT met" },
+        match (ratio.is_some(), ratio_ok) {
+            (false, _) => "not measured, no baseline in this run",
+            (true, true) => "met",
+            (true, false) => "NOT met",
+        },
     )
 }
 
