@@ -82,6 +82,14 @@ impl MediaBackend for DataplaneBackend {
     fn query_flow(&mut self, w: usize, id: FlowId) -> Result<(), BackendError> {
         self.worker(w)?.query(0, Some(id)).map_err(err)
     }
+
+    fn flush(&mut self) {
+        if let Some(dp) = self.dp.as_mut() {
+            for h in dp.handles_mut() {
+                h.flush_wakes();
+            }
+        }
+    }
 }
 
 /// The counters the sessions keep, from the engine's snapshot.
@@ -170,6 +178,10 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
     })?;
     for (i, b) in dp.backend_in_use().iter().enumerate() {
         tracing::info!(worker = i, backend = b.as_str(), "worker started");
+    }
+    // Commands are batched per request (`MediaBackend::flush`), not one wake each.
+    for h in dp.handles_mut() {
+        h.set_deferred_wake(true);
     }
     let waiters = dp
         .handles_mut()
@@ -268,6 +280,8 @@ fn pump(w: usize, waiter: EventWaiter, ctl: Shared<DataplaneBackend>) {
                 _ => {}
             }
         }
+        // Refused flows were removed above.
+        c.sessions.backend_mut().flush();
     }
 }
 
@@ -295,6 +309,7 @@ async fn ticker(every: Duration, ctl: Shared<DataplaneBackend>, mut stop: watch:
             sent[w] += 1;
             let _ = c.sessions.backend_mut().query_flow(w, id);
         }
+        c.sessions.backend_mut().flush();
         cursor = cursor.wrapping_add(POLL_BUDGET * workers);
     }
 }

@@ -128,6 +128,10 @@ impl<B: MediaBackend> Controller<B> {
         if self.cache.get(cookie, now).is_some() {
             return false;
         }
+        // Only a query is prefetched: skip decoding every offer and answer twice.
+        if !body.windows(7).any(|w| w == b"5:query") {
+            return false;
+        }
         let Ok(req) = Value::decode(body) else {
             return false;
         };
@@ -137,10 +141,12 @@ impl<B: MediaBackend> Controller<B> {
         if norm(&command) != "query" {
             return false;
         }
-        match flags::string(&req, "call-id") {
+        let asked = match flags::string(&req, "call-id") {
             Ok(Some(id)) => self.sessions.refresh(&id) > 0,
             _ => false,
-        }
+        };
+        self.sessions.backend_mut().flush();
+        asked
     }
 
     /// Runs one decoded request; every failure becomes an error reply.
@@ -167,6 +173,8 @@ impl<B: MediaBackend> Controller<B> {
             "unblock media" => s.set_blocked(req, false),
             _ => Err("Unrecognized command".to_owned()),
         };
+        // One wake per worker for everything this request queued.
+        self.sessions.backend_mut().flush();
         res.unwrap_or_else(|e| error_reply(&e))
     }
 }

@@ -19,7 +19,7 @@ pub const MAX_TCP_MESSAGE: usize = 1 << 20;
 pub type Shared<B> = Arc<Mutex<Controller<B>>>;
 
 /// How long a `query` waits for the counters it asked the workers for:
-/// a worker answers within its loop turn and the pump drains every 10 ms.
+/// a worker answers within its loop turn and its events are handled on arrival.
 pub const FRESH_WAIT: Duration = Duration::from_millis(30);
 
 fn prefetch<B: MediaBackend>(ctl: &Shared<B>, msg: &[u8]) -> bool {

@@ -35,6 +35,9 @@ pub trait MediaBackend: Send + std::fmt::Debug {
     -> Result<(), BackendError>;
     /// Asks for a stats snapshot of the flow (answered later as an event).
     fn query_flow(&mut self, worker: usize, id: FlowId) -> Result<(), BackendError>;
+    /// Hands the commands queued so far to the workers (one wake-up each), for a
+    /// backend that batches them; call after each request or timer turn.
+    fn flush(&mut self) {}
 }
 
 /// The counters the sessions keep per flow, from the worker's stats events.

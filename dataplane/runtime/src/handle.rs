@@ -36,6 +36,10 @@ pub struct WorkerHandle {
     max_flows: u32,
     rejected: u64,
     info: WorkerInfo,
+    /// Commands are signalled by `flush_wakes`, not one eventfd write each.
+    defer_wake: bool,
+    /// A command was queued since the last wake.
+    wake_pending: bool,
     pub(crate) stop: Arc<AtomicBool>,
 }
 
@@ -56,6 +60,8 @@ impl WorkerHandle {
             max_flows,
             rejected: 0,
             info,
+            defer_wake: false,
+            wake_pending: false,
             stop,
         }
     }
@@ -63,7 +69,11 @@ impl WorkerHandle {
     fn send(&mut self, cmd: Command) -> Result<(), DataplaneError> {
         match self.commands.push(cmd) {
             Ok(()) => {
-                self.commands.wake();
+                if self.defer_wake {
+                    self.wake_pending = true;
+                } else {
+                    self.commands.wake();
+                }
                 Ok(())
             }
             Err(_) => {
@@ -144,6 +154,25 @@ impl WorkerHandle {
             self.check_live(id)?;
         }
         self.send(Command::Query { token, id })
+    }
+
+    /// With `true`, queued commands wait for `flush_wakes` instead of waking the
+    /// worker one by one: an offer queues about eight, and each wake is a syscall
+    /// and, on a busy host, a context switch. The caller must flush after each
+    /// batch.
+    pub fn set_deferred_wake(&mut self, on: bool) {
+        self.defer_wake = on;
+        if !on {
+            self.flush_wakes();
+        }
+    }
+
+    /// Wakes the worker once if commands were queued since the last wake.
+    pub fn flush_wakes(&mut self) {
+        if self.wake_pending {
+            self.wake_pending = false;
+            self.commands.wake();
+        }
     }
 
     /// The next event from the worker, if any. Call `ack_events` before draining so a

@@ -112,4 +112,48 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(2));
         dp.shutdown();
     }
+
+    /// With deferred wakes, queued commands reach the worker only at
+    /// `flush_wakes`; one flush applies them all.
+    #[test]
+    fn deferred_wakes_hold_commands_until_flushed() {
+        use crate::Wake;
+        use std::time::Duration;
+        let mut dp = crate::Dataplane::start(crate::DataplaneConfig {
+            workers: 1,
+            backend: crate::Backend::Mmsg,
+            max_flows_per_worker: 16,
+            stats_interval: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .expect("data plane starts");
+        let h = dp.worker(0).expect("worker 0");
+        let waiter = h.event_waiter().expect("waiter");
+        h.ack_events();
+        while h.try_recv_event().is_some() {}
+        h.set_deferred_wake(true);
+        h.query(1, None).unwrap();
+        h.query(2, None).unwrap();
+        assert_eq!(
+            waiter.wait(Some(Duration::from_millis(100))).unwrap(),
+            Wake::TimedOut,
+            "not applied before the flush"
+        );
+        h.flush_wakes();
+        let mut tokens = Vec::new();
+        while tokens.len() < 2 {
+            assert_eq!(
+                waiter.wait(Some(Duration::from_secs(2))).unwrap(),
+                Wake::Events
+            );
+            h.ack_events();
+            while let Some(ev) = h.try_recv_event() {
+                if let crate::Event::WorkerStats(r) = ev {
+                    tokens.push(r.token);
+                }
+            }
+        }
+        assert_eq!(tokens, [Some(1), Some(2)]);
+        dp.shutdown();
+    }
 }
