@@ -519,3 +519,69 @@ async fn malformed_requests_get_400_and_garbage_is_dropped() {
     assert_eq!(a.recv().await.code(), Some(483));
     relay.shutdown().await;
 }
+
+/// Reads one framed SIP message from a TCP stream.
+async fn read_tcp(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Message {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Ok(Some(n)) = ferrelay::sip::message::frame(buf) {
+            let m = Message::parse(&buf[..n]).unwrap();
+            buf.drain(..n);
+            return m;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .expect("SIP over TCP in time")
+            .unwrap();
+        assert!(n > 0, "proxy closed the TCP connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_over_tcp_callee_over_udp() {
+    use tokio::io::AsyncWriteExt;
+    let (relay, proxy) = sip_relay(500).await;
+    let (a, b) = (Ua::new("gina").await, Ua::new("hank").await);
+    let mut tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let mut buf = Vec::new();
+    let mut inv = a.request(
+        "INVITE",
+        &b.uri(),
+        "call-tcp",
+        1,
+        "tcp1",
+        (&b.uri(), None),
+        &[],
+        Some(a.sdp("sendrecv")),
+    );
+    inv.set_header(
+        "Via",
+        format!("SIP/2.0/TCP 127.0.0.1:{};branch=z9hG4bKtcp1", a.port()),
+    );
+    // Split the message so the proxy has to reassemble it from the stream.
+    let bytes = inv.to_bytes();
+    tcp.write_all(&bytes[..40]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    tcp.write_all(&bytes[40..]).await.unwrap();
+    assert_eq!(read_tcp(&mut tcp, &mut buf).await.code(), Some(100));
+    let got = b.recv().await;
+    assert_eq!(got.method(), Some("INVITE"));
+    assert_ne!(
+        body_port(&got),
+        a.rtp.local_addr().unwrap().port(),
+        "SDP anchored"
+    );
+    b.send(proxy, &b.respond(&got, 200, Some(b.sdp("sendrecv"))))
+        .await;
+    let ok = read_tcp(&mut tcp, &mut buf).await;
+    assert_eq!(
+        ok.code(),
+        Some(200),
+        "the 200 comes back on the caller's connection"
+    );
+    assert_eq!(ok.headers_named("Via").count(), 1);
+    assert!(call_exists(&relay, "call-tcp").await);
+    relay.shutdown().await;
+}
