@@ -74,6 +74,8 @@ pub(super) struct ClientEntry {
 pub(super) struct Dialog {
     pub caller_tag: String,
     pub route: Option<usize>,
+    /// When the INVITE passed, so a sweep spares dialogs still being set up.
+    pub created: Instant,
 }
 
 /// The proxy: transactions, dialogs' media policy, and the routing table.
@@ -83,6 +85,8 @@ pub struct Proxy {
     pub(super) servers: HashMap<Key, ServerEntry>,
     pub(super) clients: HashMap<Key, ClientEntry>,
     pub(super) dialogs: HashMap<String, Dialog>,
+    /// When dialogs whose call the relay no longer has are next forgotten.
+    pub(super) next_sweep: Option<Instant>,
 }
 
 pub(super) fn short_hash(parts: &[&str]) -> String {
@@ -123,6 +127,7 @@ impl Proxy {
             servers: HashMap::new(),
             clients: HashMap::new(),
             dialogs: HashMap::new(),
+            next_sweep: None,
         }
     }
 
@@ -383,6 +388,7 @@ impl Proxy {
                 Dialog {
                     caller_tag: tag.to_owned(),
                     route,
+                    created: now,
                 },
             );
         }

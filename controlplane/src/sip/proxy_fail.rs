@@ -150,6 +150,7 @@ impl Proxy {
     /// Runs every timer due at `now`.
     pub fn poll(&mut self, now: Instant, media: &mut impl Media) -> Vec<Outgoing> {
         let mut out = Vec::new();
+        self.sweep_dialogs(now, media);
         let due: Vec<Key> = self
             .servers
             .iter()

@@ -2,11 +2,19 @@
 //! INVITE, UPDATE or a 2xx to an offer-less INVITE; an answer in a response to an
 //! offer or in the ACK after a late offer. BYE and failed initial INVITEs delete.
 
-use std::time::Instant;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crate::ng::Value;
 
 use super::media::{self, Media, SidePolicy};
 use super::message::Message;
 use super::proxy::Proxy;
+
+/// How often dialogs are checked against the relay's calls.
+pub(super) const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// Longer than Timer C (3 min): a call still being set up is never swept.
+pub(super) const SWEEP_GRACE: Duration = Duration::from_secs(200);
 
 impl Proxy {
     /// The media policy toward the side whose tag is `recipient` (`None`: the
@@ -103,9 +111,34 @@ impl Proxy {
 
     /// Deletes the call's media and forgets its dialog.
     pub(super) fn end_call(&mut self, call_id: &str, now: Instant, m: &mut impl Media) {
-        if self.dialogs.remove(call_id).is_some() {
-            let r = m.ng(&media::delete(call_id), now);
-            tracing::debug!(call_id, result = ?r.get("result"), "media deleted");
+        self.dialogs.remove(call_id);
+        let r = m.ng(&media::delete(call_id), now);
+        tracing::debug!(call_id, result = ?r.get("result"), "media deleted");
+    }
+
+    /// Forgets the dialogs of calls the relay ended on its own (media timeout, NG
+    /// delete): a call that never sees a BYE must not hold memory here for ever.
+    /// Dialogs younger than [`SWEEP_GRACE`] are kept: a late-offer INVITE has no
+    /// call in the relay until its 2xx.
+    pub(super) fn sweep_dialogs(&mut self, now: Instant, m: &mut impl Media) {
+        if self.next_sweep.is_some_and(|t| now < t) {
+            return;
         }
+        self.next_sweep = Some(now + SWEEP_EVERY);
+        if self.dialogs.is_empty() {
+            return;
+        }
+        let list = Value::Dict(vec![
+            (b"command".to_vec(), Value::str("list")),
+            (b"limit".to_vec(), Value::Int(i64::MAX)),
+        ]);
+        let reply = m.ng(&list, now);
+        let Some(Value::List(calls)) = reply.get("calls") else {
+            return;
+        };
+        let live: HashSet<&str> = calls.iter().filter_map(Value::as_str).collect();
+        self.dialogs.retain(|id, d| {
+            live.contains(id.as_str()) || now.saturating_duration_since(d.created) < SWEEP_GRACE
+        });
     }
 }

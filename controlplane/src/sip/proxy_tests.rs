@@ -10,10 +10,19 @@ use crate::sip::media::SidePolicy;
 struct FakeMedia {
     reqs: Vec<Value>,
     refuse: bool,
+    /// The calls `list` reports.
+    live: Vec<String>,
 }
 
 impl Media for FakeMedia {
     fn ng(&mut self, req: &Value, _now: Instant) -> Value {
+        if req.get("command").and_then(Value::as_str) == Some("list") {
+            let calls = self.live.iter().map(|c| Value::str(c)).collect();
+            return Value::Dict(vec![
+                (b"result".to_vec(), Value::str("ok")),
+                (b"calls".to_vec(), Value::List(calls)),
+            ]);
+        }
         self.reqs.push(req.clone());
         if self.refuse {
             return crate::ng::commands::error_reply("refused");
@@ -351,4 +360,38 @@ fn refused_media_gives_488() {
     let out = p.on_message(&invite("z9hG4bKx", "", true), udp(A), now, &mut m);
     let codes: Vec<_> = out.iter().map(|o| parse(o).code()).collect();
     assert_eq!(codes, [Some(100), Some(488)]);
+}
+
+#[test]
+fn dialogs_of_calls_the_relay_ended_are_swept_after_the_grace() {
+    let (mut p, mut m, now) = (proxy(vec![]), FakeMedia::default(), Instant::now());
+    let fwd = forward_invite(&mut p, &mut m, now, true);
+    p.on_message(&respond(&fwd, 200, SDP), udp(B), now, &mut m);
+    assert_eq!(p.dialogs.len(), 1);
+    m.live = vec!["c1".into()];
+    let _ = p.poll(now + Duration::from_secs(300), &mut m);
+    assert_eq!(p.dialogs.len(), 1, "the relay still has the call");
+    m.live.clear();
+    let _ = p.poll(now + Duration::from_secs(310), &mut m);
+    assert_eq!(p.dialogs.len(), 1, "one sweep per 30 s");
+    let _ = p.poll(now + Duration::from_secs(331), &mut m);
+    assert!(
+        p.dialogs.is_empty(),
+        "call gone from the relay: dialog forgotten"
+    );
+    // A young dialog survives a sweep even before its call exists.
+    forward_invite_branch(
+        &mut p,
+        &mut m,
+        now + Duration::from_secs(340),
+        "z9hG4bKyoung",
+    );
+    // 362 s: a sweep is due (the last ran at 331 s), Timer B (372 s) is not.
+    let _ = p.poll(now + Duration::from_secs(362), &mut m);
+    assert_eq!(p.dialogs.len(), 1);
+}
+
+fn forward_invite_branch(p: &mut Proxy, m: &mut FakeMedia, now: Instant, branch: &str) {
+    let out = p.on_message(&invite(branch, "", false), udp(A), now, m);
+    assert_eq!(out.len(), 2);
 }
