@@ -175,6 +175,7 @@ fn show(who: &str, r: &Rate) {
 async fn compare(calls: usize, clients: usize, workers: usize) -> (Rate, Rate) {
     let f = ferrelay((30_000, 39_999), workers).await;
     let r = rtpengine::start((40_000, 49_999), &[]).await;
+    println!("ferrelay NG on {}, rtpengine NG on {}", f.ng, r.ng);
     drive(f.ng, 100.min(calls), clients, "warm", Steps::Cycle).await;
     drive(r.ng, 100.min(calls), clients, "warm", Steps::Cycle).await;
     let fr = drive(f.ng, calls, clients, "bench", Steps::Cycle).await;

@@ -73,7 +73,7 @@ impl Ng {
         let mut buf = vec![0u8; 65_536];
         let (n, _) = tokio::time::timeout(WAIT, self.sock.recv_from(&mut buf))
             .await
-            .expect("NG reply in time")
+            .unwrap_or_else(|_| panic!("NG reply from {} within {WAIT:?}", self.to))
             .unwrap();
         buf.truncate(n);
         buf
