@@ -18,7 +18,8 @@ if [ "$(nproc)" -lt 2 ]; then
     echo "needs at least 2 cores (relay and load on different cores)" >&2
     exit 1
 fi
-cargo build --release -p ferrelay-bench --bins -p ferrelay --bin ferrelay
+# NO_BUILD=1 uses the release binaries already in target/release.
+[ -n "${NO_BUILD:-}" ] || cargo build --release -p ferrelay-bench --bins -p ferrelay --bin ferrelay
 exec timeout 600 target/release/compare-relays \
     --calls 500 --pps 50 --payload 160 \
     --warmup 2 --window 8 --rounds 5 \

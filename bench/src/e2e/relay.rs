@@ -132,11 +132,15 @@ pub fn start(spec: &RelaySpec, cpus: &str, log_dir: &Path) -> anyhow::Result<Rel
     loop {
         match ng.call(&ping) {
             Ok(r) if result(&r) == "pong" => return Ok(p),
-            _ if Instant::now() >= until => anyhow::bail!(
-                "{} did not answer an NG ping within 15 s (log: {})",
-                spec.name,
-                p.log.display()
-            ),
+            _ if Instant::now() >= until => {
+                let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                anyhow::bail!(
+                    "{} did not answer an NG ping within 15 s; its log ends: {:?}",
+                    spec.name,
+                    tail.into_iter().rev().collect::<Vec<_>>()
+                )
+            }
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
     }
