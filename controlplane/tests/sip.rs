@@ -585,3 +585,76 @@ async fn caller_over_tcp_callee_over_udp() {
     assert!(call_exists(&relay, "call-tcp").await);
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_policy_forces_sdes_srtp_toward_the_callee_only() {
+    use ferrelay::sip::Route;
+    use ferrelay::sip::media::SidePolicy;
+    let (a, b) = (Ua::new("ivan").await, Ua::new("judy").await);
+    let relay = relay_with(|c| {
+        c.sip.listen = Some("127.0.0.1:0".parse().unwrap());
+        c.sip.routes = vec![Route {
+            user_prefix: Some("ju".into()),
+            callee: SidePolicy {
+                transport_protocol: Some("RTP/SAVP".into()),
+            },
+            caller: SidePolicy {
+                transport_protocol: Some("RTP/AVP".into()),
+            },
+            ..Route::default()
+        }];
+    })
+    .await;
+    let proxy = relay.sip.unwrap();
+    let inv = a.request(
+        "INVITE",
+        &b.uri(),
+        "call-sdes",
+        1,
+        "s1",
+        (&b.uri(), None),
+        &[],
+        Some(a.sdp("sendrecv")),
+    );
+    a.send(proxy, &inv).await;
+    let got = b.recv_skip_trying().await;
+    let offer = String::from_utf8(got.body.clone()).unwrap();
+    assert!(
+        offer.contains(" RTP/SAVP ") && offer.contains("a=crypto:"),
+        "SDES offered to the callee: {offer}"
+    );
+    let to_b = body_port(&got);
+    // B answers with its own key; A, plain toward the caller, sees no crypto.
+    let tag = offer
+        .lines()
+        .filter(|l| l.contains("AES_CM_128_HMAC_SHA1_80"))
+        .find_map(|l| l.strip_prefix("a=crypto:"))
+        .and_then(|l| l.split(' ').next())
+        .unwrap()
+        .to_owned();
+    let line = format!(
+        "a=crypto:{tag} AES_CM_128_HMAC_SHA1_80 inline:W1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tb\r\n"
+    );
+    let port = b.rtp.local_addr().unwrap().port();
+    let answer = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n{line}"
+    );
+    b.send(proxy, &b.respond(&got, 200, Some(answer.into_bytes())))
+        .await;
+    let ok = a.recv_skip_trying().await;
+    assert_eq!(ok.code(), Some(200));
+    let back = String::from_utf8(ok.body.clone()).unwrap();
+    assert!(
+        back.contains(" RTP/AVP ") && !back.contains("a=crypto"),
+        "plain toward the caller: {back}"
+    );
+    // A's plain RTP reaches B protected: same header, a 10-byte auth tag added.
+    let pkt = rtp(0, 1, 0x0C0C_0C0C, 0x33);
+    let (got, _) = send_until(&a.rtp, at(body_port(&ok)), &pkt, &b.rtp).await;
+    assert_eq!(got.len(), pkt.len() + 10, "SRTP toward B");
+    assert_eq!(got[..12], pkt[..12]);
+    assert_ne!(got[12..pkt.len()], pkt[12..], "payload encrypted");
+    let _ = to_b;
+    relay.shutdown().await;
+}

@@ -47,7 +47,12 @@ impl Proxy {
         m: &mut impl Media,
     ) -> Result<(), String> {
         let call_id = msg.header("Call-ID").unwrap_or_default().to_owned();
-        let (toward, flags) = self.policy(&call_id, recipient);
+        let (mut toward, flags) = self.policy(&call_id, recipient);
+        if command == "answer" {
+            // An answer keeps the offer's protocol (RFC 3264 §6): the relay answers
+            // each side in what that side offered, so no policy applies here.
+            toward = SidePolicy::default();
+        }
         let req = media::request(
             command, &call_id, from_tag, to_tag, &msg.body, &toward, &flags,
         );

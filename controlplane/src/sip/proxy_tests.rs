@@ -344,9 +344,24 @@ fn routes_pick_next_hop_and_media_policy_per_side() {
     let fwd = parse(&out[1]);
     p.on_message(&respond(&fwd, 200, SDP), udp("127.0.0.1:5090"), now, &mut m);
     assert_eq!(
-        proto(&m.reqs[1]).as_deref(),
+        proto(&m.reqs[1]),
+        None,
+        "an answer keeps the offer's protocol"
+    );
+    // The callee's re-INVITE is an offer toward the caller: the caller's policy.
+    let reinvite = format!(
+        "INVITE sip:alice@{A} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bKre\r\n\
+         Route: <sip:{ME};lr>\r\nFrom: <sip:bob@{B}>;tag=bt\r\nTo: <sip:alice@{A}>;tag=at\r\n\
+         Call-ID: c1\r\nCSeq: 7 INVITE\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{SDP}",
+        SDP.len()
+    );
+    let out = p.on_message(reinvite.as_bytes(), udp("127.0.0.1:5090"), now, &mut m);
+    assert_eq!(out[1].to, udp(A), "in-dialog request to the caller");
+    assert_eq!(
+        proto(&m.reqs[2]).as_deref(),
         Some("RTP/AVP"),
-        "answer toward the caller"
+        "offer toward the caller"
     );
 }
 

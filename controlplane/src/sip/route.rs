@@ -17,9 +17,10 @@ pub struct Route {
     /// Where matching requests go; the request-URI's host when `None`.
     pub next_hop: Option<SocketAddr>,
     pub transport: Transport,
-    /// Media toward the caller (answers and the callee's offers).
+    /// Media toward the caller, in the offers the callee makes (re-INVITE,
+    /// UPDATE, a late offer in the 2xx); answers keep the offer's protocol.
     pub caller: SidePolicy,
-    /// Media toward the callee (the caller's offers).
+    /// Media toward the callee, in the caller's offers.
     pub callee: SidePolicy,
     /// NG flags added to every offer and answer of the call.
     pub flags: Vec<String>,
