@@ -186,8 +186,8 @@ impl WorkerHandle {
         self.events.event_fd().drain();
     }
 
-    /// The eventfd that becomes readable when the worker queued events (for epoll or
-    /// tokio's `AsyncFd`).
+    /// The eventfd that becomes readable when the worker queued events, for a caller
+    /// with its own epoll loop (`event_waiter` blocks on it without one).
     pub fn event_fd(&self) -> RawFd {
         self.events.event_fd().as_raw_fd()
     }
@@ -234,7 +234,8 @@ impl WorkerHandle {
 }
 
 impl AsFd for WorkerHandle {
-    /// The event eventfd, so `AsyncFd<WorkerHandle>` can await worker events.
+    /// The event eventfd, for callers that poll it themselves (registering it with
+    /// tokio's `AsyncFd` is `unsafe` since tokio 1.54; see `event_waiter`).
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.events.event_fd().as_fd()
     }
