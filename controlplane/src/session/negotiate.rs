@@ -55,7 +55,8 @@ fn ensure_side<B>(
     iface: usize,
 ) -> Result<(), String> {
     // Exact capacity: Vec would round one side up to four (2.3 KiB per party).
-    mono.sides.reserve_exact((i + 1).saturating_sub(mono.sides.len()));
+    mono.sides
+        .reserve_exact((i + 1).saturating_sub(mono.sides.len()));
     while mono.sides.len() <= i {
         let pair = res.pools[iface]
             .alloc()
