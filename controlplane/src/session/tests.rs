@@ -825,7 +825,10 @@ fn calls_hold_their_sides_at_exact_capacity() {
     let mut s = sessions(10);
     let offer = sdp("192.0.2.10", 5000, "");
     s.offer(
-        &req(&[("call-id", "cap"), ("from-tag", "A"), ("sdp", &offer)], &[]),
+        &req(
+            &[("call-id", "cap"), ("from-tag", "A"), ("sdp", &offer)],
+            &[],
+        ),
         t0,
     )
     .unwrap();
