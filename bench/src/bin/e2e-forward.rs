@@ -14,6 +14,8 @@ use ferrelay_bench::e2e::summary::{
 };
 
 #[derive(Debug, Parser)]
+// bench/e2e-forward.sh passes defaults first and the caller's flags after: last wins.
+#[command(args_override_self = true)]
 struct Args {
     #[arg(long, default_value = "127.0.0.1")]
     ip: IpAddr,
