@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, IoBackend};
+use crate::metrics::Observatory;
 use crate::ng::commands::Controller;
 use crate::ng::server::{self, Shared};
 use crate::session::backend::{BackendError, FlowCounters, MediaBackend};
@@ -130,6 +131,7 @@ pub struct RelayHandle {
     /// One event thread per worker, with what wakes it for shutdown.
     pumps: Vec<(WaitCanceller, std::thread::JoinHandle<()>)>,
     ctl: Shared<DataplaneBackend>,
+    obs: Arc<Observatory>,
 }
 
 /// Why the relay could not start.
@@ -199,6 +201,7 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
         now,
     );
     let ctl: Shared<DataplaneBackend> = Arc::new(Mutex::new(Controller::new(sessions, now)));
+    let obs = Arc::new(Observatory::new(cfg.workers, COMMAND_RING, now));
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = vec![
         tokio::spawn(server::serve_udp(udp, ctl.clone(), stop_rx.clone())),
@@ -210,10 +213,10 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
     let mut pumps = Vec::new();
     for (w, waiter) in waiters.into_iter().enumerate() {
         let cancel = waiter.canceller();
-        let ctl = ctl.clone();
+        let (ctl, obs) = (ctl.clone(), obs.clone());
         let t = std::thread::Builder::new()
             .name(format!("ferrelay-events-{w}"))
-            .spawn(move || pump(w, waiter, ctl))
+            .spawn(move || pump(w, waiter, ctl, obs))
             .map_err(|source| ferrelay_dataplane::DataplaneError::Io {
                 context: "starting an event thread",
                 source,
@@ -230,13 +233,14 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
         tasks,
         pumps,
         ctl,
+        obs,
     })
 }
 
 /// Handles worker `w`'s events as soon as its eventfd fires: a thread of its own
 /// sleeps in the runtime's `EventWaiter` (tokio 1.54's `AsyncFd` registration is
 /// `unsafe`, which this crate forbids), so an idle relay never wakes for events.
-fn pump(w: usize, waiter: EventWaiter, ctl: Shared<DataplaneBackend>) {
+fn pump(w: usize, waiter: EventWaiter, ctl: Shared<DataplaneBackend>, obs: Arc<Observatory>) {
     let mut events = Vec::new();
     loop {
         match waiter.wait(None) {
@@ -258,6 +262,7 @@ fn pump(w: usize, waiter: EventWaiter, ctl: Shared<DataplaneBackend>) {
         while let Some(ev) = h.try_recv_event() {
             events.push(ev);
         }
+        let rejected = h.rejected_commands();
         for ev in events.drain(..) {
             match ev {
                 Event::FlowStats { id, stats, .. } => {
@@ -270,6 +275,9 @@ fn pump(w: usize, waiter: EventWaiter, ctl: Shared<DataplaneBackend>) {
                     if let Some(call_id) = c.sessions.call_of(w, id) {
                         tracing::info!(call_id = %call_id, flow = id.index, remote = %addr, "latched");
                     }
+                }
+                Event::WorkerStats(report) => {
+                    obs.publish(*report, rejected, now);
                 }
                 Event::CommandFailed { id, error } => {
                     tracing::warn!(worker = w, flow = ?id, error = %error, "worker refused a command");
@@ -318,6 +326,11 @@ impl RelayHandle {
     /// The controller, for in-process tests that look at the sessions.
     pub fn controller(&self) -> &Shared<DataplaneBackend> {
         &self.ctl
+    }
+
+    /// The workers' latest published snapshots, for metrics and the dashboard.
+    pub fn observatory(&self) -> &Arc<Observatory> {
+        &self.obs
     }
 
     /// Stops taking commands, ends every call, releases every port and joins the
