@@ -583,6 +583,46 @@ async fn caller_over_tcp_callee_over_udp() {
     );
     assert_eq!(ok.headers_named("Via").count(), 1);
     assert!(call_exists(&relay, "call-tcp").await);
+    // Double Record-Route between transports: top for the callee (UDP), below
+    // for the caller (TCP); the caller's route set is the reverse.
+    let rr: Vec<String> = ok
+        .headers_named("Record-Route")
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(rr.len(), 2, "{rr:?}");
+    assert!(
+        !rr[0].contains("transport=tcp") && rr[1].contains(";transport=tcp"),
+        "{rr:?}"
+    );
+    let routes: Vec<String> = rr.iter().rev().cloned().collect();
+    let mut bye = a.request(
+        "BYE",
+        &b.uri(),
+        "call-tcp",
+        2,
+        "tcpbye",
+        (&b.uri(), Some(&b.tag)),
+        &routes,
+        None,
+    );
+    bye.set_header(
+        "Via",
+        format!("SIP/2.0/TCP 127.0.0.1:{};branch=z9hG4bKtcpbye", a.port()),
+    );
+    tcp.write_all(&bye.to_bytes()).await.unwrap();
+    let got = b.recv().await;
+    assert_eq!(
+        got.method(),
+        Some("BYE"),
+        "both of our Routes popped, UDP to the callee"
+    );
+    assert!(got.header("Route").is_none());
+    b.send(proxy, &b.respond(&got, 200, None)).await;
+    assert_eq!(read_tcp(&mut tcp, &mut buf).await.code(), Some(200));
+    assert!(
+        !call_exists(&relay, "call-tcp").await,
+        "BYE over TCP freed the call"
+    );
     relay.shutdown().await;
 }
 

@@ -325,14 +325,18 @@ impl Proxy {
     ) {
         let method = req.method().unwrap_or_default().to_owned();
         let loop_id = self.loop_hash(&req);
-        // §16.4: a Route naming us was put there by our Record-Route; pop it.
-        if let Some(r) = req.header("Route")
-            && Uri::parse(r).is_some_and(|u| self.is_us(u.host, u.port))
+        // §16.4: Routes naming us were put there by our Record-Route; pop them
+        // (two when we double record-routed). The last one says which transport
+        // the next hop was reached by (RFC 5658 §3.2).
+        let mut hint = None;
+        while let Some(r) = req.header("Route")
+            && let Some(u) = Uri::parse(r).filter(|u| self.is_us(u.host, u.port))
         {
+            hint = Some(u.transport);
             req.pop_front("Route");
         }
         let initial = req.tag("To").is_none();
-        let (target, route) = match self.target(&req) {
+        let (target, route) = match self.target(&req, hint) {
             Ok(t) => t,
             Err((code, reason)) => {
                 if let Some(k) = server {
@@ -352,14 +356,18 @@ impl Proxy {
             top.value = stamp_received(&top.value, from.addr);
         }
         let me = self.cfg.local;
-        let tp = if target.transport == Transport::Tcp {
-            ";transport=tcp"
-        } else {
-            ""
+        let rr = |t: Transport| match t {
+            Transport::Tcp => format!("<sip:{};transport=tcp;lr>", sock_uri(me)),
+            Transport::Udp => format!("<sip:{};lr>", sock_uri(me)),
         };
         if initial && method == "INVITE" {
-            // §16.6 step 4: stay on the path of in-dialog requests.
-            req.push_front("Record-Route", format!("<sip:{}{tp};lr>", sock_uri(me)));
+            // §16.6 step 4: stay on the path of in-dialog requests. Between two
+            // transports, record-route twice (RFC 5658 §3.2): the entry on top is
+            // how the callee reaches us, the one below how the caller does.
+            if from.transport != target.transport {
+                req.push_front("Record-Route", rr(from.transport));
+            }
+            req.push_front("Record-Route", rr(target.transport));
         }
         let top_branch = req
             .header("Via")
@@ -430,8 +438,13 @@ impl Proxy {
         Self::send(out, target, bytes);
     }
 
-    /// The next hop: a remaining Route, else a static route, else the request-URI.
-    fn target(&self, req: &Message) -> Result<(Peer, Option<usize>), (u16, &'static str)> {
+    /// The next hop: a remaining Route, else a static route, else the request-URI
+    /// (over `hint`, the transport of our own popped Route, unless the URI names one).
+    fn target(
+        &self,
+        req: &Message,
+        hint: Option<Transport>,
+    ) -> Result<(Peer, Option<usize>), (u16, &'static str)> {
         let StartLine::Request { uri, .. } = &req.start else {
             return Err((400, "Bad Request"));
         };
@@ -458,7 +471,10 @@ impl Proxy {
                 addr,
             },
             None => Peer {
-                transport: ruri.transport,
+                transport: match ruri.transport {
+                    Transport::Tcp => Transport::Tcp,
+                    Transport::Udp => hint.unwrap_or(Transport::Udp),
+                },
                 addr: ruri.socket_addr().ok_or((503, "Service Unavailable"))?,
             },
         };
