@@ -26,7 +26,9 @@ fn main() -> ExitCode {
     };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cfg.log_level))
-        .with_target(false);
+        .with_target(false)
+        // Colour only for a person at a terminal, never into log files or journald.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cfg.log_format {
         LogFormat::Text => logs.init(),
         // One JSON object a line, event fields at the top level for log shippers.
