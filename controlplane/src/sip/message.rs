@@ -148,7 +148,10 @@ pub fn frame(buf: &[u8]) -> Result<Option<usize>, ParseError> {
             );
         }
     }
-    let total = body + len.ok_or(ParseError::ContentLength)?;
+    // A huge Content-Length must not wrap the sum into a "complete" short frame.
+    let total = body
+        .checked_add(len.ok_or(ParseError::ContentLength)?)
+        .ok_or(ParseError::TooLarge)?;
     if total > MAX_MESSAGE {
         return Err(ParseError::TooLarge);
     }

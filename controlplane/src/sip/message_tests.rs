@@ -145,6 +145,13 @@ fn stream_framing_needs_content_length() {
 }
 
 #[test]
+fn stream_framing_refuses_a_content_length_that_would_overflow() {
+    // usize::MAX: the header length plus this must not wrap into a short frame.
+    let huge = format!("OPTIONS sip:a@b SIP/2.0\r\nl: {}\r\n\r\nabc", usize::MAX);
+    assert_eq!(frame(huge.as_bytes()), Err(ParseError::TooLarge));
+}
+
+#[test]
 fn folding_onto_an_empty_value_writes_back_the_same() {
     // Found by the fuzzer: "Call-ID:" then " c" folded gave " c", which did not
     // survive a write and re-parse.
