@@ -142,6 +142,7 @@ impl HttpState {
             port_pairs_in_use: s.ports_in_use() as u64,
             port_pairs_total: self.port_pairs_total,
             ng_requests: c.executed,
+            ng_commands: c.counts.iter().collect(),
             calls_managed: t.managed,
             calls_rejected: t.rejected,
             calls_ended: reasons

@@ -29,6 +29,8 @@ pub struct RelayFacts {
     pub port_pairs_total: u64,
     /// NG commands executed (reply-cache hits excluded).
     pub ng_requests: u64,
+    /// NG requests by `(command, result)` (reply-cache hits excluded).
+    pub ng_commands: Vec<(&'static str, &'static str, u64)>,
     pub calls_managed: u64,
     pub calls_rejected: u64,
     /// Ended calls by reason label.
@@ -302,6 +304,15 @@ impl Scrape {
             "NG commands executed (replies served from the cookie cache excluded).",
             f.ng_requests,
         )?;
+        let mut m = e.encode_descriptor(
+            "ferrelay_ng_commands",
+            "NG requests by command and result (unknown or undecodable: command=\"other\").",
+            None,
+            MetricType::Counter,
+        )?;
+        for (command, result, n) in &f.ng_commands {
+            counter_at(&mut m, &[("command", command), ("result", result)], *n)?;
+        }
         counter(
             e,
             "ferrelay_calls_created",

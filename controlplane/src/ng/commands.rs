@@ -22,6 +22,8 @@ pub struct Controller<B> {
     cache: CookieCache,
     /// Commands executed (cache hits excluded), for tests and statistics.
     pub executed: u64,
+    /// Requests by command and result, for `ferrelay_ng_commands_total`.
+    pub counts: NgCounts,
 }
 
 /// Splits `<cookie> <body>`; `None` without a cookie (nothing to reply to).
@@ -74,6 +76,54 @@ pub fn frame(buf: &[u8]) -> Framing {
     }
 }
 
+/// NG requests by command and result. Unknown commands and undecodable messages
+/// count under `other`, so a flood of junk is visible in metrics.
+#[derive(Debug, Clone, Default)]
+pub struct NgCounts {
+    ok: [u64; NgCounts::COMMANDS.len()],
+    error: [u64; NgCounts::COMMANDS.len()],
+}
+
+impl NgCounts {
+    /// Metric label of each command, in counter order; `other` last.
+    pub const COMMANDS: [&'static str; 10] = [
+        "ping",
+        "offer",
+        "answer",
+        "delete",
+        "query",
+        "list",
+        "statistics",
+        "block_media",
+        "unblock_media",
+        "other",
+    ];
+    const OTHER: usize = Self::COMMANDS.len() - 1;
+
+    /// The counter slot of a normalised command name.
+    fn index(command: &str) -> usize {
+        let label = command.replace(' ', "_");
+        Self::COMMANDS[..Self::OTHER]
+            .iter()
+            .position(|c| *c == label)
+            .unwrap_or(Self::OTHER)
+    }
+
+    fn record(&mut self, i: usize, ok: bool) {
+        let slot = if ok { &mut self.ok } else { &mut self.error };
+        slot[i] += 1;
+    }
+
+    /// `(command, result, count)` for every pair, zeros included so series exist
+    /// from the start.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &'static str, u64)> + '_ {
+        Self::COMMANDS
+            .iter()
+            .enumerate()
+            .flat_map(|(i, c)| [(*c, "ok", self.ok[i]), (*c, "error", self.error[i])])
+    }
+}
+
 /// `{result: error, error-reason: ...}` as rtpengine replies.
 pub fn error_reply(reason: &str) -> Value {
     dict([
@@ -97,6 +147,7 @@ impl<B: MediaBackend> Controller<B> {
             sessions,
             cache: CookieCache::new(CACHE_PERIOD, now),
             executed: 0,
+            counts: NgCounts::default(),
         }
     }
 
@@ -110,7 +161,10 @@ impl<B: MediaBackend> Controller<B> {
         }
         let reply = match Value::decode(body) {
             Ok(req) => self.execute(&req, now),
-            Err(e) => error_reply(&format!("Failed to decode bencode: {e}")),
+            Err(e) => {
+                self.counts.record(NgCounts::OTHER, false);
+                error_reply(&format!("Failed to decode bencode: {e}"))
+            }
         };
         let out = with_cookie(cookie, &reply);
         self.cache.insert(cookie, &out, now);
@@ -151,17 +205,21 @@ impl<B: MediaBackend> Controller<B> {
 
     /// Runs one decoded request; every failure becomes an error reply.
     pub fn execute(&mut self, req: &Value, now: Instant) -> Value {
-        if !matches!(req, Value::Dict(_)) {
-            return error_reply("Message is not a dictionary");
-        }
-        let command = match flags::string(req, "command") {
-            Ok(Some(c)) => c,
-            Ok(None) => return error_reply("No command in message"),
-            Err(e) => return error_reply(&e),
+        let command = match req {
+            Value::Dict(_) => flags::string(req, "command")
+                .and_then(|c| c.ok_or_else(|| "No command in message".to_owned())),
+            _ => Err("Message is not a dictionary".to_owned()),
+        };
+        let command = match command {
+            Ok(c) => norm(&c),
+            Err(e) => {
+                self.counts.record(NgCounts::OTHER, false);
+                return error_reply(&e);
+            }
         };
         self.executed += 1;
         let s = &mut self.sessions;
-        let res = match norm(&command).as_str() {
+        let res = match command.as_str() {
             "ping" => Ok(dict([("result", Value::str("pong"))])),
             "offer" => s.offer(req, now),
             "answer" => s.answer(req, now),
@@ -173,6 +231,7 @@ impl<B: MediaBackend> Controller<B> {
             "unblock media" => s.set_blocked(req, false),
             _ => Err("Unrecognized command".to_owned()),
         };
+        self.counts.record(NgCounts::index(&command), res.is_ok());
         // One wake per worker for everything this request queued.
         self.sessions.backend_mut().flush();
         res.unwrap_or_else(|e| error_reply(&e))
@@ -229,6 +288,18 @@ mod tests {
         assert!(reply(&mut c, b"k5 d7:command5:offere").contains("No call-id in message"));
         assert_eq!(c.handle(b"nocookie", Instant::now()), None);
         assert_eq!(c.handle(b" d7:command4:pinge", Instant::now()), None);
+        let count = |cmd: &str, res: &str| {
+            c.counts
+                .iter()
+                .find(|(c, r, _)| *c == cmd && *r == res)
+                .map(|(_, _, n)| n)
+                .unwrap()
+        };
+        assert_eq!(count("ping", "ok"), 1);
+        assert_eq!(count("offer", "error"), 1);
+        // Unknown command, bad bencode, not a dict, no command.
+        assert_eq!(count("other", "error"), 4);
+        assert_eq!(c.counts.iter().map(|(_, _, n)| n).sum::<u64>(), 6);
     }
 
     #[test]
