@@ -47,6 +47,18 @@ fn relay_crypto(reply: &Value, suite: Suite) -> (u32, Vec<u8>) {
     (c.tag, c.inline_key().unwrap().key_salt.clone())
 }
 
+/// B's answer from `port`, keyed (tag, suite, key||salt) under the relay's offered tag.
+async fn answer_srtp(
+    ng: &mut Ng,
+    call: &str,
+    port: u16,
+    (tag, suite, key): (u32, Suite, &[u8]),
+) -> Value {
+    let line = Crypto::new_inline(tag, suite.sdes_name(), key.to_vec()).to_string();
+    let sdp = srtp_sdp(port, &line);
+    ng.call(&answer(call, "tagA", "tagB", &sdp, vec![])).await
+}
+
 /// Deterministic key||salt for `suite`, distinct per `seed`.
 fn key_for(suite: Suite, seed: u8) -> Vec<u8> {
     (0..suite.key_len() + suite.salt_len())
@@ -67,6 +79,21 @@ struct Phone {
 }
 
 impl Phone {
+    /// A phone whose SRTP is libsrtp's: sessions `<id>_rx` (keyed with the relay's
+    /// key from the SDP this phone got) and `<id>_tx` (keyed with its own key).
+    fn libsrtp(o: &mut Oracle, id: &str, suite: Suite, relay_key: &[u8], own_key: &[u8]) -> Phone {
+        let name = suite.sdes_name();
+        let (rx, tx) = (format!("{id}_rx"), format!("{id}_tx"));
+        o.ask(&format!("new {rx} {name} in {}", hex(relay_key)))
+            .unwrap();
+        o.ask(&format!("new {tx} {name} out {}", hex(own_key)))
+            .unwrap();
+        Phone {
+            rx: Some(rx),
+            tx: Some(tx),
+        }
+    }
+
     /// What this phone puts on the wire for plaintext `p`.
     fn wire(&self, o: &mut Oracle, op: &str, p: &[u8]) -> Vec<u8> {
         match &self.tx {
@@ -197,6 +224,20 @@ async fn flow(
     );
 }
 
+/// Runs [`flow`] A -> B through A's relay port, then B -> A through B's.
+async fn both_ways(
+    what: &str,
+    o: &mut Oracle,
+    (pa, a, to_a_side): (&Phone, &(UdpSocket, UdpSocket), u16),
+    (pb, b, to_b_side): (&Phone, &(UdpSocket, UdpSocket), u16),
+    n: u32,
+) {
+    let ab = format!("{what}: A -> B");
+    flow(&ab, o, (pa, a), (pb, b), to_a_side, 0xA0 + n).await;
+    let ba = format!("{what}: B -> A");
+    flow(&ba, o, (pb, b), (pa, a), to_b_side, 0xB0 + n).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_a_to_srtp_b_checked_by_libsrtp() {
     let Some(mut o) = Oracle::start() else {
@@ -220,49 +261,22 @@ async fn plain_a_to_srtp_b_checked_by_libsrtp() {
         let r = ng.call(&offer(&call, "tagA", &sdp(pa, ""), more)).await;
         let to_b_side = media_port(&reply_sdp(&r));
         let (tag, relay_to_b) = relay_crypto(&r, suite);
-        o.ask(&format!("new b_rx{n} {name} in {}", hex(&relay_to_b)))
-            .unwrap();
 
         let b_key = key_for(suite, 0xB0 + n as u8);
-        let b_line = Crypto::new_inline(tag, name, b_key.clone()).to_string();
-        let r = ng
-            .call(&answer(
-                &call,
-                "tagA",
-                "tagB",
-                &srtp_sdp(pb, &b_line),
-                vec![],
-            ))
-            .await;
+        let r = answer_srtp(&mut ng, &call, pb, (tag, suite, &b_key)).await;
         let back = reply_sdp(&r);
         assert!(!back.contains("a=crypto"), "A is plain: {back}");
         let to_a_side = media_port(&back);
-        o.ask(&format!("new b_tx{n} {name} out {}", hex(&b_key)))
-            .unwrap();
 
         let pa_ = Phone { rx: None, tx: None };
-        let pb_ = Phone {
-            rx: Some(format!("b_rx{n}")),
-            tx: Some(format!("b_tx{n}")),
-        };
-        let what = format!("{name} plain A -> SRTP B");
-        flow(
+        let pb_ = Phone::libsrtp(&mut o, &format!("b{n}"), suite, &relay_to_b, &b_key);
+        let what = format!("plain A, SRTP B ({name})");
+        both_ways(
             &what,
             &mut o,
-            (&pa_, &a),
-            (&pb_, &b),
-            to_a_side,
-            0xA0 + n as u32,
-        )
-        .await;
-        let what = format!("{name} SRTP B -> plain A");
-        flow(
-            &what,
-            &mut o,
-            (&pb_, &b),
-            (&pa_, &a),
-            to_b_side,
-            0xB0 + n as u32,
+            (&pa_, &a, to_a_side),
+            (&pb_, &b, to_b_side),
+            n as u32,
         )
         .await;
     }
@@ -301,57 +315,23 @@ async fn srtp_a_to_srtp_b_with_other_suites_and_keys_checked_by_libsrtp() {
             a_key,
             "A's key is not passed on"
         );
-        o.ask(&format!("new a_tx{n} {an} out {}", hex(&a_key)))
-            .unwrap();
-        o.ask(&format!("new b_rx{n} {bn} in {}", hex(&relay_to_b)))
-            .unwrap();
 
         let b_key = key_for(b_suite, 0xB0 + n as u8);
-        let b_line = Crypto::new_inline(tag, bn, b_key.clone()).to_string();
-        let r = ng
-            .call(&answer(
-                &call,
-                "tagA",
-                "tagB",
-                &srtp_sdp(pb, &b_line),
-                vec![],
-            ))
-            .await;
+        let r = answer_srtp(&mut ng, &call, pb, (tag, b_suite, &b_key)).await;
         let to_a_side = media_port(&reply_sdp(&r));
         let (a_tag, relay_to_a) = relay_crypto(&r, a_suite);
         assert_eq!(a_tag, 1, "the answer keeps A's tag");
         assert_ne!(relay_to_a, b_key, "B's key is not passed on");
-        o.ask(&format!("new a_rx{n} {an} in {}", hex(&relay_to_a)))
-            .unwrap();
-        o.ask(&format!("new b_tx{n} {bn} out {}", hex(&b_key)))
-            .unwrap();
 
-        let pa_ = Phone {
-            rx: Some(format!("a_rx{n}")),
-            tx: Some(format!("a_tx{n}")),
-        };
-        let pb_ = Phone {
-            rx: Some(format!("b_rx{n}")),
-            tx: Some(format!("b_tx{n}")),
-        };
-        let what = format!("SRTP A ({an}) -> SRTP B ({bn})");
-        flow(
+        let pa_ = Phone::libsrtp(&mut o, &format!("a{n}"), a_suite, &relay_to_a, &a_key);
+        let pb_ = Phone::libsrtp(&mut o, &format!("b{n}"), b_suite, &relay_to_b, &b_key);
+        let what = format!("SRTP A ({an}), SRTP B ({bn})");
+        both_ways(
             &what,
             &mut o,
-            (&pa_, &a),
-            (&pb_, &b),
-            to_a_side,
-            0xA0 + n as u32,
-        )
-        .await;
-        let what = format!("SRTP B ({bn}) -> SRTP A ({an})");
-        flow(
-            &what,
-            &mut o,
-            (&pb_, &b),
-            (&pa_, &a),
-            to_b_side,
-            0xB0 + n as u32,
+            (&pa_, &a, to_a_side),
+            (&pb_, &b, to_b_side),
+            n as u32,
         )
         .await;
     }
