@@ -128,14 +128,59 @@ fn header_end(buf: &[u8]) -> Option<(usize, usize)> {
 /// For a stream (TCP): the length of the first complete message, `Ok(None)` when more
 /// bytes are needed. RFC 3261 §18.3: Content-Length is mandatory on streams.
 pub fn frame(buf: &[u8]) -> Result<Option<usize>, ParseError> {
-    let Some((head, body)) = header_end(buf) else {
-        return if buf.len() > MAX_MESSAGE {
-            Err(ParseError::TooLarge)
-        } else {
-            Ok(None)
+    Framer::default().next(buf)
+}
+
+/// [`frame`] for a buffer that grows between calls: remembers how far the header
+/// search got and the length once known, so a peer trickling bytes one at a time
+/// costs linear work, not a rescan of up to [`MAX_MESSAGE`] bytes per read.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Framer {
+    /// Bytes already searched for the end of the headers.
+    scanned: usize,
+    /// Length of the message once its headers are complete.
+    total: Option<usize>,
+}
+
+impl Framer {
+    /// Frames `buf`, which must extend the buffer of the previous call (call
+    /// [`Framer::reset`] after removing bytes from its front); resets itself when a
+    /// message is complete.
+    pub fn next(&mut self, buf: &[u8]) -> Result<Option<usize>, ParseError> {
+        let total = match self.total {
+            Some(t) => t,
+            None => {
+                // A terminator split across reads starts at most 3 bytes back.
+                let from = self.scanned.saturating_sub(3).min(buf.len());
+                let Some((head, body)) = header_end(&buf[from..]) else {
+                    self.scanned = buf.len();
+                    return if buf.len() > MAX_MESSAGE {
+                        Err(ParseError::TooLarge)
+                    } else {
+                        Ok(None)
+                    };
+                };
+                let t = message_len(&buf[..from + head], from + body)?;
+                self.total = Some(t);
+                t
+            }
         };
-    };
-    let text = std::str::from_utf8(&buf[..head]).map_err(|_| ParseError::NotText)?;
+        if buf.len() < total {
+            return Ok(None);
+        }
+        *self = Framer::default();
+        Ok(Some(total))
+    }
+
+    /// Forgets progress: the buffer no longer starts where it did.
+    pub fn reset(&mut self) {
+        *self = Framer::default();
+    }
+}
+
+/// Headers plus Content-Length, from the header block `head` whose body starts at `body`.
+fn message_len(head: &[u8], body: usize) -> Result<usize, ParseError> {
+    let text = std::str::from_utf8(head).map_err(|_| ParseError::NotText)?;
     let mut len = None;
     for line in text.lines().skip(1) {
         if let Some((n, v)) = line.split_once(':')
@@ -155,7 +200,7 @@ pub fn frame(buf: &[u8]) -> Result<Option<usize>, ParseError> {
     if total > MAX_MESSAGE {
         return Err(ParseError::TooLarge);
     }
-    Ok((buf.len() >= total).then_some(total))
+    Ok(total)
 }
 
 impl Message {

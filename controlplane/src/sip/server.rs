@@ -161,14 +161,18 @@ async fn connection(
     };
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16_384];
+    let mut framer = message::Framer::default();
     loop {
         // RFC 5626 §3.5.1 keep-alives (CRLF) between messages are skipped.
         let skip = buf
             .iter()
             .take_while(|b| **b == b'\r' || **b == b'\n')
             .count();
-        buf.drain(..skip);
-        match message::frame(&buf) {
+        if skip > 0 {
+            buf.drain(..skip);
+            framer.reset();
+        }
+        match framer.next(&buf) {
             Ok(Some(n)) => {
                 let msg = buf.drain(..n).collect();
                 if events.send(Event::Message(from, msg)).is_err() {
