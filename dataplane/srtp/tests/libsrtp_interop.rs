@@ -6,92 +6,11 @@
 //! project's virtualenv), else `python3`. Without it the test fails, unless
 //! `FERRELAY_SKIP_INTEROP=1` is set.
 
+#[path = "../../../tests/interop/srtp/oracle.rs"]
+mod oracle;
+
 use ferrelay_srtp::{MasterKey, SrtpContext, SrtpError, SrtpParams, Suite};
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-
-struct Oracle {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Oracle {
-    /// Starts the oracle, or explains why it cannot (None only when skipping is allowed).
-    fn start() -> Option<Oracle> {
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/srtp/oracle.py");
-        let skip = std::env::var("FERRELAY_SKIP_INTEROP").is_ok_and(|v| v == "1");
-        let fail = |why: String| -> Option<Oracle> {
-            if skip {
-                eprintln!("libsrtp interop SKIPPED (FERRELAY_SKIP_INTEROP=1): {why}");
-                None
-            } else {
-                panic!(
-                    "libsrtp interop cannot run: {why}\n\
-                     install it with `python3 -m pip install pylibsrtp`, \
-                     or set FERRELAY_SKIP_INTEROP=1 to skip this test"
-                );
-            }
-        };
-        let python = std::env::var("FERRELAY_PYTHON").unwrap_or_else(|_| "python3".into());
-        let mut child = match Command::new(&python)
-            .arg(&script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => return fail(format!("cannot start {python} {}: {e}", script.display())),
-        };
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        stdout.read_line(&mut first).unwrap_or(0);
-        if !first.starts_with("ready") {
-            let _ = child.kill();
-            let _ = child.wait();
-            return fail(format!("oracle said {:?}", first.trim()));
-        }
-        Some(Oracle {
-            child,
-            stdin,
-            stdout,
-        })
-    }
-
-    fn ask(&mut self, line: &str) -> Result<Vec<u8>, String> {
-        writeln!(self.stdin, "{line}").expect("oracle stdin");
-        self.stdin.flush().expect("oracle flush");
-        let mut reply = String::new();
-        self.stdout.read_line(&mut reply).expect("oracle stdout");
-        let reply = reply.trim();
-        if let Some(rest) = reply.strip_prefix("ok") {
-            Ok(unhex(rest.trim()))
-        } else {
-            Err(reply.to_string())
-        }
-    }
-}
-
-impl Drop for Oracle {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
+use oracle::{Oracle, hex};
 
 /// Deterministic test bytes (xorshift), so failures reproduce.
 struct Bytes(u64);
