@@ -320,6 +320,86 @@ impl Decoder<'_> {
     }
 }
 
+/// Longest integer or length prefix the decoder accepts, terminator included
+/// (`-9223372036854775808e`); past it a decode fails, so scanning can stop.
+const MAX_NUMBER: usize = 21;
+
+/// Finds where a value arriving over a stream may end, without decoding it, so a
+/// reader decodes once per message instead of once per read: a peer trickling a
+/// large message byte by byte then costs linear, not quadratic, work.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Scan {
+    /// Start of the next token not yet scanned.
+    pos: usize,
+    /// Open lists and dicts.
+    depth: usize,
+    /// A token was scanned, so depth 0 means the value is complete.
+    started: bool,
+}
+
+impl Scan {
+    /// Scans `buf` (the buffer of the previous call, maybe extended) from where it
+    /// stopped. True when a value may end here or a byte breaks the token grammar;
+    /// other errors (a dict key that is not a string) surface when the value closes.
+    pub fn worth_decoding(&mut self, buf: &[u8]) -> bool {
+        while !self.started || self.depth > 0 {
+            let Some(&b) = buf.get(self.pos) else {
+                return false;
+            };
+            let next = match b {
+                b'd' | b'l' if self.depth >= MAX_DEPTH => return true,
+                b'd' | b'l' => {
+                    self.depth += 1;
+                    self.pos + 1
+                }
+                b'e' if self.depth > 0 => {
+                    self.depth -= 1;
+                    self.pos + 1
+                }
+                b'i' => match number(buf, self.pos + 1, b'e') {
+                    Ok((_, end)) => end,
+                    Err(more) => return !more,
+                },
+                b'0'..=b'9' => match number(buf, self.pos, b':') {
+                    Ok((len, at)) => match at.checked_add(len) {
+                        Some(end) if end <= buf.len() => end,
+                        Some(_) => return false,
+                        None => return true,
+                    },
+                    Err(more) => return !more,
+                },
+                _ => return true,
+            };
+            self.pos = next;
+            self.started = true;
+        }
+        true
+    }
+}
+
+/// The digits from `at` up to `end` and the position after it; `Err(true)` when
+/// more bytes may complete it, `Err(false)` when no decode can accept it.
+fn number(buf: &[u8], at: usize, end: u8) -> Result<(usize, usize), bool> {
+    let window = buf.get(at..).unwrap_or_default();
+    let window = &window[..window.len().min(MAX_NUMBER)];
+    match window.iter().position(|c| *c == end) {
+        Some(n) => {
+            let digits = &window[..n];
+            // Signs and leading zeros are the decoder's to judge: any value will do.
+            let len = std::str::from_utf8(digits)
+                .ok()
+                .and_then(|d| d.trim_start_matches('-').parse::<usize>().ok());
+            match len {
+                Some(len) => Ok((len, at + n + 1)),
+                None if digits.is_empty() || digits == b"-" => Ok((0, at + n + 1)),
+                None => Err(false),
+            }
+        }
+        None if window.len() < MAX_NUMBER => Err(true),
+        None => Err(false),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,5 +506,76 @@ mod tests {
         let v = dict([("result", Value::str("pong")), ("n", Value::Int(3))]);
         assert_eq!(v.encode(), b"d6:result4:pong1:ni3ee");
         assert_eq!(format!("{v:?}"), r#"{"result": "pong", "n": 3}"#);
+    }
+
+    /// Feeds `input` one byte at a time; a scan must say "decode" whenever a decode
+    /// succeeds, and by the end of a structurally closed input. Returns how often.
+    fn drip(input: &[u8]) -> usize {
+        let mut scan = Scan::default();
+        let mut asked = 0;
+        for k in 1..=input.len() {
+            let prefix = &input[..k];
+            let ready = scan.worth_decoding(prefix);
+            let decoded = Value::decode_prefix(prefix);
+            if decoded.is_ok() {
+                assert!(ready, "scan hid {decoded:?} at {k} of {input:?}");
+            }
+            asked += usize::from(ready);
+            if ready {
+                scan = Scan::default();
+                if decoded.is_err() {
+                    break;
+                }
+            }
+        }
+        asked
+    }
+
+    #[test]
+    fn scan_never_hides_a_complete_or_broken_value() {
+        let valid: [&[u8]; 6] = [
+            b"d7:command4:ping3:sdp12:v=0 d l e ie5:flagsl3:a:b5:i-12ee4:deepld1:xi-9ee0:e1:ni0ee",
+            b"i-9223372036854775808e",
+            b"0:",
+            b"le",
+            b"d1:al1:bi10eee",
+            b"4:spam",
+        ];
+        for v in valid {
+            assert_eq!(drip(v), 1, "{:?}", String::from_utf8_lossy(v));
+        }
+        let broken: [&[u8]; 9] = [
+            b"x",
+            b"i01e",
+            b"i-0e",
+            b"ie",
+            b"d1:ai1ei2ee",
+            b"di1ei2ee",
+            b"i123456789012345678901234567890e",
+            b"123456789012345678901234567890:x",
+            b"l1:ae1:b",
+        ];
+        for v in broken {
+            assert!(drip(v) >= 1, "{:?}", String::from_utf8_lossy(v));
+        }
+        let deep = vec![b'l'; MAX_DEPTH + 2];
+        assert_eq!(drip(&deep), 1);
+    }
+
+    #[test]
+    fn a_trickled_large_message_is_decoded_once() {
+        // A peer sending ~1 MiB one byte per read made the NG TCP reader decode the
+        // whole buffer on every read (quadratic); the scan asks for one decode.
+        let mut big = b"d3:sdp".to_vec();
+        let body = vec![b'e'; 1 << 20];
+        big.extend_from_slice(format!("{}:", body.len()).as_bytes());
+        big.extend_from_slice(&body);
+        big.extend_from_slice(b"7:command5:offere");
+        let mut scan = Scan::default();
+        let ready: Vec<usize> = (1..=big.len())
+            .filter(|k| scan.worth_decoding(&big[..*k]))
+            .collect();
+        assert_eq!(ready, [big.len()]);
+        assert!(Value::decode(&big).is_ok());
     }
 }

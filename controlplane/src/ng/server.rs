@@ -9,7 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 
-use super::commands::{Controller, Framing, error_reply, frame, with_cookie};
+use super::bencode::Scan;
+use super::commands::{Controller, Framing, MAX_COOKIE, error_reply, frame, with_cookie};
 use crate::session::backend::MediaBackend;
 
 /// Largest NG message over TCP; past it the connection is closed (SDPs are a few KiB).
@@ -101,17 +102,32 @@ async fn connection<B: MediaBackend>(
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16_384];
+    // Where the message at the front of `buf` may end; decoded only then.
+    let mut scan = Scan::default();
     loop {
         // Serve every complete message already buffered.
         loop {
             let skip = buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
-            buf.drain(..skip);
+            if skip > 0 {
+                buf.drain(..skip);
+                scan = Scan::default();
+            }
             if buf.is_empty() {
+                break;
+            }
+            // A partial message is not decoded again on every read: a peer trickling
+            // a large one byte by byte would cost quadratic work.
+            let ready = match buf.iter().take(MAX_COOKIE + 1).position(|b| *b == b' ') {
+                Some(sp) => scan.worth_decoding(&buf[sp + 1..]),
+                None => true,
+            };
+            if !ready {
                 break;
             }
             match frame(&buf) {
                 Framing::Partial => break,
                 Framing::Message(n) => {
+                    scan = Scan::default();
                     if prefetch(&ctl, &buf[..n]) {
                         tokio::time::sleep(FRESH_WAIT).await;
                     }
