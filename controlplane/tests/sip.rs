@@ -698,3 +698,69 @@ async fn route_policy_forces_sdes_srtp_toward_the_callee_only() {
     let _ = to_b;
     relay.shutdown().await;
 }
+
+/// A TCP request the proxy answers itself (Max-Forwards 0 gets 483), to show a
+/// connection is served.
+async fn tcp_alive(a: &Ua, s: &mut tokio::net::TcpStream, branch: &str) {
+    use tokio::io::AsyncWriteExt;
+    let mut hop = a.request(
+        "OPTIONS",
+        "sip:x@127.0.0.1:9",
+        &format!("call-{branch}"),
+        1,
+        branch,
+        ("sip:x@127.0.0.1:9", None),
+        &[],
+        None,
+    );
+    hop.set_header(
+        "Via",
+        format!("SIP/2.0/TCP 127.0.0.1:{};branch=z9hG4bK{branch}", a.port()),
+    );
+    hop.set_header("Max-Forwards", "0".into());
+    s.write_all(&hop.to_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_tcp(s, &mut buf).await.code(), Some(483));
+}
+
+/// Waits for the proxy to close `s` (EOF), failing after `within`.
+async fn closed_by_proxy(s: &mut tokio::net::TcpStream, within: Duration) {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 512];
+    let n = tokio::time::timeout(within, s.read(&mut chunk))
+        .await
+        .expect("the proxy closes the connection in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "connection closed, nothing sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connections_are_capped_and_idle_ones_closed() {
+    use tokio::net::TcpStream;
+    let relay = relay_with(|c| {
+        c.sip.listen = Some("127.0.0.1:0".parse().unwrap());
+        c.sip.tcp.max_connections = 2;
+        c.sip.tcp.idle = Duration::from_millis(700);
+    })
+    .await;
+    let proxy = relay.sip.expect("the SIP front end is on");
+    let a = Ua::new("ivan").await;
+    let mut c1 = TcpStream::connect(proxy).await.unwrap();
+    let mut c2 = TcpStream::connect(proxy).await.unwrap();
+    tcp_alive(&a, &mut c1, "cap1").await;
+    tcp_alive(&a, &mut c2, "cap2").await;
+    // A third is over the cap: closed at once, long before the idle timeout.
+    let mut c3 = TcpStream::connect(proxy).await.unwrap();
+    closed_by_proxy(&mut c3, Duration::from_millis(400)).await;
+    // Activity keeps a connection open past the idle time...
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    tcp_alive(&a, &mut c1, "cap3").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    tcp_alive(&a, &mut c1, "cap4").await;
+    // ...silence closes it, and that frees the slots.
+    closed_by_proxy(&mut c2, Duration::from_secs(2)).await;
+    closed_by_proxy(&mut c1, Duration::from_secs(2)).await;
+    let mut c4 = TcpStream::connect(proxy).await.unwrap();
+    tcp_alive(&a, &mut c4, "cap5").await;
+    relay.shutdown().await;
+}

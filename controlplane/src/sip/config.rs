@@ -5,6 +5,8 @@
 //! [sip]
 //! listen = "127.0.0.1:5060"
 //! t1-ms = 500
+//! tcp-max-connections = 1024        # accepted and opened together
+//! tcp-idle-timeout-s = 600          # a connection silent this long is closed
 //! [[sip.route]]
 //! domain = "carrier.example"       # request-URI host; any when absent
 //! user-prefix = "00"               # request-URI user prefix; any when absent
@@ -31,6 +33,8 @@ use super::transaction::Timers;
 pub struct SipFile {
     listen: Option<String>,
     t1_ms: Option<u64>,
+    tcp_max_connections: Option<usize>,
+    tcp_idle_timeout_s: Option<u64>,
     #[serde(default)]
     route: Vec<RouteFile>,
 }
@@ -55,6 +59,31 @@ pub struct SipConfig {
     pub listen: Option<SocketAddr>,
     pub routes: Vec<Route>,
     pub timers: Timers,
+    pub tcp: TcpLimits,
+}
+
+/// Bounds on what SIP peers can make the front end hold over TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Connections open at once, accepted and opened toward next hops together;
+    /// an accept past it is closed at once.
+    pub max_connections: usize,
+    /// A connection with nothing read or written for this long is closed, so a
+    /// peer cannot pin descriptors and buffers by connecting and going quiet.
+    pub idle: Duration,
+    /// Messages waiting to be written to one connection; a peer that stops
+    /// reading past it has its connection closed instead of growing the queue.
+    pub queue: usize,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            max_connections: 1024,
+            idle: Duration::from_secs(600),
+            queue: 256,
+        }
+    }
 }
 
 fn addr(key: &str, s: &str) -> Result<SocketAddr, String> {
@@ -87,6 +116,20 @@ pub fn resolve(flag: Option<&str>, file: Option<&SipFile>) -> Result<SipConfig, 
         let t1 = Duration::from_millis(t1);
         c.timers.t1 = t1;
         c.timers.t2 = c.timers.t2.max(t1);
+    }
+    if let Some(n) = file.tcp_max_connections {
+        if !(1..=100_000).contains(&n) {
+            return Err(format!(
+                "sip.tcp-max-connections: {n} is outside 1..=100000"
+            ));
+        }
+        c.tcp.max_connections = n;
+    }
+    if let Some(s) = file.tcp_idle_timeout_s {
+        if !(1..=86_400).contains(&s) {
+            return Err(format!("sip.tcp-idle-timeout-s: {s} is outside 1..=86400"));
+        }
+        c.tcp.idle = Duration::from_secs(s);
     }
     for (i, r) in file.route.iter().enumerate() {
         let key = format!("sip.route[{i}]");
@@ -164,6 +207,17 @@ mod tests {
         assert!(resolve(None, Some(&bad)).unwrap_err().contains("transport"));
         let bad = file("t1-ms = 1\n");
         assert!(resolve(None, Some(&bad)).is_err());
+        let f = file("tcp-max-connections = 8\ntcp-idle-timeout-s = 30\n");
+        let c = resolve(None, Some(&f)).unwrap();
+        assert_eq!(c.tcp.max_connections, 8);
+        assert_eq!(c.tcp.idle, Duration::from_secs(30));
+        let bad = file("tcp-max-connections = 0\n");
+        assert!(
+            resolve(None, Some(&bad))
+                .unwrap_err()
+                .contains("tcp-max-connections")
+        );
+        assert!(resolve(None, Some(&file("tcp-idle-timeout-s = 0\n"))).is_err());
         assert!(toml::from_str::<SipFile>("bogus = 1").is_err());
     }
 }
