@@ -194,6 +194,8 @@ pub struct Monologue {
     pub peer: Option<String>,
     /// The `rtcp-mux` options this party's last offer came with.
     pub mux_flags: MuxFlags,
+    /// `via-branch` of this party's last answer: names its fork in `delete`.
+    pub via_branch: Option<Box<str>>,
 }
 
 impl Monologue {
@@ -205,6 +207,7 @@ impl Monologue {
             sides: Vec::new(),
             peer: None,
             mux_flags: MuxFlags::default(),
+            via_branch: None,
         }
     }
 }
@@ -234,6 +237,48 @@ pub struct Call {
 impl Call {
     pub fn monologue(&self, tag: &str) -> Option<usize> {
         self.monologues.iter().position(|m| m.tag == tag)
+    }
+
+    /// How many monologues talk to `tag` (its forks, when more than one).
+    fn branches_of(&self, tag: &str) -> usize {
+        self.monologues
+            .iter()
+            .filter(|m| m.peer.as_deref() == Some(tag))
+            .count()
+    }
+
+    /// The monologue `m` when it is one of several branches of its peer: then it
+    /// can end alone and the call goes on with the others.
+    fn lone_branch(&self, m: usize, of: Option<usize>) -> Option<usize> {
+        let peer = self.monologues[m].peer.as_deref()?;
+        let root = self.monologue(peer)?;
+        (of.is_none_or(|o| o == root) && self.branches_of(peer) >= 2).then_some(m)
+    }
+
+    /// Which monologue a `delete` with these tags ends alone; `None`: the whole
+    /// call. As rtpengine: `from-tag` with `to-tag` (or `via-branch`) names one
+    /// dialogue, and only a fork among several ends alone; a `from-tag` alone ends
+    /// that party, which is the whole call unless it is one such fork.
+    pub fn branch_to_end(
+        &self,
+        from: Option<usize>,
+        to: Option<usize>,
+        via: Option<&str>,
+    ) -> Option<usize> {
+        let by_via = via.and_then(|v| {
+            self.monologues
+                .iter()
+                .position(|m| m.via_branch.as_deref() == Some(v))
+        });
+        let Some(f) = from else {
+            return to.or(by_via).and_then(|t| self.lone_branch(t, None));
+        };
+        match to.or(by_via).filter(|t| *t != f) {
+            Some(t) => self
+                .lone_branch(t, Some(f))
+                .or_else(|| self.lone_branch(f, Some(t))),
+            None => self.lone_branch(f, None),
+        }
     }
 
     /// All installed flows of the call.

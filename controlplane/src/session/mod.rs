@@ -246,6 +246,7 @@ impl<B: MediaBackend> Sessions<B> {
         let call_id = required(req, "call-id")?;
         let from_tag = required(req, "from-tag")?;
         let to_tag = required(req, "to-tag")?;
+        let via_branch = flags::string(req, "via-branch")?;
         let flags = Flags::parse(req)?;
         let mut sdp = parse_sdp(req)?;
         rewrite::check_protocols(&sdp, &flags)?;
@@ -255,8 +256,16 @@ impl<B: MediaBackend> Sessions<B> {
             .get_mut(call_id)
             .ok_or_else(|| "Unknown call-id".to_owned())?;
         call.deleting = None;
-        let res =
-            negotiate::answer_call(&mut self.res, call, from_tag, to_tag, &flags, &mut sdp, now);
+        let res = negotiate::answer_call(
+            &mut self.res,
+            call,
+            from_tag,
+            to_tag,
+            via_branch.as_deref(),
+            &flags,
+            &mut sdp,
+            now,
+        );
         self.reindex(call_id, before);
         res?;
         tracing::info!(call_id = %call_id, from_tag = %from_tag, to_tag = %to_tag, "answer");
@@ -277,18 +286,24 @@ impl<B: MediaBackend> Sessions<B> {
             .calls
             .get_mut(call_id)
             .ok_or_else(|| "Unknown call-id".to_owned())?;
-        for key in ["from-tag", "to-tag"] {
-            if let Some(tag) = flags::string(req, key)?
-                && call.monologue(&tag).is_none()
-            {
-                return Err(format!("Unknown {key}"));
+        let mut tags = [None; 2];
+        for (slot, key) in tags.iter_mut().zip(["from-tag", "to-tag"]) {
+            if let Some(tag) = flags::string(req, key)? {
+                *slot = Some(
+                    call.monologue(&tag)
+                        .ok_or_else(|| format!("Unknown {key}"))?,
+                );
             }
         }
+        let via = flags::string(req, "via-branch")?;
         let mut reply = query::call_info(call);
         if let Value::Dict(d) = &mut reply {
             d.insert(0, (b"result".to_vec(), Value::str("ok")));
         }
-        if delay.is_zero() {
+        if let Some(m) = call.branch_to_end(tags[0], tags[1], via.as_deref()) {
+            let call_id = call_id.to_owned();
+            self.end_branch(&call_id, m, now)?;
+        } else if delay.is_zero() {
             let call_id = call_id.to_owned();
             self.end_call(&call_id, EndReason::Deleted, now, true);
         } else if call.deleting.is_none() {
@@ -297,6 +312,52 @@ impl<B: MediaBackend> Sessions<B> {
             tracing::info!(call_id = %call_id, delay_s = delay.as_secs(), "delete scheduled");
         }
         Ok(reply)
+    }
+
+    /// Ends one fork of a call that has others (`delete` of a branch). A branch
+    /// left behind by a later answer holds no sides and just goes. The branch
+    /// holding the media hands its sides to the most recent other fork, whose
+    /// remote is not known here any more: its flows forget where they sent and
+    /// learn again from that fork's packets or its next answer.
+    fn end_branch(&mut self, call_id: &str, m: usize, now: Instant) -> Result<(), String> {
+        let before = self.flows_of(call_id);
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return Ok(());
+        };
+        let worker = call.worker;
+        let gone = call.monologues.remove(m);
+        tracing::info!(call_id = %call_id, tag = %gone.tag, "branch deleted");
+        let root_tag = gone.peer.unwrap_or_default();
+        let root = call
+            .monologue(&root_tag)
+            .filter(|r| call.monologues[*r].peer.as_deref() == Some(&gone.tag));
+        let heir = call
+            .monologues
+            .iter()
+            .rposition(|x| x.peer.as_deref() == Some(&root_tag));
+        let (Some(root), Some(heir)) = (root, heir) else {
+            // A losing fork: whatever it holds (none after a later answer took
+            // the media) is freed with the delay a deleted call's ports get.
+            let at = now + self.res.cfg.delete_delay;
+            self.retire_sides(call_id, worker, gone.sides, at);
+            self.reindex(call_id, before);
+            return Ok(());
+        };
+        call.monologues[root].peer = Some(call.monologues[heir].tag.clone());
+        let (mr, mh) = negotiate::two(&mut call.monologues, root, heir);
+        mh.sides = gone.sides;
+        let res = mr
+            .sides
+            .iter_mut()
+            .zip(mh.sides.iter_mut())
+            .try_for_each(|(sr, sh)| {
+                sh.remote_rtp = None;
+                sh.remote_rtcp = None;
+                negotiate::unlatch(&mut self.res.backend, worker, sh)?;
+                negotiate::sync_stream(&mut self.res.backend, worker, sr, sh)
+            });
+        self.reindex(call_id, before);
+        res
     }
 
     /// `query`: the call's tags, streams and counters in rtpengine's shape.
@@ -556,24 +617,32 @@ impl<B: MediaBackend> Sessions<B> {
             now + self.res.cfg.delete_delay
         };
         for mono in call.monologues {
-            for side in mono.sides {
-                let t = side.totals();
-                self.totals.media.packets += t.packets;
-                self.totals.media.bytes += t.bytes;
-                self.totals.media.errors += t.errors;
-                for (k, id) in side.flows.into_iter().flatten().enumerate() {
-                    self.retiring.insert((call.worker, id), side.counters[k]);
-                    if let Err(e) = self.res.backend.remove_flow(call.worker, id) {
-                        tracing::warn!(call_id = %call_id, error = %e, "flow removal failed");
-                    }
-                }
-                self.draining.push((at, side.iface, side.pair));
-            }
+            self.retire_sides(call_id, call.worker, mono.sides, at);
         }
         if release_now {
             self.release_due(now);
         }
         tracing::info!(call_id = %call_id, reason = reason.as_str(), "call ended");
+    }
+}
+
+impl<B: MediaBackend> Sessions<B> {
+    /// Removes the sides' flows (their counters go to the totals) and drains their
+    /// ports until `at`.
+    fn retire_sides(&mut self, call_id: &str, worker: usize, sides: Vec<call::Side>, at: Instant) {
+        for side in sides {
+            let t = side.totals();
+            self.totals.media.packets += t.packets;
+            self.totals.media.bytes += t.bytes;
+            self.totals.media.errors += t.errors;
+            for (k, id) in side.flows.into_iter().flatten().enumerate() {
+                self.retiring.insert((worker, id), side.counters[k]);
+                if let Err(e) = self.res.backend.remove_flow(worker, id) {
+                    tracing::warn!(call_id = %call_id, error = %e, "flow removal failed");
+                }
+            }
+            self.draining.push((at, side.iface, side.pair));
+        }
     }
 }
 
@@ -585,6 +654,8 @@ fn parse_sdp(req: &Value) -> Result<Sdp, String> {
     Sdp::parse_bytes(raw).map_err(|e| format!("Failed to parse SDP: {e}"))
 }
 
+#[cfg(test)]
+mod fork_tests;
 #[cfg(test)]
 mod sdes_tests;
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use ferrelay_engine::FlowId;
+use ferrelay_engine::{FlowId, LatchMode};
 use ferrelay_sdp::{Proto, Sdp};
 
 use super::backend::{FlowCounters, MediaBackend};
@@ -67,7 +67,7 @@ fn ensure_side<B>(
 }
 
 /// Both monologues mutably: `(a, b)` with `a != b`.
-fn two<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+pub(super) fn two<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
     if a < b {
         let (l, r) = v.split_at_mut(b);
         (&mut l[a], &mut r[0])
@@ -78,7 +78,7 @@ fn two<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
 }
 
 /// Installs or updates the four flows of m= line `i` between two parties.
-fn sync_stream<B: MediaBackend>(
+pub(super) fn sync_stream<B: MediaBackend>(
     backend: &mut B,
     worker: usize,
     sa: &mut Side,
@@ -218,33 +218,94 @@ pub(super) fn offer_call<B: MediaBackend>(
     Ok(())
 }
 
+/// The monologue answering `x`'s offer as `to_tag`, and whether its sides just
+/// moved to it from another branch (so their latched remote must be forgotten).
+///
+/// Forking (RFC 3261 §16.7, §13.2.2.4): every fork of an INVITE got the same offer
+/// SDP, so all of them send to the ports of `x`'s one answerer slot. The first
+/// answer tags the slot's tagless monologue; an answer from another branch gets a
+/// monologue of its own and the slot's sides (ports and flows) move to it, so media
+/// from `x` goes to the branch that answered last and no fork has to learn a new
+/// port. A branch left behind keeps its tag (for `delete` and a later answer) and
+/// no sides.
+fn answerer(call: &mut Call, x: usize, to_tag: &str) -> Result<(usize, bool), String> {
+    let x_tag = call.monologues[x].tag.clone();
+    let live = call.monologues[x]
+        .peer
+        .as_deref()
+        .and_then(|p| call.monologue(p))
+        .filter(|p| *p != x);
+    let y = match call.monologue(to_tag) {
+        Some(y) => y,
+        None => match live {
+            Some(l) if call.monologues[l].tag.is_empty() => {
+                call.monologues[l].tag = to_tag.to_owned();
+                call.monologues[x].peer = Some(to_tag.to_owned());
+                return Ok((l, false));
+            }
+            Some(l) if call.monologues[l].peer.as_deref() == Some(x_tag.as_str()) => {
+                call.monologues.reserve_exact(1);
+                let mut m = Monologue::new(to_tag, unix_now());
+                m.peer = Some(x_tag.clone());
+                call.monologues.push(m);
+                call.monologues.len() - 1
+            }
+            _ => return Err("Unknown to-tag".into()),
+        },
+    };
+    let Some(l) = live.filter(|l| {
+        *l != y
+            && call.monologues[y].sides.is_empty()
+            && call.monologues[*l].peer.as_deref() == Some(x_tag.as_str())
+    }) else {
+        return Ok((y, false));
+    };
+    // Another branch answers: the answerer slot's sides follow it.
+    let sides = std::mem::take(&mut call.monologues[l].sides);
+    call.monologues[y].sides = sides;
+    call.monologues[y].peer = Some(x_tag);
+    call.monologues[x].peer = Some(to_tag.to_owned());
+    tracing::info!(call_id = %call.id, to_tag = %to_tag, "forked answer takes the media");
+    Ok((y, true))
+}
+
+/// Makes the side's flows forget the remote they latched (the engine drops the
+/// latch on a `Fixed` rule); the rules that follow make them learn again.
+pub(super) fn unlatch<B: MediaBackend>(
+    backend: &mut B,
+    worker: usize,
+    side: &Side,
+) -> Result<(), String> {
+    for (k, id) in side.flows.into_iter().flatten().enumerate() {
+        let mut r = side.bare_rule(k);
+        r.latch = LatchMode::Fixed;
+        backend
+            .update_flow(worker, id, r)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 pub(super) fn answer_call<B: MediaBackend>(
     res: &mut Resources<B>,
     call: &mut Call,
     from_tag: &str,
     to_tag: &str,
+    via_branch: Option<&str>,
     flags: &Flags,
     sdp: &mut Sdp,
     now: Instant,
 ) -> Result<(), String> {
     let x = call.monologue(from_tag).ok_or("Unknown from-tag")?;
-    let y = match call.monologue(to_tag) {
-        Some(y) => y,
-        None => {
-            let y = call
-                .monologue("")
-                .filter(|y| call.monologues[x].peer.as_deref() == Some("") && *y != x)
-                .ok_or("Unknown to-tag")?;
-            call.monologues[y].tag = to_tag.to_owned();
-            call.monologues[x].peer = Some(to_tag.to_owned());
-            y
-        }
-    };
+    let (y, relatch) = answerer(call, x, to_tag)?;
     if x == y {
         return Err("from-tag and to-tag name the same party".into());
     }
     let worker = call.worker;
     let (mx, my) = two(&mut call.monologues, x, y);
+    if via_branch.is_some() {
+        my.via_branch = via_branch.map(Into::into);
+    }
     // Both parties hold a side per offered stream (an offer that failed half way
     // may have left one short; such streams are refused rather than indexed).
     if sdp.media().len() > mx.sides.len().min(my.sides.len()) {
@@ -271,6 +332,9 @@ pub(super) fn answer_call<B: MediaBackend>(
         sy.rejected = rejected;
         let x_proto = Proto::parse(&sx.protocol);
         edits.push(sdes::answer(&mut sx.crypto, &mut sy.crypto, m, &x_proto)?);
+        if relatch {
+            unlatch(&mut res.backend, worker, sy)?;
+        }
         sync_stream(&mut res.backend, worker, sx, sy)?;
         iface = sx.iface;
         plan.push(rewrite::Plan {

@@ -15,7 +15,7 @@ use crate::config::InterfaceSpec;
 /// Each test gets its own port range so parallel tests never collide.
 static NEXT_RANGE: AtomicU16 = AtomicU16::new(42_000);
 
-fn cfg(pairs: u16) -> SessionConfig {
+pub(super) fn cfg(pairs: u16) -> SessionConfig {
     let min = NEXT_RANGE.fetch_add(100, Ordering::Relaxed);
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     SessionConfig {
@@ -34,14 +34,14 @@ fn cfg(pairs: u16) -> SessionConfig {
     }
 }
 
-fn sdp(addr: &str, port: u16, extra: &str) -> String {
+pub(super) fn sdp(addr: &str, port: u16, extra: &str) -> String {
     format!(
         "v=0\r\no=- 1 1 IN IP4 {addr}\r\ns=-\r\nc=IN IP4 {addr}\r\nt=0 0\r\n\
          m=audio {port} RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\n{extra}"
     )
 }
 
-fn req(pairs: &[(&str, &str)], list: &[(&str, &[&str])]) -> Value {
+pub(super) fn req(pairs: &[(&str, &str)], list: &[(&str, &[&str])]) -> Value {
     let mut d: Vec<(Vec<u8>, Value)> = pairs
         .iter()
         .map(|(k, v)| (k.as_bytes().to_vec(), Value::str(v)))
@@ -55,15 +55,15 @@ fn req(pairs: &[(&str, &str)], list: &[(&str, &[&str])]) -> Value {
     Value::Dict(d)
 }
 
-fn reply_sdp(v: &Value) -> Sdp {
+pub(super) fn reply_sdp(v: &Value) -> Sdp {
     Sdp::parse_bytes(v.get("sdp").and_then(Value::as_bytes).unwrap()).unwrap()
 }
 
-fn port_of(v: &Value) -> u16 {
+pub(super) fn port_of(v: &Value) -> u16 {
     reply_sdp(v).media()[0].port()
 }
 
-fn sessions(pairs: u16) -> Sessions<FakeBackend> {
+pub(super) fn sessions(pairs: u16) -> Sessions<FakeBackend> {
     Sessions::new(cfg(pairs), FakeBackend::new(2), Instant::now())
 }
 
