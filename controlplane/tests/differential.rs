@@ -136,6 +136,20 @@ fn scenario_steps() -> Vec<(&'static str, Vec<Step>)> {
                 step(answer("d5", "A", "B", &sa, vec![]), sa),
             ]
         }),
+        // Ports are masked: rtpengine gives the offerer a new port for the second
+        // fork's answer where ferrelay keeps the first one (both are valid SDP).
+        ("forked answers from two branches", {
+            let so = o(audio);
+            let (b1, b2) = (
+                a(answer_audio),
+                a("m=audio 3002 RTP/AVP 0\r\na=sendrecv\r\n"),
+            );
+            vec![
+                step(offer("d7", "A", &so, vec![]), so),
+                step(answer("d7", "A", "B1", &b1, vec![]), b1),
+                step(answer("d7", "A", "B2", &b2, vec![]), b2),
+            ]
+        }),
         ("AVP to AVPF", {
             let (so, sa) = (o(audio), a("m=audio 3000 RTP/AVPF 0\r\n"));
             vec![

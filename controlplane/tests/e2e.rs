@@ -414,3 +414,60 @@ async fn ipv6_media_through_a_v6_interface() {
     assert_eq!((got, src), (pkt, at6(p_a)));
     relay.shutdown().await;
 }
+
+/// Forking: two branches answer one offer. Media from the offerer goes to the
+/// branch that answered last, on the ports the offer told every fork; deleting
+/// the losing branch keeps the call and its media.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forked_answer_takes_the_media_and_the_losing_branch_can_go() {
+    let relay = relay().await;
+    let mut ng = Ng::new(relay.ng_udp).await;
+    let (a, b1, b2) = (bind().await, bind().await, bind().await);
+    let port = |s: &tokio::net::UdpSocket| s.local_addr().unwrap().port();
+    let r = ng
+        .call(&offer("fork", "A", &sdp(port(&a), ""), vec![]))
+        .await;
+    let to_b_side = media_port(&reply_sdp(&r));
+    let r = ng
+        .call(&answer("fork", "A", "B1", &sdp(port(&b1), ""), vec![]))
+        .await;
+    let to_a_side = media_port(&reply_sdp(&r));
+    // B1's early media latches the B-facing port to B1.
+    let pkt = rtp(0, 1, 0xB1B1_0001, 1);
+    assert_eq!(send_until(&b1, at(to_b_side), &pkt, &a).await.0, pkt);
+    let pkt = rtp(0, 1, 0xAAAA_0001, 2);
+    assert_eq!(send_until(&a, at(to_a_side), &pkt, &b1).await.0, pkt);
+
+    // B2 answers: same relay ports for A, and A's media now reaches B2.
+    let r = ng
+        .call(&answer("fork", "A", "B2", &sdp(port(&b2), ""), vec![]))
+        .await;
+    assert_eq!(media_port(&reply_sdp(&r)), to_a_side);
+    let pkt = rtp(0, 2, 0xAAAA_0001, 3);
+    let (got, src) = send_until(&a, at(to_a_side), &pkt, &b2).await;
+    assert_eq!((got, src), (pkt, at(to_b_side)));
+    let pkt = rtp(0, 1, 0xB2B2_0001, 4);
+    assert_eq!(send_until(&b2, at(to_b_side), &pkt, &a).await.0, pkt);
+    let mut buf = [0u8; 2048];
+    let stray = tokio::time::timeout(Duration::from_millis(200), b1.recv_from(&mut buf)).await;
+    assert!(stray.is_err(), "nothing of A's reaches the losing branch");
+
+    // The losing branch goes; the call and its media stay.
+    let mut del = cmd("delete", "fork");
+    if let Value::Dict(d) = &mut del {
+        d.push((b"from-tag".to_vec(), Value::str("A")));
+        d.push((b"to-tag".to_vec(), Value::str("B1")));
+    }
+    assert_eq!(result(&ng.call(&del).await), "ok");
+    let q = ng.call(&cmd("query", "fork")).await;
+    let tags = q.get("tags").unwrap();
+    assert!(
+        tags.get("B1").is_none() && tags.get("B2").is_some(),
+        "{q:?}"
+    );
+    let pkt = rtp(0, 3, 0xAAAA_0001, 5);
+    assert_eq!(send_until(&a, at(to_a_side), &pkt, &b2).await.0, pkt);
+    let pkt = rtp(0, 2, 0xB2B2_0001, 6);
+    assert_eq!(send_until(&b2, at(to_b_side), &pkt, &a).await.0, pkt);
+    relay.shutdown().await;
+}
