@@ -12,6 +12,7 @@ pub mod modes;
 pub mod ng;
 pub mod ng_calls;
 pub mod packet;
+pub mod relay_proc;
 pub mod report;
 
 pub use call_source::{Call, CallAddrs, CallSource, FixedPairs, LegKeys};

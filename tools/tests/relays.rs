@@ -6,13 +6,13 @@
 //! ones it uses).
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 mod common;
 
 use common::InProcess;
 use ferrelay_tools::modes::{self, Placer};
+use ferrelay_tools::relay_proc::{self, RelayProcess, RelaySpec};
 use ferrelay_tools::{LoadConfig, LoadReport, NgCallOptions, NgCalls, NgClient};
 
 fn cfg() -> LoadConfig {
@@ -103,52 +103,13 @@ fn ferrelay_calls_are_deleted_after_the_run() {
     assert_eq!(ids, 0, "{list:?}");
 }
 
-/// rtpengine in userspace (`--table=-1`), killed when dropped.
-struct Rtpengine {
-    child: Child,
-    ng: SocketAddr,
-}
-
-impl Drop for Rtpengine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rtpengine(port_min: u16) -> Rtpengine {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let ng: SocketAddr = ([127, 0, 0, 1], port).into();
-    let child = Command::new("rtpengine")
-        .args([
-            "--config-file=none",
-            "--table=-1",
-            "--interface=127.0.0.1",
-            &format!("--listen-ng={ng}"),
-            &format!("--port-min={port_min}"),
-            &format!("--port-max={}", port_min + 199),
-            "--delete-delay=0",
-            "--foreground",
-            "--log-stderr",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("rtpengine is installed (Debian rtpengine-daemon, scripts/deps/core.apt)");
-    let r = Rtpengine { child, ng };
-    let mut c = NgClient::new(ng, Duration::from_millis(100)).unwrap();
-    // Up to 30 x 3 tries of 100 ms: rtpengine starts in well under a second.
-    for _ in 0..30 {
-        let ping = ferrelay_tools::ng::request(vec![("command", ferrelay::ng::Value::str("ping"))]);
-        if c.call_ok(&ping).is_ok() {
-            return r;
-        }
-    }
-    panic!("rtpengine did not answer ping on {ng}");
+/// rtpengine in userspace, started as the relay comparison starts it; killed when
+/// dropped. Its log goes to the temporary directory.
+fn rtpengine(port_min: u16) -> RelayProcess {
+    let spec = RelaySpec::rtpengine(port_min, port_min + 199).unwrap();
+    let logs = std::env::temp_dir().join(format!("ferrelay-tools-relays-{port_min}"));
+    std::fs::create_dir_all(&logs).unwrap();
+    relay_proc::start(&spec, None, &logs).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 #[test]

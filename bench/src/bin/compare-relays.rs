@@ -146,7 +146,7 @@ fn run_relay(
     logs: &std::path::Path,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<RunResult> {
-    let p = relay::start(spec, cpus, logs)?;
+    let p = relay::start(spec, Some(cpus), logs)?;
     let ng = NgClient::new(spec.ng, Duration::from_secs(1))?;
     let mut placer = NgCalls::new(
         ng,

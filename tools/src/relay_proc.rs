@@ -1,5 +1,7 @@
-//! Real relays as measured processes: the `ferrelay` binary and Debian's rtpengine,
-//! each pinned to the forwarder core with taskset and driven over NG.
+//! Real relays as child processes: the `ferrelay` binary and Debian's rtpengine
+//! (userspace forwarding), optionally pinned with taskset, ready once they answer
+//! an NG ping. Used by the relay comparison benchmark and the load generator's
+//! tests against rtpengine, so both start it the same way.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,8 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use ferrelay::ng::Value;
-use ferrelay_tools::NgClient;
-use ferrelay_tools::ng::{request, result};
+
+use crate::NgClient;
+use crate::ng::{request, result};
 
 /// Which relay and how to start it.
 #[derive(Debug, Clone)]
@@ -32,10 +35,31 @@ pub enum RelayKind {
     Rtpengine { bin: PathBuf, threads: usize },
 }
 
+impl RelaySpec {
+    /// Debian's rtpengine (`rtpengine-daemon`, from `PATH`) with NG on a free
+    /// loopback port and media ports `port_min..=port_max`.
+    pub fn rtpengine(port_min: u16, port_max: u16) -> std::io::Result<RelaySpec> {
+        let ng = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
+        Ok(RelaySpec {
+            name: "rtpengine".into(),
+            kind: RelayKind::Rtpengine {
+                bin: "rtpengine".into(),
+                threads: 1,
+            },
+            ng,
+            port_min,
+            port_max,
+            workers: 1,
+        })
+    }
+}
+
 /// A running relay; killed (and its log kept) when dropped.
 #[derive(Debug)]
 pub struct RelayProcess {
     child: Child,
+    /// Where it answers NG.
+    pub ng: SocketAddr,
     pub log: PathBuf,
 }
 
@@ -108,35 +132,49 @@ fn args(spec: &RelaySpec) -> (PathBuf, Vec<String>) {
     }
 }
 
-/// Starts the relay on `cpus` (a taskset list such as `1` or `1-4`), its stderr in
-/// `log_dir`, and waits for NG `pong`.
-pub fn start(spec: &RelaySpec, cpus: &str, log_dir: &Path) -> anyhow::Result<RelayProcess> {
+/// Starts the relay, on `cpus` (a taskset list such as `1` or `1-4`) when given,
+/// its stderr in `log_dir`, and waits for NG `pong`.
+pub fn start(spec: &RelaySpec, cpus: Option<&str>, log_dir: &Path) -> anyhow::Result<RelayProcess> {
     let (bin, a) = args(spec);
-    anyhow::ensure!(bin.exists(), "{} not found", bin.display());
     let log = log_dir.join(format!("{}.log", spec.name));
-    let err = std::fs::File::create(&log)?;
-    let child = Command::new("taskset")
-        .arg("-c")
-        .arg(cpus)
-        .arg(&bin)
+    let err = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let mut cmd = match cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpus).arg(&bin);
+            c
+        }
+        None => Command::new(&bin),
+    };
+    let child = cmd
         .args(&a)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(err)
         .spawn()
-        .with_context(|| format!("starting {} under taskset", bin.display()))?;
-    let p = RelayProcess { child, log };
+        .with_context(|| {
+            format!(
+                "starting {} (rtpengine comes from Debian's rtpengine-daemon, \
+                 installed by scripts/setup.sh)",
+                bin.display()
+            )
+        })?;
+    let mut p = RelayProcess {
+        child,
+        ng: spec.ng,
+        log,
+    };
     let mut ng = NgClient::new(spec.ng, Duration::from_millis(300))?;
     let ping = request(vec![("command", Value::str("ping"))]);
     let until = Instant::now() + Duration::from_secs(15);
     loop {
         match ng.call(&ping) {
             Ok(r) if result(&r) == "pong" => return Ok(p),
-            _ if Instant::now() >= until => {
+            _ if Instant::now() >= until || p.child.try_wait().ok().flatten().is_some() => {
                 let log = std::fs::read_to_string(&p.log).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(5).collect();
                 anyhow::bail!(
-                    "{} did not answer an NG ping within 15 s; its log ends: {:?}",
+                    "{} did not answer an NG ping (exited, or 15 s passed); its log ends: {:?}",
                     spec.name,
                     tail.into_iter().rev().collect::<Vec<_>>()
                 )
