@@ -52,6 +52,10 @@ fn stream(side: &Side, k: usize) -> Value {
     if c.remote.is_some() {
         flags.push(Value::str("filled"));
     }
+    // Not an rtpengine word (it has no refused streams); tools skip unknown flags.
+    if side.failed {
+        flags.push(Value::str("failed"));
+    }
     Value::Dict(vec![
         entry("local port", int(u64::from(side.pair.port) + k as u64)),
         entry("local address", Value::str(&side.local_ip.to_string())),
@@ -99,6 +103,10 @@ pub fn call_info(call: &Call) -> Value {
             }
             if side.blocked {
                 mflags.push(Value::str("blocked"));
+            }
+            // A worker refused the flows: nothing is relayed on this stream.
+            if side.failed {
+                mflags.push(Value::str("failed"));
             }
             medias.push(Value::Dict(vec![
                 entry("index", int(i as u64 + 1)),

@@ -803,6 +803,36 @@ fn a_flow_the_worker_refused_is_freed_and_its_stream_marked_failed() {
         .flat_map(|m| m.sides.iter().map(|x| x.failed))
         .collect();
     assert_eq!(failed.iter().filter(|f| **f).count(), 1, "{failed:?}");
+    // `query` (and the HTTP API, which renders the same reply) shows which stream
+    // failed: "failed" among the media's flags and each of its streams' flags.
+    let q = s.query(&req(&[("call-id", "f")], &[])).unwrap();
+    let flag_lists = |failed_only: bool| {
+        let mut n = 0;
+        let Some(Value::Dict(tags)) = q.get("tags") else {
+            panic!("{q:?}")
+        };
+        for (_, t) in tags {
+            for m in t.get("medias").unwrap().as_list().unwrap() {
+                let has = |v: &Value| {
+                    v.get("flags")
+                        .unwrap()
+                        .as_list()
+                        .unwrap()
+                        .iter()
+                        .any(|f| f.as_str() == Some("failed"))
+                };
+                if has(m) == failed_only {
+                    n += 1;
+                    let streams = m.get("streams").unwrap().as_list().unwrap();
+                    assert!(streams.iter().all(|st| has(st) == failed_only), "{q:?}");
+                }
+            }
+        }
+        n
+    };
+    assert_eq!((flag_lists(true), flag_lists(false)), (1, 1), "{q:?}");
+    let json = crate::http::to_json(&q).to_string();
+    assert_eq!(json.matches("\"failed\"").count(), 3, "{json}");
     // The worker's second refusal (the UpdateFlow that followed) changes nothing.
     s.on_flow_refused(w, refused, "no live flow with this id");
     assert_eq!(s.backend().flows.len(), 2);
@@ -815,6 +845,8 @@ fn a_flow_the_worker_refused_is_freed_and_its_stream_marked_failed() {
             .iter()
             .all(|m| m.sides.iter().all(|x| !x.failed && x.flows.is_some()))
     );
+    let q = s.query(&req(&[("call-id", "f")], &[])).unwrap();
+    assert!(!crate::http::to_json(&q).to_string().contains("\"failed\""));
 }
 
 /// A call's parties and sides are held at exact capacity: `Vec` would round one
