@@ -60,6 +60,10 @@ pub enum Reason {
     /// RFC 4568 §6.1: lifetime or MKI is not `[2^]n` / `<mki>:<length>`.
     #[error("a=crypto lifetime or MKI is malformed")]
     BadCryptoLifetimeOrMki,
+    /// More m= lines than [`crate::MAX_MEDIA`]: each costs the relay ports, so one
+    /// description cannot drain the pool.
+    #[error("too many m= lines (more than 64)")]
+    TooManyMedia,
     /// An attribute added through the API has a name that cannot appear on an `a=` line.
     #[error("attribute name must be a non-empty token without ':' or whitespace")]
     BadAttributeName,

@@ -81,4 +81,4 @@ pub use crypto::{Crypto, InlineKey, KeyParam, Lifetime, Mki};
 pub use error::{Reason, SdpError};
 pub use fields::{Connection, Origin, Proto};
 pub use media::Media;
-pub use session::Sdp;
+pub use session::{MAX_MEDIA, Sdp};

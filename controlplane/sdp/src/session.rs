@@ -22,6 +22,11 @@ use crate::fields::{Connection, MediaLine, Origin, addrtype};
 use crate::line::{Eol, Kind, Line, classify, split_lines};
 use crate::media::Media;
 
+/// Most m= lines one description may carry. Every stream costs the relay two port
+/// pairs, so the bound keeps one offer from taking hundreds of ports; real offers
+/// (audio, video, a few simulcast or data sections) stay far below it.
+pub const MAX_MEDIA: usize = 64;
+
 /// A parsed SDP that keeps every line and writes back unchanged lines byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sdp {
@@ -57,6 +62,9 @@ impl Sdp {
         };
         for (number, text, eol) in lines {
             if let Some(value) = text.strip_prefix("m=") {
+                if sdp.media.len() == MAX_MEDIA {
+                    return Err(SdpError::new(number, Reason::TooManyMedia));
+                }
                 let m = MediaLine::parse(value).map_err(|r| SdpError::new(number, r))?;
                 let header = Line::new(text.to_owned(), eol, Kind::Media);
                 let eol = sdp.eol;

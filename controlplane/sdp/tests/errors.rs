@@ -107,3 +107,19 @@ fn rtcp_port_past_65535_is_none_not_a_wrap() {
     assert_eq!(sdp.media()[0].rtcp_addr(&sdp), None);
     assert_eq!(sdp.media()[0].rtp_addr(&sdp).unwrap().port(), 65535);
 }
+
+#[test]
+fn media_lines_are_capped() {
+    use ferrelay_sdp::MAX_MEDIA;
+    let mut sdp = String::from("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n");
+    for i in 0..MAX_MEDIA {
+        sdp.push_str(&format!("m=audio {} RTP/AVP 0\r\n", 5000 + 2 * i));
+    }
+    assert_eq!(Sdp::parse(&sdp).unwrap().media().len(), MAX_MEDIA);
+    sdp.push_str("m=video 9000 RTP/AVP 96\r\n");
+    // One past the cap is refused on its own line: four session lines, then 65.
+    assert_eq!(
+        err(&sdp),
+        SdpError::new(4 + MAX_MEDIA + 1, Reason::TooManyMedia)
+    );
+}
