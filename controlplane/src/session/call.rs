@@ -1,7 +1,9 @@
 //! The state of one call: monologues (one per SIP tag) holding one side per m= line.
 //! A side owns the port pair its party talks to and the two flows on those ports.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrelay_engine::{Component, CryptoSpec, FlowId, FlowRule, LatchMode, MismatchPolicy, Output};
@@ -52,13 +54,14 @@ impl Default for Policy {
     }
 }
 
+/// What a side without SDES state reads as.
+static PLAIN: SideCrypto = SideCrypto::PLAIN;
+
 /// One party's end of one m= line.
 #[derive(Debug)]
 pub struct Side {
-    /// Index of the interface the pair is bound on.
+    /// Index of the interface the pair is bound on (its address is `pair.ip`).
     pub iface: usize,
-    /// The address the pair is bound on.
-    pub local_ip: std::net::IpAddr,
     /// The party sends to `pair.port` (RTP, or both when muxed) and `pair.port + 1`
     /// (RTCP); reserved until the call's ports are released.
     pub pair: PortPair,
@@ -78,10 +81,12 @@ pub struct Side {
     pub policy: Policy,
     pub blocked: bool,
     pub clock_rate: u32,
-    pub media_type: String,
-    pub protocol: String,
-    /// SDES keys of this leg (the party's and the relay's).
-    pub crypto: SideCrypto,
+    /// The m= line's media type and protocol; the usual ones take no heap.
+    pub media_type: Cow<'static, str>,
+    pub protocol: Cow<'static, str>,
+    /// SDES keys of this leg (the party's and the relay's); boxed and only while
+    /// there are any, since most calls are plain RTP.
+    crypto: Option<Box<SideCrypto>>,
     /// Counters of `[rtp-or-muxed, rtcp]`, from the worker's stats.
     pub counters: [FlowCounters; 2],
     /// Counters of flows already removed (re-offers that rejected the stream).
@@ -95,10 +100,8 @@ pub struct Side {
 
 impl Side {
     pub fn new(iface: usize, pair: PortPair) -> Side {
-        let local_ip = pair.ip;
         Side {
             iface,
-            local_ip,
             pair,
             flows: None,
             remote_rtp: None,
@@ -110,13 +113,30 @@ impl Side {
             policy: Policy::default(),
             blocked: false,
             clock_rate: 8000,
-            media_type: "audio".into(),
-            protocol: "RTP/AVP".into(),
-            crypto: SideCrypto::default(),
+            media_type: Cow::Borrowed("audio"),
+            protocol: Cow::Borrowed("RTP/AVP"),
+            crypto: None,
             counters: [FlowCounters::default(); 2],
             retired: FlowCounters::default(),
             last_packet_unix: [0; 2],
             failed: false,
+        }
+    }
+
+    /// The SDES state of this side (the plain one when it has none).
+    pub fn crypto(&self) -> &SideCrypto {
+        self.crypto.as_deref().unwrap_or(&PLAIN)
+    }
+
+    /// The SDES state to change; [`Side::trim_crypto`] gives it back when plain.
+    pub fn crypto_mut(&mut self) -> &mut SideCrypto {
+        self.crypto.get_or_insert_default()
+    }
+
+    /// Frees the SDES state of a side that has none to keep.
+    pub fn trim_crypto(&mut self) {
+        if self.crypto.as_deref().is_some_and(SideCrypto::is_plain) {
+            self.crypto = None;
         }
     }
 
@@ -185,13 +205,13 @@ impl Side {
 #[derive(Debug)]
 pub struct Monologue {
     /// The SIP tag; empty while an offer waits for the answerer's to-tag.
-    pub tag: String,
-    pub label: Option<String>,
+    pub tag: Box<str>,
+    pub label: Option<Box<str>>,
     pub created_unix: u64,
     /// One side per m= line, in SDP order.
     pub sides: Vec<Side>,
     /// Tag of the party this one talks to.
-    pub peer: Option<String>,
+    pub peer: Option<Box<str>>,
     /// The `rtcp-mux` options this party's last offer came with.
     pub mux_flags: MuxFlags,
     /// `via-branch` of this party's last answer: names its fork in `delete`.
@@ -201,7 +221,7 @@ pub struct Monologue {
 impl Monologue {
     pub fn new(tag: &str, created_unix: u64) -> Monologue {
         Monologue {
-            tag: tag.to_owned(),
+            tag: tag.into(),
             label: None,
             created_unix,
             sides: Vec::new(),
@@ -215,7 +235,8 @@ impl Monologue {
 /// One call (SIP call-id).
 #[derive(Debug)]
 pub struct Call {
-    pub id: String,
+    /// Shared with the call map's key and the flow index: one copy per call.
+    pub id: Arc<str>,
     /// The worker that owns every flow of the call.
     pub worker: usize,
     pub created: Instant,
@@ -236,7 +257,7 @@ pub struct Call {
 
 impl Call {
     pub fn monologue(&self, tag: &str) -> Option<usize> {
-        self.monologues.iter().position(|m| m.tag == tag)
+        self.monologues.iter().position(|m| &*m.tag == tag)
     }
 
     /// How many monologues talk to `tag` (its forks, when more than one).

@@ -46,7 +46,7 @@ fn tags(s: &Sessions<FakeBackend>, call: &str) -> Vec<(String, usize)> {
     s.calls[call]
         .monologues
         .iter()
-        .map(|m| (m.tag.clone(), m.sides.len()))
+        .map(|m| (m.tag.to_string(), m.sides.len()))
         .collect()
 }
 

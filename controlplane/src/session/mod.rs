@@ -15,6 +15,7 @@ mod rewrite;
 pub mod sdes;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use ferrelay_engine::FlowId;
@@ -102,9 +103,10 @@ struct Resources<B> {
 #[derive(Debug)]
 pub struct Sessions<B> {
     res: Resources<B>,
-    calls: HashMap<String, Call>,
-    /// Which call owns each installed flow, so worker events find it at once.
-    owners: HashMap<(usize, FlowId), String>,
+    calls: HashMap<Arc<str>, Call>,
+    /// Which call owns each installed flow, so worker events find it at once (the
+    /// id shared with the call, not a copy per flow).
+    owners: HashMap<(usize, FlowId), Arc<str>>,
     /// Last counters of flows being removed, until the worker's final count arrives.
     retiring: HashMap<(usize, FlowId), FlowCounters>,
     /// Port pairs of ended calls, released once `delete_delay` has passed.
@@ -175,24 +177,25 @@ impl<B: MediaBackend> Sessions<B> {
 
     /// `offer`: anchors the offerer's streams and returns the SDP for the answerer.
     pub fn offer(&mut self, req: &Value, now: Instant) -> Result<Value, String> {
-        let call_id = required(req, "call-id")?.to_owned();
-        let from_tag = required(req, "from-tag")?.to_owned();
+        let call_id = required(req, "call-id")?;
+        let from_tag = required(req, "from-tag")?;
         let to_tag = flags::string(req, "to-tag")?;
         let flags = Flags::parse(req)?;
         let mut sdp = parse_sdp(req)?;
         rewrite::check_protocols(&sdp, &flags)?;
 
-        let before = self.flows_of(&call_id);
-        let is_new = !self.calls.contains_key(&call_id);
+        let before = self.flows_of(call_id);
+        let is_new = !self.calls.contains_key(call_id);
         if is_new {
             let worker = (0..self.load.len())
                 .min_by_key(|w| self.load[*w])
                 .unwrap_or(0);
             let unix = unix_now();
+            let id: Arc<str> = call_id.into();
             self.calls.insert(
-                call_id.clone(),
+                id.clone(),
                 Call {
-                    id: call_id.clone(),
+                    id,
                     worker,
                     created: now,
                     created_unix: unix,
@@ -208,18 +211,18 @@ impl<B: MediaBackend> Sessions<B> {
             self.load[worker] += 1;
             self.totals.managed += 1;
         }
-        let call = self.calls.get_mut(&call_id).expect("inserted above");
+        let call = self.calls.get_mut(call_id).expect("inserted above");
         call.deleting = None;
         let res = negotiate::offer_call(
             &mut self.res,
             call,
-            &from_tag,
+            from_tag,
             to_tag.as_deref(),
             &flags,
             &mut sdp,
             now,
         );
-        self.reindex(&call_id, before);
+        self.reindex(call_id, before);
         match res {
             Ok(()) => {
                 tracing::info!(call_id = %call_id, from_tag = %from_tag, new = is_new, "offer");
@@ -232,7 +235,7 @@ impl<B: MediaBackend> Sessions<B> {
                 if is_new {
                     self.totals.managed -= 1;
                     self.totals.rejected += 1;
-                    self.end_call(&call_id, EndReason::Deleted, now, true);
+                    self.end_call(call_id, EndReason::Deleted, now, true);
                 }
                 tracing::info!(call_id = %call_id, error = %e, "offer refused");
                 Err(e)
@@ -384,7 +387,7 @@ impl<B: MediaBackend> Sessions<B> {
                 .and_then(|s| s.parse().ok())
                 .ok_or("'limit' must be a non-negative number")?,
         };
-        let mut ids: Vec<&String> = self.calls.keys().collect();
+        let mut ids: Vec<&Arc<str>> = self.calls.keys().collect();
         ids.sort();
         Ok(Value::Dict(vec![
             (b"result".to_vec(), Value::str("ok")),
@@ -500,7 +503,7 @@ impl<B: MediaBackend> Sessions<B> {
 
     /// The call a flow belongs to, for log lines about worker events.
     pub fn call_of(&self, worker: usize, id: FlowId) -> Option<&str> {
-        self.owners.get(&(worker, id)).map(String::as_str)
+        self.owners.get(&(worker, id)).map(|c| &**c)
     }
 
     fn flows_of(&self, call_id: &str) -> Vec<(usize, FlowId)> {
@@ -517,7 +520,7 @@ impl<B: MediaBackend> Sessions<B> {
         }
         if let Some(c) = self.calls.get(call_id) {
             for f in c.flows() {
-                self.owners.insert((c.worker, f), call_id.to_owned());
+                self.owners.insert((c.worker, f), c.id.clone());
             }
         }
     }
@@ -561,7 +564,7 @@ impl<B: MediaBackend> Sessions<B> {
                     .then_some(EndReason::MediaTimeout)
             };
             if let Some(r) = reason {
-                ended.push((call.id.clone(), r));
+                ended.push((call.id.to_string(), r));
             }
         }
         for (id, r) in &ended {
@@ -590,7 +593,7 @@ impl<B: MediaBackend> Sessions<B> {
 
     /// Ends every call (shutdown): flows removed, ports released at once.
     pub fn shutdown(&mut self, now: Instant) {
-        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        let ids: Vec<Arc<str>> = self.calls.keys().cloned().collect();
         for id in ids {
             self.end_call(&id, EndReason::Shutdown, now, true);
         }

@@ -122,8 +122,8 @@ pub(super) fn sync_stream<B: MediaBackend>(
         }
     }
     let (fa, fb) = (sa.flows.expect("installed"), sb.flows.expect("installed"));
-    let ra = sa.rules(fb, sb.muxed, sdes::spec(&sa.crypto, &sb.crypto));
-    let rb = sb.rules(fa, sa.muxed, sdes::spec(&sb.crypto, &sa.crypto));
+    let ra = sa.rules(fb, sb.muxed, sdes::spec(sa.crypto(), sb.crypto()));
+    let rb = sb.rules(fa, sa.muxed, sdes::spec(sb.crypto(), sa.crypto()));
     for (ids, rules) in [(fa, ra), (fb, rb)] {
         for (id, rule) in ids.into_iter().zip(rules) {
             backend
@@ -166,7 +166,7 @@ pub(super) fn offer_call<B: MediaBackend>(
     my.peer = Some(mx.tag.clone());
     mx.mux_flags = flags.mux;
     if flags.label.is_some() {
-        mx.label = flags.label.clone();
+        mx.label = flags.label.as_deref().map(Into::into);
     }
     let policy = Policy::from_flags(flags);
     let mut all_held = !sdp.media().is_empty();
@@ -184,20 +184,23 @@ pub(super) fn offer_call<B: MediaBackend>(
         // Until the answer says otherwise, the answerer speaks what was offered.
         sy.clock_rate = sx.clock_rate;
         sy.media_type.clone_from(&sx.media_type);
-        sy.protocol = flags
-            .transport_protocol
-            .clone()
-            .unwrap_or_else(|| sx.protocol.clone());
+        sy.protocol = match &flags.transport_protocol {
+            Some(p) => rewrite::intern(p, rewrite::PROTOCOLS),
+            None => sx.protocol.clone(),
+        };
         sy.mux_offered = flags.mux.require
             || flags.mux.offer
             || (sx.mux_signalled && !flags.mux.demux && !flags.mux.reject);
-        edits.push(sdes::offer(
-            &mut sx.crypto,
-            &mut sy.crypto,
+        let edit = sdes::offer(
+            sx.crypto_mut(),
+            sy.crypto_mut(),
             m,
             want.as_ref(),
             &flags.sdes,
-        )?);
+        );
+        sx.trim_crypto();
+        sy.trim_crypto();
+        edits.push(edit?);
         sync_stream(&mut res.backend, worker, sx, sy)?;
         plan.push(rewrite::Plan {
             port: if sy.rejected { 0 } else { sy.pair.port },
@@ -239,11 +242,11 @@ fn answerer(call: &mut Call, x: usize, to_tag: &str) -> Result<(usize, bool), St
         Some(y) => y,
         None => match live {
             Some(l) if call.monologues[l].tag.is_empty() => {
-                call.monologues[l].tag = to_tag.to_owned();
-                call.monologues[x].peer = Some(to_tag.to_owned());
+                call.monologues[l].tag = to_tag.into();
+                call.monologues[x].peer = Some(to_tag.into());
                 return Ok((l, false));
             }
-            Some(l) if call.monologues[l].peer.as_deref() == Some(x_tag.as_str()) => {
+            Some(l) if call.monologues[l].peer.as_deref() == Some(&*x_tag) => {
                 call.monologues.reserve_exact(1);
                 let mut m = Monologue::new(to_tag, unix_now());
                 m.peer = Some(x_tag.clone());
@@ -256,7 +259,7 @@ fn answerer(call: &mut Call, x: usize, to_tag: &str) -> Result<(usize, bool), St
     let Some(l) = live.filter(|l| {
         *l != y
             && call.monologues[y].sides.is_empty()
-            && call.monologues[*l].peer.as_deref() == Some(x_tag.as_str())
+            && call.monologues[*l].peer.as_deref() == Some(&*x_tag)
     }) else {
         return Ok((y, false));
     };
@@ -264,7 +267,7 @@ fn answerer(call: &mut Call, x: usize, to_tag: &str) -> Result<(usize, bool), St
     let sides = std::mem::take(&mut call.monologues[l].sides);
     call.monologues[y].sides = sides;
     call.monologues[y].peer = Some(x_tag);
-    call.monologues[x].peer = Some(to_tag.to_owned());
+    call.monologues[x].peer = Some(to_tag.into());
     tracing::info!(call_id = %call.id, to_tag = %to_tag, "forked answer takes the media");
     Ok((y, true))
 }
@@ -312,7 +315,7 @@ pub(super) fn answer_call<B: MediaBackend>(
         return Err("The answer has more media than the offer".into());
     }
     if flags.label.is_some() {
-        my.label = flags.label.clone();
+        my.label = flags.label.as_deref().map(Into::into);
     }
     let policy = Policy::from_flags(flags);
     let mut plan = Vec::with_capacity(sdp.media().len());
@@ -331,7 +334,10 @@ pub(super) fn answer_call<B: MediaBackend>(
         sx.rejected = rejected;
         sy.rejected = rejected;
         let x_proto = Proto::parse(&sx.protocol);
-        edits.push(sdes::answer(&mut sx.crypto, &mut sy.crypto, m, &x_proto)?);
+        let edit = sdes::answer(sx.crypto_mut(), sy.crypto_mut(), m, &x_proto);
+        sx.trim_crypto();
+        sy.trim_crypto();
+        edits.push(edit?);
         if relatch {
             unlatch(&mut res.backend, worker, sy)?;
         }

@@ -58,10 +58,10 @@ fn stream(side: &Side, k: usize) -> Value {
     }
     Value::Dict(vec![
         entry("local port", int(u64::from(side.pair.port) + k as u64)),
-        entry("local address", Value::str(&side.local_ip.to_string())),
+        entry("local address", Value::str(&side.pair.ip.to_string())),
         entry(
             "family",
-            Value::str(if side.local_ip.is_ipv4() {
+            Value::str(if side.pair.ip.is_ipv4() {
                 "IPv4"
             } else {
                 "IPv6"

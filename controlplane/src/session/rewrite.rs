@@ -2,6 +2,7 @@
 //! party wants media) and how the SDP is rewritten onto the relay's ports for the
 //! other party.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use ferrelay_sdp::{Direction, Media, Proto, Rtcp, Sdp};
@@ -54,12 +55,40 @@ pub fn check_protocols(sdp: &Sdp, flags: &Flags) -> Result<(), String> {
     Ok(())
 }
 
+/// Media types of RFC 8866 §5.14 and the IANA registry's common ones.
+pub const MEDIA_TYPES: &[&str] = &["audio", "video", "text", "application", "message", "image"];
+
+/// RTP profiles (RFC 3551, 3711, 4585, 5124, 5764) and the usual non-RTP ones.
+pub const PROTOCOLS: &[&str] = &[
+    "RTP/AVP",
+    "RTP/SAVP",
+    "RTP/AVPF",
+    "RTP/SAVPF",
+    "UDP/TLS/RTP/SAVP",
+    "UDP/TLS/RTP/SAVPF",
+    "udp",
+    "UDP/BFCP",
+    "TCP/MSRP",
+    "TCP/TLS/MSRP",
+    "UDP/DTLS/SCTP",
+    "udptl",
+];
+
+/// `s` as a `'static` name when it is one of `known`, else an owned copy: the
+/// usual names then cost no heap per side.
+pub fn intern(s: &str, known: &'static [&'static str]) -> Cow<'static, str> {
+    match known.iter().find(|k| **k == s) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(s.to_owned()),
+    }
+}
+
 /// Records where the party of `side` wants media, per its m= line `m`.
 pub fn learn_remote(side: &mut Side, m: &Media, sdp: &Sdp, flags: &Flags) {
     side.rejected = m.is_rejected();
     side.mux_signalled = m.rtcp_mux();
-    side.media_type = m.media_type().to_owned();
-    side.protocol = m.proto().as_str().to_owned();
+    side.media_type = intern(m.media_type(), MEDIA_TYPES);
+    side.protocol = intern(m.proto().as_str(), PROTOCOLS);
     side.clock_rate = m
         .payload_types()
         .next()

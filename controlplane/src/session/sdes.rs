@@ -110,6 +110,24 @@ pub struct SideCrypto {
 }
 
 impl SideCrypto {
+    /// Plain RTP with no keys: what a side without SDES state reads as.
+    pub const PLAIN: SideCrypto = SideCrypto {
+        keying: Keying::Plain,
+        relay_keys: Vec::new(),
+        offered: Vec::new(),
+        pending: None,
+        agreed: None,
+    };
+
+    /// Nothing to keep: plain RTP and no key made or learnt.
+    pub fn is_plain(&self) -> bool {
+        self.keying == Keying::Plain
+            && self.relay_keys.is_empty()
+            && self.offered.is_empty()
+            && self.pending.is_none()
+            && self.agreed.is_none()
+    }
+
     /// The relay's key for `suite` on this leg, made from the OS CSPRNG when new.
     fn relay_key(&mut self, suite: Suite) -> Result<MasterKey, String> {
         if let Some((_, k)) = self.relay_keys.iter().find(|(s, _)| *s == suite) {

@@ -1,0 +1,160 @@
+//! Heap per established call (issue 3 target: ≤ 2 KiB): calls are set up through
+//! the sessions' own `offer` and `answer` against a data plane that keeps nothing,
+//! and the bytes this thread still has allocated afterwards, divided by the calls,
+//! must stay within the budget. The NG reply cache (separate, in `ng/`) is not
+//! part of it.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use ferrelay::config::InterfaceSpec;
+use ferrelay::ng::Value;
+use ferrelay::session::backend::{BackendError, MediaBackend};
+use ferrelay::session::{SessionConfig, Sessions};
+use ferrelay_engine::{FlowId, FlowRule};
+
+/// System malloc, counting the live bytes and blocks of the calling thread.
+struct Counting;
+
+thread_local! {
+    static LIVE: Cell<(i64, i64)> = const { Cell::new((0, 0)) };
+}
+
+fn count(bytes: usize, sign: i64) {
+    // `try_with`: the allocator may run while thread-locals are torn down.
+    let _ = LIVE.try_with(|c| {
+        let (b, n) = c.get();
+        c.set((b + sign * bytes as i64, n + sign));
+    });
+}
+
+// SAFETY: forwards every call unchanged to `System`, only counting on the side.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size(), 1);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count(layout.size(), -1);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// A data plane that hands out flow ids and keeps nothing (its sockets close).
+#[derive(Debug, Default)]
+struct Null {
+    next: u32,
+}
+
+impl MediaBackend for Null {
+    fn workers(&self) -> usize {
+        2
+    }
+    fn add_flow(&mut self, _: usize, _: UdpSocket, _: FlowRule) -> Result<FlowId, BackendError> {
+        self.next += 1;
+        Ok(FlowId::new(self.next, 1))
+    }
+    fn update_flow(&mut self, _: usize, _: FlowId, _: FlowRule) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn remove_flow(&mut self, _: usize, _: FlowId) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn set_blocked(&mut self, _: usize, _: FlowId, _: bool) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn query_flow(&mut self, _: usize, _: FlowId) -> Result<(), BackendError> {
+        Ok(())
+    }
+}
+
+fn req(pairs: &[(&str, &str)]) -> Value {
+    Value::Dict(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), Value::str(v)))
+            .collect(),
+    )
+}
+
+fn sdp(addr: &str, port: u16) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {addr}\r\ns=-\r\nc=IN IP4 {addr}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+    )
+}
+
+fn live() -> (i64, i64) {
+    LIVE.with(Cell::get)
+}
+
+#[test]
+fn an_established_call_holds_at_most_2_kib_of_heap() {
+    const CALLS: usize = 1_500;
+    let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let cfg = SessionConfig {
+        interfaces: vec![InterfaceSpec {
+            name: "default".into(),
+            local: lo,
+            advertised: lo,
+        }],
+        port_min: 34_000,
+        port_max: 41_999,
+        timeout: Duration::from_secs(60),
+        silent_timeout: Duration::from_secs(3600),
+        final_timeout: None,
+        offer_timeout: Duration::from_secs(60),
+        delete_delay: Duration::ZERO,
+    };
+    let now = Instant::now();
+    let mut s = Sessions::new(cfg, Null::default(), now);
+    let (offer_sdp, answer_sdp) = (sdp("192.0.2.10", 5000), sdp("198.51.100.20", 6000));
+    // Call-ids and tags as long as a typical SIP stack makes them.
+    let id = |i: usize| format!("{i:08x}-5c1d-4e6f-9a2b-1234@pbx.example.com");
+    let mut setup = |s: &mut Sessions<Null>, i: usize| {
+        let id = id(i);
+        let o = req(&[
+            ("call-id", &id),
+            ("from-tag", "as7d6f8a9b"),
+            ("sdp", &offer_sdp),
+        ]);
+        s.offer(&o, now).expect("offer");
+        let a = req(&[
+            ("call-id", &id),
+            ("from-tag", "as7d6f8a9b"),
+            ("to-tag", "bz1c2d3e4f"),
+            ("sdp", &answer_sdp),
+        ]);
+        s.answer(&a, now).expect("answer");
+    };
+    // One call first, so what exists once (maps' first tables) is in the baseline.
+    setup(&mut s, usize::MAX);
+    let (b0, n0) = live();
+    for i in 0..CALLS {
+        setup(&mut s, i);
+    }
+    let (b1, n1) = live();
+    assert_eq!(s.call_count(), CALLS + 1, "every call set up");
+    let per_call = (b1 - b0) as f64 / CALLS as f64;
+    let blocks = (n1 - n0) as f64 / CALLS as f64;
+    println!(
+        "sizes side {} mono {} call {} crypto {} counters {} pair {} policy {}",
+        std::mem::size_of::<ferrelay::session::call::Side>(),
+        std::mem::size_of::<ferrelay::session::call::Monologue>(),
+        std::mem::size_of::<ferrelay::session::call::Call>(),
+        std::mem::size_of::<ferrelay::session::sdes::SideCrypto>(),
+        std::mem::size_of::<ferrelay::session::backend::FlowCounters>(),
+        std::mem::size_of::<ferrelay::session::ports::PortPair>(),
+        std::mem::size_of::<ferrelay::session::call::Policy>()
+    );
+    println!("{CALLS} calls: {per_call:.0} bytes of heap per call in {blocks:.1} blocks");
+    assert!(per_call <= 2048.0, "{per_call:.0} bytes per call");
+    drop(s);
+}
