@@ -17,11 +17,36 @@ use super::sdes::SideCrypto;
 /// engine also lets a newcomer with the latched SSRC move it at once).
 pub const HANDOVER_AFTER: Duration = Duration::from_secs(1);
 
-/// How a side learns and guards its remote.
+/// How a side learns and guards its remote (two bytes; the engine's
+/// `MismatchPolicy` is built from it per rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     pub latch: LatchMode,
-    pub mismatch: MismatchPolicy,
+    pub mismatch: Mismatch,
+}
+
+/// rtpengine's source-mismatch behaviours, without the engine's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    /// `strict-source`.
+    Drop,
+    /// `media-handover`, after [`HANDOVER_AFTER`] of silence.
+    Handover,
+    /// The default: forward from anyone, keep the latch.
+    Accept,
+}
+
+impl Policy {
+    /// The engine's mismatch policy for this side's rules.
+    pub fn on_mismatch(self) -> MismatchPolicy {
+        match self.mismatch {
+            Mismatch::Drop => MismatchPolicy::Drop,
+            Mismatch::Handover => MismatchPolicy::Relatch {
+                relatch_after_ns: HANDOVER_AFTER.as_nanos() as u64,
+            },
+            Mismatch::Accept => MismatchPolicy::Accept,
+        }
+    }
 }
 
 impl Policy {
@@ -33,13 +58,11 @@ impl Policy {
             LatchMode::LatchFirst
         };
         let mismatch = if f.strict_source {
-            MismatchPolicy::Drop
+            Mismatch::Drop
         } else if f.media_handover {
-            MismatchPolicy::Relatch {
-                relatch_after_ns: HANDOVER_AFTER.as_nanos() as u64,
-            }
+            Mismatch::Handover
         } else {
-            MismatchPolicy::Accept
+            Mismatch::Accept
         };
         Policy { latch, mismatch }
     }
@@ -49,13 +72,21 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             latch: LatchMode::LatchFirst,
-            mismatch: MismatchPolicy::Accept,
+            mismatch: Mismatch::Accept,
         }
     }
 }
 
 /// What a side without SDES state reads as.
 static PLAIN: SideCrypto = SideCrypto::PLAIN;
+
+/// Counters of flows already removed (no address to keep for them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub packets: u64,
+    pub bytes: u64,
+    pub errors: u64,
+}
 
 /// One party's end of one m= line.
 #[derive(Debug)]
@@ -90,9 +121,9 @@ pub struct Side {
     /// Counters of `[rtp-or-muxed, rtcp]`, from the worker's stats.
     pub counters: [FlowCounters; 2],
     /// Counters of flows already removed (re-offers that rejected the stream).
-    pub retired: FlowCounters,
+    pub retired: Tally,
     /// Wall-clock second (unix) the counters of `[rtp, rtcp]` last grew.
-    pub last_packet_unix: [u64; 2],
+    pub last_packet_unix: [u32; 2],
     /// A worker refused this side's flows: nothing is relayed to or from it until
     /// a new offer or answer installs them again.
     pub failed: bool,
@@ -117,7 +148,7 @@ impl Side {
             protocol: Cow::Borrowed("RTP/AVP"),
             crypto: None,
             counters: [FlowCounters::default(); 2],
-            retired: FlowCounters::default(),
+            retired: Tally::default(),
             last_packet_unix: [0; 2],
             failed: false,
         }
@@ -160,7 +191,7 @@ impl Side {
         rtcp.rtcp_out = Some(rtcp_to);
         for r in [&mut rtp, &mut rtcp] {
             r.latch = self.policy.latch;
-            r.on_mismatch = self.policy.mismatch;
+            r.on_mismatch = self.policy.on_mismatch();
             r.blocked = self.blocked;
             r.clock_rate = self.clock_rate;
             match &crypto {
@@ -184,14 +215,28 @@ impl Side {
             self.remote_rtcp
         };
         r.latch = self.policy.latch;
-        r.on_mismatch = self.policy.mismatch;
+        r.on_mismatch = self.policy.on_mismatch();
         r.blocked = self.blocked;
         r
     }
 
+    /// Moves the counters of flow `k` (being removed) into `retired`.
+    pub fn retire(&mut self, k: usize) {
+        let c = std::mem::take(&mut self.counters[k]);
+        self.retired.packets += c.packets;
+        self.retired.bytes += c.bytes;
+        self.retired.errors += c.errors;
+    }
+
     /// Totals over live and removed flows.
     pub fn totals(&self) -> FlowCounters {
-        let mut t = self.retired;
+        let r = self.retired;
+        let mut t = FlowCounters {
+            packets: r.packets,
+            bytes: r.bytes,
+            errors: r.errors,
+            remote: None,
+        };
         for c in &self.counters {
             t.packets += c.packets;
             t.bytes += c.bytes;

@@ -70,13 +70,26 @@ pub fn norm(s: &str) -> String {
         .collect()
 }
 
+/// One byte in `norm`'s normal form (it only changes ASCII, byte for byte).
+fn norm_byte(b: u8) -> u8 {
+    match b {
+        b'-' | b'_' => b' ',
+        b => b.to_ascii_lowercase(),
+    }
+}
+
+/// `norm(a) == norm(b)` without building either: keys are compared this way for
+/// every key of every request, so no allocation.
+pub fn eq_norm(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| norm_byte(*x) == norm_byte(*y))
+}
+
 /// Looks a key up in the request dict under its normal form.
 pub fn lookup<'a>(req: &'a Value, key: &str) -> Option<&'a Value> {
-    let want = norm(key);
     match req {
         Value::Dict(d) => d
             .iter()
-            .find(|(k, _)| std::str::from_utf8(k).is_ok_and(|k| norm(k) == want))
+            .find(|(k, _)| eq_norm(k, key.as_bytes()))
             .map(|(_, v)| v),
         _ => None,
     }
@@ -150,7 +163,7 @@ impl Flags {
             }
         }
         if let Some(ice) = string(req, "ICE")? {
-            f.ice_remove = norm(&ice) == "remove";
+            f.ice_remove = eq_norm(ice.as_bytes(), b"remove");
         }
         let dir: Vec<String> = match lookup(req, "direction") {
             Some(Value::List(l)) => l
@@ -226,6 +239,25 @@ mod tests {
     fn replace_origin_as_a_flag_word() {
         let req = Value::decode(b"d5:flagsl14:replace-originee").unwrap();
         assert!(Flags::parse(&req).unwrap().replace_origin);
+    }
+
+    #[test]
+    fn keys_match_in_normal_form_byte_for_byte() {
+        assert!(eq_norm(b"To_Tag", b"to-tag") && eq_norm(b"to tag", b"TO-TAG"));
+        assert!(!eq_norm(b"to-tags", b"to-tag") && !eq_norm(b"tO-tap", b"to-tag"));
+        // Non-ASCII bytes compare as they are, as `norm` leaves them.
+        assert!(eq_norm("Ä-x".as_bytes(), "Ä x".as_bytes()));
+        assert!(!eq_norm("ä".as_bytes(), "Ä".as_bytes()));
+        for (a, b) in [
+            ("Trust-Address", "trust_address"),
+            ("ICE", "ice"),
+            ("x", "y"),
+        ] {
+            assert_eq!(eq_norm(a.as_bytes(), b.as_bytes()), norm(a) == norm(b));
+        }
+        let req = Value::decode(b"d6:TO_TAG1:Be").unwrap();
+        assert_eq!(lookup(&req, "to-tag").and_then(Value::as_str), Some("B"));
+        assert!(lookup(&req, "to-ta").is_none());
     }
 
     #[test]

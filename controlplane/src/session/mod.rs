@@ -444,7 +444,7 @@ impl<B: MediaBackend> Sessions<B> {
                 continue;
             };
             if c.packets > side.counters[k].packets {
-                side.last_packet_unix[k] = unix_now();
+                side.last_packet_unix[k] = u32::try_from(unix_now()).unwrap_or(u32::MAX);
                 call.last_media = now;
             }
             side.counters[k] = c;
@@ -483,10 +483,7 @@ impl<B: MediaBackend> Sessions<B> {
                 side.flows = None;
                 side.failed = true;
                 for (k, f) in flows.into_iter().enumerate() {
-                    let c = std::mem::take(&mut side.counters[k]);
-                    side.retired.packets += c.packets;
-                    side.retired.bytes += c.bytes;
-                    side.retired.errors += c.errors;
+                    side.retire(k);
                     if let Err(e) = self.res.backend.remove_flow(worker, f) {
                         tracing::warn!(call_id = %call_id, error = %e, "removing a refused flow failed");
                     }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use ferrelay_engine::{FlowId, LatchMode};
 use ferrelay_sdp::{Proto, Sdp};
 
-use super::backend::{FlowCounters, MediaBackend};
+use super::backend::MediaBackend;
 use super::call::{Call, Monologue, Policy, Side};
 use super::flags::{Family, Flags};
 use super::{Resources, SessionConfig, rewrite, sdes, unix_now};
@@ -88,11 +88,7 @@ pub(super) fn sync_stream<B: MediaBackend>(
         for s in [sa, sb] {
             if let Some(flows) = s.flows.take() {
                 for (k, id) in flows.into_iter().enumerate() {
-                    let c = s.counters[k];
-                    s.retired.packets += c.packets;
-                    s.retired.bytes += c.bytes;
-                    s.retired.errors += c.errors;
-                    s.counters[k] = FlowCounters::default();
+                    s.retire(k);
                     backend.remove_flow(worker, id).map_err(|e| e.to_string())?;
                 }
             }

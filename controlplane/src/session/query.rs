@@ -69,7 +69,7 @@ fn stream(side: &Side, k: usize) -> Value {
         ),
         entry("endpoint", endpoint(c.remote.or(signalled))),
         entry("advertised endpoint", endpoint(signalled)),
-        entry("last packet", int(side.last_packet_unix[k])),
+        entry("last packet", int(u64::from(side.last_packet_unix[k]))),
         entry("flags", Value::List(flags)),
         entry("stats", stats(c)),
     ])

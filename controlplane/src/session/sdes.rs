@@ -19,7 +19,7 @@ use ferrelay_engine::CryptoSpec;
 use ferrelay_sdp::{Crypto, Media, Proto};
 use ferrelay_srtp::{MasterKey, SrtpParams, Suite};
 
-use super::flags::norm;
+use super::flags::eq_norm;
 
 /// Replay window of every SRTP context the relay asks for (RFC 3711 §3.3.2: >= 64).
 const REPLAY_WINDOW: u16 = 128;
@@ -70,7 +70,7 @@ fn bit_of(s: Suite) -> u8 {
 fn bit(name: &str) -> u8 {
     Suite::NEGOTIABLE
         .into_iter()
-        .find(|s| norm(s.sdes_name()) == name)
+        .find(|s| eq_norm(s.sdes_name().as_bytes(), name.as_bytes()))
         .map_or(0, bit_of)
 }
 
