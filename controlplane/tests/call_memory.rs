@@ -47,19 +47,20 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// A data plane that hands out flow ids and keeps nothing (its sockets close).
+/// A data plane that keeps nothing (its sockets close) and hands out flow ids as
+/// the engine does: each worker counts its own table's slots.
 #[derive(Debug, Default)]
 struct Null {
-    next: u32,
+    next: [u32; 2],
 }
 
 impl MediaBackend for Null {
     fn workers(&self) -> usize {
         2
     }
-    fn add_flow(&mut self, _: usize, _: UdpSocket, _: FlowRule) -> Result<FlowId, BackendError> {
-        self.next += 1;
-        Ok(FlowId::new(self.next, 1))
+    fn add_flow(&mut self, w: usize, _: UdpSocket, _: FlowRule) -> Result<FlowId, BackendError> {
+        self.next[w] += 1;
+        Ok(FlowId::new(self.next[w], 1))
     }
     fn update_flow(&mut self, _: usize, _: FlowId, _: FlowRule) -> Result<(), BackendError> {
         Ok(())

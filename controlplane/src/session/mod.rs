@@ -9,6 +9,7 @@ pub mod backend;
 pub mod call;
 pub mod flags;
 mod negotiate;
+mod owners;
 pub mod ports;
 mod query;
 mod rewrite;
@@ -26,6 +27,7 @@ use crate::ng::Value;
 use backend::{FlowCounters, MediaBackend};
 use call::Call;
 use flags::Flags;
+use owners::FlowOwners;
 use ports::{PortPair, PortPool};
 
 /// The session limits the relay was started with.
@@ -104,9 +106,8 @@ struct Resources<B> {
 pub struct Sessions<B> {
     res: Resources<B>,
     calls: HashMap<Arc<str>, Call>,
-    /// Which call owns each installed flow, so worker events find it at once (the
-    /// id shared with the call, not a copy per flow).
-    owners: HashMap<(usize, FlowId), Arc<str>>,
+    /// Which call owns each installed flow, so worker events find it at once.
+    owners: FlowOwners,
     /// Last counters of flows being removed, until the worker's final count arrives.
     retiring: HashMap<(usize, FlowId), FlowCounters>,
     /// Port pairs of ended calls, released once `delete_delay` has passed.
@@ -145,7 +146,7 @@ impl<B: MediaBackend> Sessions<B> {
                 backend,
             },
             calls: HashMap::new(),
-            owners: HashMap::new(),
+            owners: FlowOwners::default(),
             retiring: HashMap::new(),
             draining: Vec::new(),
             load,
@@ -434,7 +435,7 @@ impl<B: MediaBackend> Sessions<B> {
     pub fn on_flow_stats(&mut self, worker: usize, id: FlowId, c: FlowCounters, now: Instant) {
         let Some(call) = self
             .owners
-            .get(&(worker, id))
+            .get(worker, id)
             .and_then(|cid| self.calls.get_mut(cid))
         else {
             return; // removed meanwhile
@@ -468,7 +469,7 @@ impl<B: MediaBackend> Sessions<B> {
     /// gone, so the side is marked failed and logged, both flows of its pair are
     /// removed (which frees their ids) and a later offer or answer reinstalls them.
     pub fn on_flow_refused(&mut self, worker: usize, id: FlowId, why: &str) {
-        let Some(call_id) = self.owners.get(&(worker, id)).cloned() else {
+        let Some(call_id) = self.owners.get(worker, id).cloned() else {
             return; // already removed, or a late answer about a flow that is gone
         };
         let before = self.flows_of(&call_id);
@@ -500,7 +501,14 @@ impl<B: MediaBackend> Sessions<B> {
 
     /// The call a flow belongs to, for log lines about worker events.
     pub fn call_of(&self, worker: usize, id: FlowId) -> Option<&str> {
-        self.owners.get(&(worker, id)).map(|c| &**c)
+        self.owners
+            .get(worker, id)
+            .filter(|c| {
+                self.calls
+                    .get(*c)
+                    .is_some_and(|c| c.flows().any(|f| f == id))
+            })
+            .map(|c| &**c)
     }
 
     fn flows_of(&self, call_id: &str) -> Vec<(usize, FlowId)> {
@@ -512,12 +520,12 @@ impl<B: MediaBackend> Sessions<B> {
 
     /// Brings the flow index up to date after the call's flows changed.
     fn reindex(&mut self, call_id: &str, before: Vec<(usize, FlowId)>) {
-        for k in before {
-            self.owners.remove(&k);
+        for (w, f) in before {
+            self.owners.remove(w, f, call_id);
         }
         if let Some(c) = self.calls.get(call_id) {
             for f in c.flows() {
-                self.owners.insert((c.worker, f), c.id.clone());
+                self.owners.insert(c.worker, f, c.id.clone());
             }
         }
     }
