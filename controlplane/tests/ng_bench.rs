@@ -1,20 +1,28 @@
 //! NG control-plane benchmarks against the real `ferrelay` binary and rtpengine,
 //! both as child processes driven by the same in-test client in the same run:
-//! offer+answer+delete cycles per second (and the ratio), and resident memory per
-//! established call (RSS delta of each relay's own process, read from /proc).
+//! offer+answer+delete cycles per second, each relay's own CPU time per cycle (from
+//! `/proc/<pid>/task/*/schedstat`, so the client's share of a small host does not
+//! hide the relay's capacity), and resident memory per established call.
+//!
+//! The client is cheap on purpose: every request is encoded before the measured
+//! window, each client is one OS thread with a connected blocking socket (one
+//! syscall to send, one to wait), and a reply is checked by a byte scan for its
+//! cookie and `result: ok` instead of being decoded.
 //!
 //! The non-ignored smoke test runs 200 cycles against both so the harness cannot
 //! rot; the benchmarks are `--ignored` (see `perf/ng/README.md` for the commands).
-//! `FERRELAY_BENCH_CALLS`, `FERRELAY_BENCH_CLIENTS` change the load;
+//! `FERRELAY_BENCH_CALLS`, `FERRELAY_BENCH_CLIENTS`, `FERRELAY_BENCH_WORKERS`,
+//! `FERRELAY_BENCH_WARM` and `FERRELAY_BENCH_MUX` change the load;
 //! `FERRELAY_BENCH_JSON` names a file the numbers are written to.
 
 mod common;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use ferrelay::ng::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ferrelay");
 
@@ -40,7 +48,7 @@ impl Drop for Ferrelay {
 
 /// A port free for both UDP and TCP (NG listens on both).
 fn free_port() -> u16 {
-    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
     let p = u.local_addr().unwrap().port();
     let t = std::net::TcpListener::bind(("127.0.0.1", p)).unwrap();
     drop((u, t));
@@ -48,22 +56,21 @@ fn free_port() -> u16 {
 }
 
 /// Answers `ping` within 5 s, or panics naming the relay.
-async fn wait_ping(ng: SocketAddr, who: &str) {
+fn wait_ping(ng: SocketAddr, who: &str) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 64];
     for _ in 0..50 {
-        let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        s.send_to(b"p d7:command4:pinge", ng).await.unwrap();
-        let mut buf = [0u8; 64];
-        if tokio::time::timeout(Duration::from_millis(100), s.recv_from(&mut buf))
-            .await
-            .is_ok()
-        {
+        s.send_to(b"p d7:command4:pinge", ng).unwrap();
+        if s.recv_from(&mut buf).is_ok() {
             return;
         }
     }
     panic!("{who} did not answer ping on {ng}");
 }
 
-async fn ferrelay(ports: (u16, u16), workers: usize) -> Ferrelay {
+fn ferrelay(ports: (u16, u16), workers: usize) -> Ferrelay {
     let ng: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let child = Command::new(BIN)
         .args(["--listen-ng", &ng.to_string()])
@@ -72,12 +79,14 @@ async fn ferrelay(ports: (u16, u16), workers: usize) -> Ferrelay {
         .args(["--port-min", &ports.0.to_string()])
         .args(["--port-max", &ports.1.to_string()])
         .args(["--delete-delay", "0"])
+        // Its own HTTP port, so two relays (or another test) never collide.
+        .args(["--listen-http", &format!("127.0.0.1:{}", free_port())])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("ferrelay binary starts");
     let f = Ferrelay { child, ng };
-    wait_ping(ng, "ferrelay").await;
+    wait_ping(ng, "ferrelay");
     f
 }
 
@@ -93,19 +102,39 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS readable")
 }
 
-/// What one run of NG requests measured.
-#[derive(Debug)]
-struct Rate {
-    calls: usize,
-    secs: f64,
-    p50: Duration,
-    p99: Duration,
+/// Open descriptors of process `pid`.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
 }
 
-impl Rate {
-    fn per_s(&self) -> f64 {
-        self.calls as f64 / self.secs
-    }
+/// Time on CPU of one schedstat file (its first field, in ns).
+fn schedstat_ns(path: &std::path::Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time of every live thread of process `pid`, in ns. Exact (the scheduler's
+/// own clock, not ticks) and per process, so it is fair under a loaded host.
+fn cpu_ns(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("/proc/<pid>/task readable")
+        .flatten()
+        .map(|t| schedstat_ns(&t.path().join("schedstat")))
+        .sum()
+}
+
+/// CPU time of the calling thread, in ns.
+fn thread_cpu_ns() -> u64 {
+    schedstat_ns(std::path::Path::new("/proc/thread-self/schedstat"))
+}
+
+/// A relay under test: its process and NG address.
+struct Target {
+    who: &'static str,
+    pid: u32,
+    ng: SocketAddr,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -116,73 +145,221 @@ enum Steps {
     Setup,
 }
 
-/// `calls` calls over `clients` concurrent clients, each sending its requests one
-/// after another; every reply must be `ok`. Latency is per call (all its steps).
-async fn drive(ng: SocketAddr, calls: usize, clients: usize, tag: &str, steps: Steps) -> Rate {
-    let per = calls / clients;
-    let t = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|k| {
-            let tag = tag.to_owned();
-            tokio::spawn(async move {
-                let mut c = Ng::new(ng).await;
-                let mut lat = Vec::with_capacity(per);
-                for i in 0..per {
-                    let id = format!("{tag}-{k}-{i}");
-                    let t = Instant::now();
-                    let r = c.call(&offer(&id, "A", &sdp(4000, ""), vec![])).await;
-                    assert_eq!(result(&r), "ok", "offer {id}: {r:?}");
-                    let r = c.call(&answer(&id, "A", "B", &sdp(5000, ""), vec![])).await;
-                    assert_eq!(result(&r), "ok", "answer {id}: {r:?}");
-                    if steps == Steps::Cycle {
-                        let r = c.call(&cmd("delete", &id)).await;
-                        assert_eq!(result(&r), "ok", "delete {id}: {r:?}");
-                    }
-                    lat.push(t.elapsed());
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut lat = Vec::new();
-    for h in tasks {
-        lat.extend(h.await.unwrap());
+/// Every request of one client, encoded before the measured window: `steps`
+/// messages per call, each `<cookie> <bencode>`.
+struct Script {
+    msgs: Vec<Vec<u8>>,
+    steps: usize,
+}
+
+fn script(tag: &str, client: usize, calls: usize, steps: Steps, mux: bool) -> Script {
+    let extra = if mux { "a=rtcp-mux\r\n" } else { "" };
+    let (offer_sdp, answer_sdp) = (sdp(4000, extra), sdp(5000, extra));
+    let mut msgs = Vec::with_capacity(calls * 3);
+    let mut n = 0;
+    let mut push = |v: Value| {
+        n += 1;
+        let mut m = format!("{tag}{client}_{n} ").into_bytes();
+        m.extend(v.encode());
+        msgs.push(m);
+    };
+    for i in 0..calls {
+        let id = format!("{tag}-{client}-{i}");
+        push(offer(&id, "A", &offer_sdp, vec![]));
+        push(answer(&id, "A", "B", &answer_sdp, vec![]));
+        if steps == Steps::Cycle {
+            push(cmd("delete", &id));
+        }
     }
-    let secs = t.elapsed().as_secs_f64();
+    let steps = if steps == Steps::Cycle { 3 } else { 2 };
+    Script { msgs, steps }
+}
+
+/// Whether `reply` answers `req` (same cookie) with `result: ok`, by a byte scan.
+fn reply_ok(req: &[u8], reply: &[u8]) -> bool {
+    let cookie = req
+        .iter()
+        .position(|b| *b == b' ')
+        .map_or(req, |n| &req[..=n]);
+    reply.starts_with(cookie) && reply.windows(12).any(|w| w == b"6:result2:ok")
+}
+
+/// What one client did.
+struct ClientRun {
+    /// Per call (all its steps).
+    lat: Vec<Duration>,
+    /// The client thread's own CPU time.
+    cpu_ns: u64,
+    /// The first reply that was not `ok`, if any (the run stopped there).
+    failed: Option<String>,
+}
+
+fn run_client(ng: SocketAddr, s: &Script) -> ClientRun {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(ng).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let mut lat = Vec::with_capacity(s.msgs.len() / s.steps);
+    let cpu0 = thread_cpu_ns();
+    let mut failed = None;
+    'calls: for call in s.msgs.chunks(s.steps) {
+        let t = Instant::now();
+        for m in call {
+            sock.send(m).unwrap();
+            let n = match sock.recv(&mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    failed = Some(format!("no reply within {WAIT:?}: {e}"));
+                    break 'calls;
+                }
+            };
+            if !reply_ok(m, &buf[..n]) {
+                failed = Some(format!(
+                    "request {:?} got {:?}",
+                    String::from_utf8_lossy(&m[..m.len().min(80)]),
+                    String::from_utf8_lossy(&buf[..n.min(300)])
+                ));
+                break 'calls;
+            }
+        }
+        lat.push(t.elapsed());
+    }
+    ClientRun {
+        lat,
+        cpu_ns: thread_cpu_ns() - cpu0,
+        failed,
+    }
+}
+
+/// What one run of NG requests measured.
+#[derive(Debug)]
+struct Rate {
+    calls: usize,
+    secs: f64,
+    p50: Duration,
+    p99: Duration,
+    /// The relay's CPU time over the run (all its threads).
+    relay_cpu_ns: u64,
+    /// The client threads' CPU time over the run.
+    client_cpu_ns: u64,
+    /// Why a client stopped early, if one did.
+    failed: Option<String>,
+}
+
+impl Rate {
+    fn per_s(&self) -> f64 {
+        self.calls as f64 / self.secs
+    }
+
+    /// The relay's CPU per call in µs.
+    fn cpu_us(&self) -> f64 {
+        self.relay_cpu_ns as f64 / 1e3 / self.calls.max(1) as f64
+    }
+
+    fn client_cpu_us(&self) -> f64 {
+        self.client_cpu_ns as f64 / 1e3 / self.calls.max(1) as f64
+    }
+}
+
+/// `calls` calls over `clients` concurrent clients, each sending its requests one
+/// after another. Latency is per call (all its steps); the relay's CPU is sampled
+/// right before the first request and right after the last reply.
+fn drive(t: &Target, calls: usize, clients: usize, tag: &str, steps: Steps, mux: bool) -> Rate {
+    let per = calls / clients;
+    let scripts: Vec<Script> = (0..clients)
+        .map(|k| script(tag, k, per, steps, mux))
+        .collect();
+    let cpu0 = cpu_ns(t.pid);
+    let start = Instant::now();
+    let runs: Vec<ClientRun> = std::thread::scope(|sc| {
+        let hs: Vec<_> = scripts
+            .iter()
+            .map(|s| sc.spawn(|| run_client(t.ng, s)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let relay_cpu_ns = cpu_ns(t.pid) - cpu0;
+    let client_cpu_ns = runs.iter().map(|r| r.cpu_ns).sum();
+    let failed = runs.iter().find_map(|r| r.failed.clone());
+    let mut lat: Vec<Duration> = runs.into_iter().flat_map(|r| r.lat).collect();
     lat.sort();
     let n = lat.len();
-    let pct = |p: f64| lat[((n as f64 * p) as usize).min(n - 1)];
+    let pct = |p: f64| {
+        lat.get(((n as f64 * p) as usize).min(n.saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     Rate {
         calls: n,
         secs,
         p50: pct(0.5),
         p99: pct(0.99),
+        relay_cpu_ns,
+        client_cpu_ns,
+        failed,
     }
+}
+
+/// Like `drive`, but every request must be answered `ok`.
+fn drive_ok(t: &Target, calls: usize, clients: usize, tag: &str, steps: Steps) -> Rate {
+    let r = drive(t, calls, clients, tag, steps, false);
+    if let Some(f) = &r.failed {
+        panic!("{}: {f}", t.who);
+    }
+    r
 }
 
 fn show(who: &str, r: &Rate) {
     println!(
-        "{who:>9}: {} offer+answer+delete cycles in {:.2} s = {:.0} calls/s (p50 {:?}, p99 {:?} per call)",
+        "{who:>9}: {} cycles in {:.2} s = {:.0} cycles/s (p50 {:?}, p99 {:?}); \
+         relay CPU {:.2} s = {:.1} µs/cycle; client CPU {:.1} µs/cycle",
         r.calls,
         r.secs,
         r.per_s(),
         r.p50,
-        r.p99
+        r.p99,
+        r.relay_cpu_ns as f64 / 1e9,
+        r.cpu_us(),
+        r.client_cpu_us(),
     );
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 /// The same cycles against both relays, ferrelay first, after a warm-up of each.
 async fn compare(calls: usize, clients: usize, workers: usize) -> (Rate, Rate) {
-    let f = ferrelay((30_000, 39_999), workers).await;
+    let f = ferrelay((30_000, 39_999), workers);
     let r = rtpengine::start((40_000, 49_999), &[]).await;
     println!("ferrelay NG on {}, rtpengine NG on {}", f.ng, r.ng);
-    drive(f.ng, 100.min(calls), clients, "warm", Steps::Cycle).await;
-    drive(r.ng, 100.min(calls), clients, "warm", Steps::Cycle).await;
-    let fr = drive(f.ng, calls, clients, "bench", Steps::Cycle).await;
-    let rr = drive(r.ng, calls, clients, "bench", Steps::Cycle).await;
+    let ft = Target {
+        who: "ferrelay",
+        pid: f.child.id(),
+        ng: f.ng,
+    };
+    let rt = Target {
+        who: "rtpengine",
+        pid: r.pid(),
+        ng: r.ng,
+    };
+    let warm = 500.min(calls);
+    drive_ok(&ft, warm, clients, "w", Steps::Cycle);
+    drive_ok(&rt, warm, clients, "w", Steps::Cycle);
+    println!("load average before: {}", load_average());
+    let fr = drive_ok(&ft, calls, clients, "b", Steps::Cycle);
+    let rr = drive_ok(&rt, calls, clients, "b", Steps::Cycle);
     show("ferrelay", &fr);
     show("rtpengine", &rr);
-    println!("ratio ferrelay/rtpengine: {:.2}", fr.per_s() / rr.per_s());
+    println!(
+        "ferrelay/rtpengine: rate {:.2}x, CPU per cycle {:.2}x less (capacity on dedicated cores); load average after: {}",
+        fr.per_s() / rr.per_s(),
+        rr.cpu_us() / fr.cpu_us(),
+        load_average()
+    );
     (fr, rr)
 }
 
@@ -195,24 +372,36 @@ fn write_json(body: String) {
 
 fn rate_json(r: &Rate) -> String {
     format!(
-        r#"{{"calls": {}, "seconds": {:.3}, "calls_per_s": {:.0}, "p50_us": {}, "p99_us": {}}}"#,
+        r#"{{"calls": {}, "seconds": {:.3}, "calls_per_s": {:.0}, "p50_us": {}, "p99_us": {}, "relay_cpu_us_per_call": {:.1}, "client_cpu_us_per_call": {:.1}}}"#,
         r.calls,
         r.secs,
         r.per_s(),
         r.p50.as_micros(),
-        r.p99.as_micros()
+        r.p99.as_micros(),
+        r.cpu_us(),
+        r.client_cpu_us(),
     )
 }
 
-/// 200 cycles against both relays: every request answered `ok` by each, so the
-/// benchmark below keeps working. No speed is asserted here.
+#[test]
+fn reply_check_needs_cookie_and_ok() {
+    let req = b"b0_1 d7:command4:pinge";
+    assert!(reply_ok(req, b"b0_1 d3:sdp3:x=16:result2:oke"));
+    assert!(!reply_ok(req, b"b0_2 d6:result2:oke"));
+    assert!(!reply_ok(req, b"b0_1 d6:result5:errore"));
+    assert!(!reply_ok(req, b"b0_1"));
+}
+
+/// 200 cycles against both relays: every request answered `ok` by each, and each
+/// relay's CPU was seen, so the benchmark below keeps working. No speed asserted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ng_cycles_smoke_against_both_relays() {
     let (f, r) = compare(200, 2, 1).await;
     assert_eq!((f.calls, r.calls), (200, 200));
+    assert!(f.relay_cpu_ns > 0 && r.relay_cpu_ns > 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark; see perf/ng/README.md"]
 async fn ng_throughput_vs_rtpengine() {
     let calls = env("FERRELAY_BENCH_CALLS", 20_000);
@@ -220,49 +409,71 @@ async fn ng_throughput_vs_rtpengine() {
     let workers = env("FERRELAY_BENCH_WORKERS", 2).max(1);
     let (f, r) = compare(calls, clients, workers).await;
     write_json(format!(
-        "{{\n  \"bench\": \"ng offer+answer+delete cycles\",\n  \"clients\": {clients},\n  \"ferrelay_workers\": {workers},\n  \"ferrelay\": {},\n  \"rtpengine\": {},\n  \"ratio\": {:.2}\n}}\n",
+        "{{\n  \"bench\": \"ng offer+answer+delete cycles\",\n  \"clients\": {clients},\n  \"ferrelay_workers\": {workers},\n  \"load_average_after\": \"{}\",\n  \"ferrelay\": {},\n  \"rtpengine\": {},\n  \"rate_ratio\": {:.2},\n  \"cpu_per_cycle_ratio\": {:.2}\n}}\n",
+        load_average(),
         rate_json(&f),
         rate_json(&r),
-        f.per_s() / r.per_s()
+        f.per_s() / r.per_s(),
+        r.cpu_us() / f.cpu_us(),
     ));
 }
 
 /// RSS of each relay's process before and after `calls` established calls (offer
-/// and answer, no delete), over a port range wide enough for them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+/// and answer, no delete), over a port range wide enough for them. Set-up stops
+/// at the first refusal (ports or descriptors run out) and the calls reached are
+/// reported; `FERRELAY_BENCH_MUX=1` offers and answers rtcp-mux so a call needs
+/// one port per party instead of two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark; see perf/ng/README.md"]
 async fn memory_per_established_call() {
-    // Four sockets per call: the calls must fit the descriptor hard limit.
     let calls = env("FERRELAY_BENCH_CALLS", 4_000);
     let clients = env("FERRELAY_BENCH_CLIENTS", 4).max(1);
     let workers = env("FERRELAY_BENCH_WORKERS", 2).max(1);
+    let mux = env("FERRELAY_BENCH_MUX", 0) != 0;
     let ports = (20_000, 65_000);
     let mut out = Vec::new();
     for who in ["ferrelay", "rtpengine"] {
-        let (pid, ng, _guard): (u32, SocketAddr, Box<dyn std::any::Any>) = if who == "ferrelay" {
-            let f = ferrelay(ports, workers).await;
-            (f.child.id(), f.ng, Box::new(f))
+        let (t, _guard): (Target, Box<dyn std::any::Any>) = if who == "ferrelay" {
+            let f = ferrelay(ports, workers);
+            let t = Target {
+                who: "ferrelay",
+                pid: f.child.id(),
+                ng: f.ng,
+            };
+            (t, Box::new(f))
         } else {
             let r = rtpengine::start(ports, &[]).await;
-            (r.pid(), r.ng, Box::new(r))
+            let t = Target {
+                who: "rtpengine",
+                pid: r.pid(),
+                ng: r.ng,
+            };
+            (t, Box::new(r))
         };
         // Whole calls first (set up and deleted), enough to wrap every worker's
         // 16k-entry command ring: fixed-size rings and tables get their pages
         // touched here, so only what established calls hold counts below.
         let warm = env("FERRELAY_BENCH_WARM", 6_000);
-        drive(ng, warm, clients, "warm", Steps::Cycle).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let before = rss_kib(pid);
-        let r = drive(ng, calls, clients, "mem", Steps::Setup).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let after = rss_kib(pid);
-        let per = (after.saturating_sub(before)) as f64 / r.calls as f64;
+        drive_ok(&t, warm, clients, "w", Steps::Cycle);
+        std::thread::sleep(Duration::from_millis(200));
+        let (before, fd0) = (rss_kib(t.pid), fds(t.pid));
+        let r = drive(&t, calls, clients, "m", Steps::Setup, mux);
+        std::thread::sleep(Duration::from_millis(200));
+        let (after, fd1) = (rss_kib(t.pid), fds(t.pid));
+        // A client stops at its first refusal, after its last complete call.
+        let per = (after.saturating_sub(before)) as f64 / r.calls.max(1) as f64;
         println!(
-            "{who:>9}: RSS {before} KiB -> {after} KiB with {} more established calls: {per:.2} KiB per call",
-            r.calls
+            "{who:>9}: RSS {before} KiB -> {after} KiB with {} more established calls \
+             (of {calls} asked, rtcp-mux {mux}): {per:.2} KiB per call; descriptors {fd0} -> {fd1} \
+             ({:.2} per call)",
+            r.calls,
+            (fd1.saturating_sub(fd0)) as f64 / r.calls.max(1) as f64
         );
+        if let Some(f) = &r.failed {
+            println!("{who:>9}: set-up stopped: {f}");
+        }
         out.push(format!(
-            r#""{who}": {{"calls": {}, "rss_before_kib": {before}, "rss_after_kib": {after}, "kib_per_call": {per:.2}}}"#,
+            r#""{who}": {{"calls_asked": {calls}, "calls": {}, "rtcp_mux": {mux}, "rss_before_kib": {before}, "rss_after_kib": {after}, "kib_per_call": {per:.2}, "fds_before": {fd0}, "fds_after": {fd1}}}"#,
             r.calls
         ));
     }
