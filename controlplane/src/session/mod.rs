@@ -260,16 +260,15 @@ impl<B: MediaBackend> Sessions<B> {
             .get_mut(call_id)
             .ok_or_else(|| "Unknown call-id".to_owned())?;
         call.deleting = None;
-        let res = negotiate::answer_call(
-            &mut self.res,
-            call,
-            from_tag,
-            to_tag,
-            via_branch.as_deref(),
-            &flags,
-            &mut sdp,
-            now,
-        );
+        let res =
+            negotiate::answer_call(&mut self.res, call, from_tag, to_tag, &flags, &mut sdp, now);
+        // The answer's `via-branch` names its fork for a later `delete`.
+        if let Some(v) = via_branch
+            && res.is_ok()
+            && let Some(m) = call.monologue(to_tag)
+        {
+            call.monologues[m].via_branch = Some(v.into());
+        }
         self.reindex(call_id, before);
         res?;
         tracing::info!(call_id = %call_id, from_tag = %from_tag, to_tag = %to_tag, "answer");

@@ -290,7 +290,6 @@ pub(super) fn answer_call<B: MediaBackend>(
     call: &mut Call,
     from_tag: &str,
     to_tag: &str,
-    via_branch: Option<&str>,
     flags: &Flags,
     sdp: &mut Sdp,
     now: Instant,
@@ -302,9 +301,6 @@ pub(super) fn answer_call<B: MediaBackend>(
     }
     let worker = call.worker;
     let (mx, my) = two(&mut call.monologues, x, y);
-    if via_branch.is_some() {
-        my.via_branch = via_branch.map(Into::into);
-    }
     // Both parties hold a side per offered stream (an offer that failed half way
     // may have left one short; such streams are refused rather than indexed).
     if sdp.media().len() > mx.sides.len().min(my.sides.len()) {
