@@ -1,7 +1,6 @@
 //! The state of one call: monologues (one per SIP tag) holding one side per m= line.
 //! A side owns the port pair its party talks to and the two flows on those ports.
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +10,7 @@ use ferrelay_engine::{Component, CryptoSpec, FlowId, FlowRule, LatchMode, Mismat
 use super::backend::FlowCounters;
 use super::flags::{Flags, MuxFlags};
 use super::ports::PortPair;
+use super::rewrite::MediaNames;
 use super::sdes::SideCrypto;
 
 /// Silence before `media-handover` lets a new source take over the stream (the
@@ -112,9 +112,8 @@ pub struct Side {
     pub policy: Policy,
     pub blocked: bool,
     pub clock_rate: u32,
-    /// The m= line's media type and protocol; the usual ones take no heap.
-    pub media_type: Cow<'static, str>,
-    pub protocol: Cow<'static, str>,
+    /// The m= line's media type and protocol.
+    pub names: MediaNames,
     /// SDES keys of this leg (the party's and the relay's); boxed and only while
     /// there are any, since most calls are plain RTP.
     crypto: Option<Box<SideCrypto>>,
@@ -144,8 +143,7 @@ impl Side {
             policy: Policy::default(),
             blocked: false,
             clock_rate: 8000,
-            media_type: Cow::Borrowed("audio"),
-            protocol: Cow::Borrowed("RTP/AVP"),
+            names: MediaNames::default(),
             crypto: None,
             counters: [FlowCounters::default(); 2],
             retired: Tally::default(),
@@ -251,7 +249,6 @@ impl Side {
 pub struct Monologue {
     /// The SIP tag; empty while an offer waits for the answerer's to-tag.
     pub tag: Box<str>,
-    pub label: Option<Box<str>>,
     pub created_unix: u64,
     /// One side per m= line, in SDP order.
     pub sides: Vec<Side>,
@@ -259,21 +256,49 @@ pub struct Monologue {
     pub peer: Option<Box<str>>,
     /// The `rtcp-mux` options this party's last offer came with.
     pub mux_flags: MuxFlags,
+    /// Rarely set names, boxed so a monologue without them stays small.
+    names: Option<Box<TagNames>>,
+}
+
+/// `label` and `via-branch` of a monologue.
+#[derive(Debug, Default)]
+struct TagNames {
+    label: Option<Box<str>>,
     /// `via-branch` of this party's last answer: names its fork in `delete`.
-    pub via_branch: Option<Box<str>>,
+    via_branch: Option<Box<str>>,
 }
 
 impl Monologue {
     pub fn new(tag: &str, created_unix: u64) -> Monologue {
         Monologue {
             tag: tag.into(),
-            label: None,
+
             created_unix,
             sides: Vec::new(),
             peer: None,
             mux_flags: MuxFlags::default(),
-            via_branch: None,
+            names: None,
         }
+    }
+}
+
+impl Monologue {
+    /// The `label` the party was given.
+    pub fn label(&self) -> Option<&str> {
+        self.names.as_ref()?.label.as_deref()
+    }
+
+    pub fn set_label(&mut self, label: &str) {
+        self.names.get_or_insert_default().label = Some(label.into());
+    }
+
+    /// The `via-branch` of the party's last answer.
+    pub fn via_branch(&self) -> Option<&str> {
+        self.names.as_ref()?.via_branch.as_deref()
+    }
+
+    pub fn set_via_branch(&mut self, via: &str) {
+        self.names.get_or_insert_default().via_branch = Some(via.into());
     }
 }
 
@@ -334,7 +359,7 @@ impl Call {
         let by_via = via.and_then(|v| {
             self.monologues
                 .iter()
-                .position(|m| m.via_branch.as_deref() == Some(v))
+                .position(|m| m.via_branch() == Some(v))
         });
         let Some(f) = from else {
             return to.or(by_via).and_then(|t| self.lone_branch(t, None));

@@ -105,7 +105,9 @@ struct Resources<B> {
 #[derive(Debug)]
 pub struct Sessions<B> {
     res: Resources<B>,
-    calls: HashMap<Arc<str>, Call>,
+    /// Boxed: a map entry is then 24 bytes, and the map's spare buckets (up to
+    /// half of them after it grows) cost little.
+    calls: HashMap<Arc<str>, Box<Call>>,
     /// Which call owns each installed flow, so worker events find it at once.
     owners: FlowOwners,
     /// Last counters of flows being removed, until the worker's final count arrives.
@@ -195,7 +197,7 @@ impl<B: MediaBackend> Sessions<B> {
             let id: Arc<str> = call_id.into();
             self.calls.insert(
                 id.clone(),
-                Call {
+                Box::new(Call {
                     id,
                     worker,
                     created: now,
@@ -207,7 +209,7 @@ impl<B: MediaBackend> Sessions<B> {
                     last_media: now,
                     held: false,
                     deleting: None,
-                },
+                }),
             );
             self.load[worker] += 1;
             self.totals.managed += 1;
@@ -267,7 +269,7 @@ impl<B: MediaBackend> Sessions<B> {
             && res.is_ok()
             && let Some(m) = call.monologue(to_tag)
         {
-            call.monologues[m].via_branch = Some(v.into());
+            call.monologues[m].set_via_branch(&v);
         }
         self.reindex(call_id, before);
         res?;

@@ -161,8 +161,8 @@ pub(super) fn offer_call<B: MediaBackend>(
     mx.peer = Some(my.tag.clone());
     my.peer = Some(mx.tag.clone());
     mx.mux_flags = flags.mux;
-    if flags.label.is_some() {
-        mx.label = flags.label.as_deref().map(Into::into);
+    if let Some(l) = &flags.label {
+        mx.set_label(l);
     }
     let policy = Policy::from_flags(flags);
     let mut all_held = !sdp.media().is_empty();
@@ -179,10 +179,9 @@ pub(super) fn offer_call<B: MediaBackend>(
         sy.rejected = sx.rejected;
         // Until the answer says otherwise, the answerer speaks what was offered.
         sy.clock_rate = sx.clock_rate;
-        sy.media_type.clone_from(&sx.media_type);
-        sy.protocol = match &flags.transport_protocol {
-            Some(p) => rewrite::intern(p, rewrite::PROTOCOLS),
-            None => sx.protocol.clone(),
+        sy.names = match &flags.transport_protocol {
+            Some(p) => sx.names.with_proto(p),
+            None => sx.names.clone(),
         };
         sy.mux_offered = flags.mux.require
             || flags.mux.offer
@@ -306,8 +305,8 @@ pub(super) fn answer_call<B: MediaBackend>(
     if sdp.media().len() > mx.sides.len().min(my.sides.len()) {
         return Err("The answer has more media than the offer".into());
     }
-    if flags.label.is_some() {
-        my.label = flags.label.as_deref().map(Into::into);
+    if let Some(l) = &flags.label {
+        my.set_label(l);
     }
     let policy = Policy::from_flags(flags);
     let mut plan = Vec::with_capacity(sdp.media().len());
@@ -325,7 +324,7 @@ pub(super) fn answer_call<B: MediaBackend>(
         let rejected = sy.rejected || sx.rejected;
         sx.rejected = rejected;
         sy.rejected = rejected;
-        let x_proto = Proto::parse(&sx.protocol);
+        let x_proto = Proto::parse(sx.names.proto());
         let edit = sdes::answer(sx.crypto_mut(), sy.crypto_mut(), m, &x_proto);
         sx.trim_crypto();
         sy.trim_crypto();

@@ -110,8 +110,8 @@ pub fn call_info(call: &Call) -> Value {
             }
             medias.push(Value::Dict(vec![
                 entry("index", int(i as u64 + 1)),
-                entry("type", Value::str(&side.media_type)),
-                entry("protocol", Value::str(&side.protocol)),
+                entry("type", Value::str(side.names.media())),
+                entry("protocol", Value::str(side.names.proto())),
                 entry(
                     "streams",
                     Value::List(vec![stream(side, 0), stream(side, 1)]),
@@ -123,7 +123,7 @@ pub fn call_info(call: &Call) -> Value {
             entry("tag", Value::str(&mono.tag)),
             entry("created", int(mono.created_unix)),
         ];
-        if let Some(l) = &mono.label {
+        if let Some(l) = mono.label() {
             t.push(entry("label", Value::str(l)));
         }
         if let Some(p) = &mono.peer {

@@ -2,7 +2,6 @@
 //! party wants media) and how the SDP is rewritten onto the relay's ports for the
 //! other party.
 
-use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use ferrelay_sdp::{Direction, Media, Proto, Rtcp, Sdp};
@@ -74,12 +73,54 @@ pub const PROTOCOLS: &[&str] = &[
     "udptl",
 ];
 
-/// `s` as a `'static` name when it is one of `known`, else an owned copy: the
-/// usual names then cost no heap per side.
-pub fn intern(s: &str, known: &'static [&'static str]) -> Cow<'static, str> {
-    match known.iter().find(|k| **k == s) {
-        Some(k) => Cow::Borrowed(k),
-        None => Cow::Owned(s.to_owned()),
+/// A side's media type and protocol: indexes into [`MEDIA_TYPES`] and
+/// [`PROTOCOLS`] (two bytes), with owned copies only for names outside them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaNames {
+    media: u8,
+    proto: u8,
+    other: Option<Box<[Box<str>; 2]>>,
+}
+
+/// Index meaning "not in the table: see `other`".
+const OTHER: u8 = u8::MAX;
+
+fn index_in(s: &str, known: &[&str]) -> u8 {
+    known
+        .iter()
+        .position(|k| *k == s)
+        .and_then(|i| u8::try_from(i).ok())
+        .unwrap_or(OTHER)
+}
+
+impl MediaNames {
+    pub fn new(media: &str, proto: &str) -> MediaNames {
+        let (mi, pi) = (index_in(media, MEDIA_TYPES), index_in(proto, PROTOCOLS));
+        let other = (mi == OTHER || pi == OTHER).then(|| Box::new([media.into(), proto.into()]));
+        MediaNames {
+            media: mi,
+            proto: pi,
+            other,
+        }
+    }
+
+    pub fn media(&self) -> &str {
+        match (&self.other, self.media) {
+            (Some(o), OTHER) => &o[0],
+            (_, i) => MEDIA_TYPES.get(usize::from(i)).copied().unwrap_or(""),
+        }
+    }
+
+    pub fn proto(&self) -> &str {
+        match (&self.other, self.proto) {
+            (Some(o), OTHER) => &o[1],
+            (_, i) => PROTOCOLS.get(usize::from(i)).copied().unwrap_or(""),
+        }
+    }
+
+    /// The same media type with another protocol.
+    pub fn with_proto(&self, proto: &str) -> MediaNames {
+        MediaNames::new(self.media(), proto)
     }
 }
 
@@ -87,8 +128,7 @@ pub fn intern(s: &str, known: &'static [&'static str]) -> Cow<'static, str> {
 pub fn learn_remote(side: &mut Side, m: &Media, sdp: &Sdp, flags: &Flags) {
     side.rejected = m.is_rejected();
     side.mux_signalled = m.rtcp_mux();
-    side.media_type = intern(m.media_type(), MEDIA_TYPES);
-    side.protocol = intern(m.proto().as_str(), PROTOCOLS);
+    side.names = MediaNames::new(m.media_type(), m.proto().as_str());
     side.clock_rate = m
         .payload_types()
         .next()
@@ -161,5 +201,28 @@ pub fn apply(sdp: &mut Sdp, adv: IpAddr, plan: &[Plan], flags: &Flags) {
     sdp.remove_ice();
     if flags.replace_origin {
         sdp.set_origin_address(adv, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_names_known_and_other() {
+        let d = MediaNames::default();
+        assert_eq!((d.media(), d.proto()), ("audio", "RTP/AVP"));
+        let v = MediaNames::new("video", "RTP/SAVPF");
+        assert_eq!((v.media(), v.proto()), ("video", "RTP/SAVPF"));
+        assert!(v.other.is_none(), "known names take no heap");
+        let o = MediaNames::new("audio", "RTP/XYZ");
+        assert_eq!((o.media(), o.proto()), ("audio", "RTP/XYZ"));
+        let o = o.with_proto("RTP/AVPF");
+        assert_eq!(
+            (o.media(), o.proto(), o.other.is_none()),
+            ("audio", "RTP/AVPF", true)
+        );
+        let x = MediaNames::new("x-thing", "udp");
+        assert_eq!((x.media(), x.proto()), ("x-thing", "udp"));
     }
 }
