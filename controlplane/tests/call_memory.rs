@@ -2,11 +2,15 @@
 //! the sessions' own `offer` and `answer` against a data plane that keeps nothing,
 //! and the bytes this thread still has allocated afterwards, divided by the calls,
 //! must stay within the budget. The NG reply cache (separate, in `ng/`) is not
-//! part of it.
+//! part of it. An ignored measurement does the same for the whole in-process
+//! relay driven over NG, to tell what else an established call holds.
+
+mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrelay::config::InterfaceSpec;
@@ -16,14 +20,20 @@ use ferrelay::session::call::{Call, Monologue, Side};
 use ferrelay::session::{SessionConfig, Sessions};
 use ferrelay_engine::{FlowId, FlowRule};
 
-/// System malloc, counting the live bytes and blocks of the calling thread.
+/// System malloc, counting the live bytes and blocks of the calling thread, and
+/// of the whole process.
 struct Counting;
 
 thread_local! {
     static LIVE: Cell<(i64, i64)> = const { Cell::new((0, 0)) };
 }
 
+/// Live bytes and blocks of every thread.
+static ALL: [AtomicI64; 2] = [AtomicI64::new(0), AtomicI64::new(0)];
+
 fn count(bytes: usize, sign: i64) {
+    ALL[0].fetch_add(sign * bytes as i64, Ordering::Relaxed);
+    ALL[1].fetch_add(sign, Ordering::Relaxed);
     // `try_with`: the allocator may run while thread-locals are torn down.
     let _ = LIVE.try_with(|c| {
         let (b, n) = c.get();
@@ -155,4 +165,64 @@ fn an_established_call_holds_at_most_2_kib_of_heap() {
     println!("{CALLS} calls: {per_call:.0} bytes of heap per call in {blocks:.1} blocks");
     assert!(per_call <= 2048.0, "{per_call:.0} bytes per call");
     drop(s);
+}
+
+/// The whole relay in this process (NG server, reply cache, sessions, workers):
+/// live heap per established call, and how much of it the NG replies are (the
+/// cookie cache keeps each reply for 30 to 60 s). A measurement, not a check:
+/// `cargo test -p ferrelay --test call_memory -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run with --ignored --nocapture"]
+async fn relay_heap_per_established_call() {
+    use common::*;
+    const WARM: usize = 2_000;
+    const CALLS: usize = 2_000;
+    let relay = relay_with(|c| {
+        c.port_min = 20_000;
+        c.port_max = 32_000;
+        c.workers = 2;
+        c.delete_delay = Duration::ZERO;
+    })
+    .await;
+    let mut ng = Ng::new(relay.ng_udp).await;
+    let mut reply_bytes = 0;
+    for i in 0..WARM {
+        call(&mut ng, "w", i, true).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b0 = ALL[0].load(Ordering::Relaxed);
+    for i in 0..CALLS {
+        reply_bytes += call(&mut ng, "m", i, false).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b1 = ALL[0].load(Ordering::Relaxed);
+    let per = (b1 - b0) as f64 / CALLS as f64;
+    println!(
+        "relay: {per:.0} bytes of live heap per established call ({CALLS} calls); \
+         the two replies themselves are {:.0} bytes",
+        reply_bytes as f64 / CALLS as f64
+    );
+    relay.shutdown().await;
+}
+
+/// One call over NG (offer, answer, and `delete` if asked); returns the bytes of
+/// the replies.
+async fn call(ng: &mut common::Ng, tag: &str, i: usize, delete: bool) -> usize {
+    use common::*;
+    let id = format!("{tag}-{i:08x}-5c1d-4e6f-9a2b@pbx.example.com");
+    let (from, to) = ("as7d6f8a9b", "bz1c2d3e4f");
+    let mut reqs = vec![
+        offer(&id, from, &sdp(4000, ""), vec![]),
+        answer(&id, from, to, &sdp(5000, ""), vec![]),
+    ];
+    if delete {
+        reqs.push(cmd("delete", &id));
+    }
+    let mut n = 0;
+    for r in &reqs {
+        let v = ng.call(r).await;
+        assert_eq!(result(&v), "ok", "{v:?}");
+        n += v.encode().len();
+    }
+    n
 }
