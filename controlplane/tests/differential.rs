@@ -9,6 +9,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use common::*;
 use ferrelay::ng::Value;
@@ -227,6 +228,77 @@ async fn both_relays_forward_the_same_bytes() {
         }
         let d = ng.call(&cmd("delete", "fw")).await;
         assert_eq!(result(&d), "ok");
+    }
+    relay.shutdown().await;
+}
+
+/// Forking, the same script against both relays: after a second branch answers,
+/// the offerer's media (sent where that answer's reply says) reaches the second
+/// branch only, and the second branch's media (sent where the offer told every
+/// fork) reaches the offerer. Then a delete of the losing branch keeps the call.
+/// (Past that point they differ: rtpengine stops relaying the remaining branch
+/// from the offered port, ferrelay keeps it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_relays_send_media_to_the_branch_that_answered_last() {
+    let reference = rtpengine().await;
+    let relay = relay().await;
+    let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    for ng_addr in [relay.ng_udp, reference.ng] {
+        let mut ng = Ng::new(ng_addr).await;
+        let (a, b1, b2) = (bind().await, bind().await, bind().await);
+        let port = |s: &tokio::net::UdpSocket| s.local_addr().unwrap().port();
+        let r = ng.call(&offer("fk", "A", &sdp(port(&a), ""), vec![])).await;
+        let p_b = media_port(&reply_sdp(&r));
+        let r = ng
+            .call(&answer("fk", "A", "B1", &sdp(port(&b1), ""), vec![]))
+            .await;
+        let p_a1 = media_port(&reply_sdp(&r));
+        let pkt = rtp(0, 1, 0xA1, 1);
+        assert_eq!(
+            send_until(&a, at(p_a1), &pkt, &b1).await.0,
+            pkt,
+            "relay at {ng_addr}"
+        );
+        let r = ng
+            .call(&answer("fk", "A", "B2", &sdp(port(&b2), ""), vec![]))
+            .await;
+        let p_a2 = media_port(&reply_sdp(&r));
+        for seq in 2..5u16 {
+            let pkt = rtp(0, seq, 0xA1, seq as u8);
+            assert_eq!(
+                send_until(&a, at(p_a2), &pkt, &b2).await.0,
+                pkt,
+                "relay at {ng_addr}"
+            );
+            let pkt = rtp(0, seq, 0xB2, 0x80 | seq as u8);
+            assert_eq!(
+                send_until(&b2, at(p_b), &pkt, &a).await.0,
+                pkt,
+                "relay at {ng_addr}"
+            );
+        }
+        let mut buf = [0u8; 2048];
+        let stray = tokio::time::timeout(Duration::from_millis(200), b1.recv_from(&mut buf)).await;
+        assert!(
+            stray.is_err(),
+            "relay at {ng_addr}: the losing branch got A's media"
+        );
+        let del = to_dict(vec![
+            ("command", Value::str("delete")),
+            ("call-id", Value::str("fk")),
+            ("from-tag", Value::str("A")),
+            ("to-tag", Value::str("B1")),
+        ]);
+        assert_eq!(result(&ng.call(&del).await), "ok");
+        let q = ng.call(&cmd("query", "fk")).await;
+        assert_eq!(result(&q), "ok", "relay at {ng_addr}: the call lives on");
+        let pkt = rtp(0, 9, 0xA1, 9);
+        assert_eq!(
+            send_until(&a, at(p_a2), &pkt, &b2).await.0,
+            pkt,
+            "relay at {ng_addr}"
+        );
+        assert_eq!(result(&ng.call(&cmd("delete", "fk")).await), "ok");
     }
     relay.shutdown().await;
 }
