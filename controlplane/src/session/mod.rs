@@ -283,7 +283,8 @@ impl<B: MediaBackend> Sessions<B> {
     /// `delete`: as rtpengine with `--delete-delay`, media keeps being relayed (and
     /// the call answers `query`) for the delay, so the last packets after a BYE
     /// and late signalling are not lost; then the flows go and the ports are
-    /// free at once. With no delay the call ends now.
+    /// free at once. With no delay the call ends now. Tags that name one fork
+    /// among several (see [`Call::branch_to_end`]) end that fork alone, at once.
     pub fn delete(&mut self, req: &Value, now: Instant) -> Result<Value, String> {
         let call_id = required(req, "call-id")?;
         let delay = self.res.cfg.delete_delay;
@@ -340,9 +341,11 @@ impl<B: MediaBackend> Sessions<B> {
             .monologues
             .iter()
             .rposition(|x| x.peer.as_deref() == Some(&root_tag));
+        let heir = heir.filter(|h| call.monologues[*h].sides.is_empty());
         let (Some(root), Some(heir)) = (root, heir) else {
-            // A losing fork: whatever it holds (none after a later answer took
-            // the media) is freed with the delay a deleted call's ports get.
+            // A losing fork (or no fork free to take over): whatever it holds
+            // (none after a later answer took the media) is freed with the delay
+            // a deleted call's ports get.
             let at = now + self.res.cfg.delete_delay;
             self.retire_sides(call_id, worker, gone.sides, at);
             self.reindex(call_id, before);
