@@ -249,7 +249,7 @@ impl Side {
 pub struct Monologue {
     /// The SIP tag; empty while an offer waits for the answerer's to-tag.
     pub tag: Box<str>,
-    pub created_unix: u64,
+    pub created_unix: u32,
     /// One side per m= line, in SDP order.
     pub sides: Vec<Side>,
     /// Tag of the party this one talks to.
@@ -269,7 +269,7 @@ struct TagNames {
 }
 
 impl Monologue {
-    pub fn new(tag: &str, created_unix: u64) -> Monologue {
+    pub fn new(tag: &str, created_unix: u32) -> Monologue {
         Monologue {
             tag: tag.into(),
 
@@ -310,8 +310,8 @@ pub struct Call {
     /// The worker that owns every flow of the call.
     pub worker: usize,
     pub created: Instant,
-    pub created_unix: u64,
-    pub last_signal_unix: u64,
+    pub created_unix: u32,
+    pub last_signal_unix: u32,
     pub monologues: Vec<Monologue>,
     /// An answer completed the call; until then the offer timeout applies.
     pub answered: bool,

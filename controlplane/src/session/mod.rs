@@ -120,10 +120,11 @@ pub struct Sessions<B> {
     started: Instant,
 }
 
-fn unix_now() -> u64 {
+/// Wall-clock seconds for `query`; `u32` holds them until 2106.
+fn unix_now() -> u32 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
 }
 
 fn required<'a>(req: &'a Value, key: &str) -> Result<&'a str, String> {
@@ -449,7 +450,7 @@ impl<B: MediaBackend> Sessions<B> {
                 continue;
             };
             if c.packets > side.counters[k].packets {
-                side.last_packet_unix[k] = u32::try_from(unix_now()).unwrap_or(u32::MAX);
+                side.last_packet_unix[k] = unix_now();
                 call.last_media = now;
             }
             side.counters[k] = c;

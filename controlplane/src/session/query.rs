@@ -121,7 +121,7 @@ pub fn call_info(call: &Call) -> Value {
         }
         let mut t = vec![
             entry("tag", Value::str(&mono.tag)),
-            entry("created", int(mono.created_unix)),
+            entry("created", int(u64::from(mono.created_unix))),
         ];
         if let Some(l) = mono.label() {
             t.push(entry("label", Value::str(l)));
@@ -133,8 +133,8 @@ pub fn call_info(call: &Call) -> Value {
         tags.push((mono.tag.as_bytes().to_vec(), Value::Dict(t)));
     }
     Value::Dict(vec![
-        entry("created", int(call.created_unix)),
-        entry("last signal", int(call.last_signal_unix)),
+        entry("created", int(u64::from(call.created_unix))),
+        entry("last signal", int(u64::from(call.last_signal_unix))),
         entry("tags", Value::Dict(tags)),
         entry(
             "totals",
