@@ -1,6 +1,7 @@
 #![no_main]
-use ferrelay::ng::Value;
+use ferrelay::ng::bencode::Scan;
 use ferrelay::ng::commands::{Framing, frame};
+use ferrelay::ng::Value;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,5 +13,25 @@ fuzz_target!(|data: &[u8]| {
     // TCP framing never claims more than it was given.
     if let Framing::Message(n) = frame(data) {
         assert!(n <= data.len());
+    }
+    // The TCP reader's scan, fed the rest in reads of the first byte's size, never
+    // holds back a complete message: "not worth decoding" must mean the decoder
+    // finds no whole value (some invalid input is only reported once it closes).
+    let Some((&step, stream)) = data.split_first() else {
+        return;
+    };
+    let step = usize::from(step % 16) + 1;
+    let mut scan = Scan::default();
+    let mut len = 0;
+    while len < stream.len() {
+        len = (len + step).min(stream.len());
+        let buf = &stream[..len];
+        if scan.worth_decoding(buf) {
+            break;
+        }
+        assert!(
+            !matches!(Value::decode_prefix(buf), Ok(_)),
+            "scan held back a complete message of {len} bytes"
+        );
     }
 });
