@@ -203,9 +203,16 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
     let ctl: Shared<DataplaneBackend> = Arc::new(Mutex::new(Controller::new(sessions, now)));
     let obs = Arc::new(Observatory::new(cfg.workers, COMMAND_RING, now));
     let (stop, stop_rx) = watch::channel(false);
+    // One bound on waiting queries for both transports.
+    let waits = server::QueryWaits::default();
     let mut tasks = vec![
-        tokio::spawn(server::serve_udp(udp, ctl.clone(), stop_rx.clone())),
-        tokio::spawn(server::serve_tcp(tcp, ctl.clone(), stop_rx.clone())),
+        tokio::spawn(server::serve_udp(
+            udp,
+            ctl.clone(),
+            waits.clone(),
+            stop_rx.clone(),
+        )),
+        tokio::spawn(server::serve_tcp(tcp, ctl.clone(), waits, stop_rx.clone())),
     ];
     if let Some(front) = sip_front {
         tasks.push(front.spawn(ctl.clone(), stop_rx.clone()));

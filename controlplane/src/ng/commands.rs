@@ -22,6 +22,9 @@ pub struct Controller<B> {
     cache: CookieCache,
     /// Commands executed (cache hits excluded), for tests and statistics.
     pub executed: u64,
+    /// `query` requests answered at once from the last polled counters because
+    /// too many were already waiting for fresh ones (see `ng::server`).
+    pub queries_not_waited: u64,
     /// Requests by command and result, for `ferrelay_ng_commands_total`.
     pub counts: NgCounts,
 }
@@ -102,10 +105,17 @@ impl NgCounts {
 
     /// The counter slot of a normalised command name.
     fn index(command: &str) -> usize {
-        let label = command.replace(' ', "_");
+        // Labels spell the normalised command's spaces as `_`.
+        let same = |label: &str| {
+            label.len() == command.len()
+                && label
+                    .bytes()
+                    .zip(command.bytes())
+                    .all(|(l, c)| l == c || (l == b'_' && c == b' '))
+        };
         Self::COMMANDS[..Self::OTHER]
             .iter()
-            .position(|c| *c == label)
+            .position(|c| same(c))
             .unwrap_or(Self::OTHER)
     }
 
@@ -147,6 +157,7 @@ impl<B: MediaBackend> Controller<B> {
             sessions,
             cache: CookieCache::new(CACHE_PERIOD, now),
             executed: 0,
+            queries_not_waited: 0,
             counts: NgCounts::default(),
         }
     }
@@ -154,13 +165,21 @@ impl<B: MediaBackend> Controller<B> {
     /// Answers one complete message; `None` when it has no cookie to answer to.
     /// A cookie seen in the last 30–60 s gets the cached reply, with no side effect.
     pub fn handle(&mut self, msg: &[u8], now: Instant) -> Option<Vec<u8>> {
+        let reply = self.handle_unflushed(msg, now);
+        self.flush();
+        reply
+    }
+
+    /// Like `handle`, but the worker wake-ups it queues wait for `flush`: a server
+    /// that drains several requests at once wakes each worker once for all of them.
+    pub fn handle_unflushed(&mut self, msg: &[u8], now: Instant) -> Option<Vec<u8>> {
         let (cookie, body) = split_cookie(msg)?;
         if let Some(r) = self.cache.get(cookie, now) {
             tracing::debug!(cookie = %String::from_utf8_lossy(cookie), "reply from cache");
             return Some(r.to_vec());
         }
         let reply = match Value::decode(body) {
-            Ok(req) => self.execute(&req, now),
+            Ok(req) => self.execute_unflushed(&req, now),
             Err(e) => {
                 self.counts.record(NgCounts::OTHER, false);
                 error_reply(&format!("Failed to decode bencode: {e}"))
@@ -203,8 +222,26 @@ impl<B: MediaBackend> Controller<B> {
         asked
     }
 
+    /// Wakes every worker that has commands queued since the last flush.
+    pub fn flush(&mut self) {
+        self.sessions.backend_mut().flush();
+    }
+
+    /// Replies evicted from the cookie cache before their time (or too large to
+    /// keep): a retransmission of one of those is executed again.
+    pub fn cache_evictions(&self) -> u64 {
+        self.cache.evicted
+    }
+
     /// Runs one decoded request; every failure becomes an error reply.
     pub fn execute(&mut self, req: &Value, now: Instant) -> Value {
+        let reply = self.execute_unflushed(req, now);
+        // One wake per worker for everything this request queued.
+        self.flush();
+        reply
+    }
+
+    fn execute_unflushed(&mut self, req: &Value, now: Instant) -> Value {
         let command = match req {
             Value::Dict(_) => flags::string(req, "command")
                 .and_then(|c| c.ok_or_else(|| "No command in message".to_owned())),
@@ -232,14 +269,12 @@ impl<B: MediaBackend> Controller<B> {
             _ => Err("Unrecognized command".to_owned()),
         };
         self.counts.record(NgCounts::index(&command), res.is_ok());
-        // One wake per worker for everything this request queued.
-        self.sessions.backend_mut().flush();
         res.unwrap_or_else(|e| error_reply(&e))
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use super::*;
@@ -247,7 +282,8 @@ mod tests {
     use crate::session::SessionConfig;
     use crate::session::backend::fake::FakeBackend;
 
-    fn controller() -> Controller<FakeBackend> {
+    /// A controller over the recording fake backend, for the NG tests.
+    pub(crate) fn controller() -> Controller<FakeBackend> {
         let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let cfg = SessionConfig {
             interfaces: vec![InterfaceSpec {

@@ -2,6 +2,11 @@
 //! UDP when a reply is late or lost) is answered from memory instead of being
 //! executed twice. Two generations: every `period` the older one is dropped, so an
 //! entry lives between one and two periods with no per-entry timer.
+//!
+//! Both the entry count and the bytes held are bounded: a flood of distinct cookies,
+//! or of requests with large replies (`list`, `statistics`, big SDPs), rotates the
+//! current generation early, so the cache never holds more than two generations'
+//! worth (`max_bytes` in all) whatever the request rate.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -9,32 +14,74 @@ use std::time::{Duration, Instant};
 /// Bound on entries per generation so a flood of distinct cookies cannot grow
 /// memory without limit; past it the current generation rotates early.
 pub const MAX_ENTRIES: usize = 100_000;
+/// Bound on the bytes both generations hold (keys, replies and per-entry overhead).
+/// An offer's reply is about 0.5–2 KiB, so this keeps a minute of replies up to
+/// several hundred offers per second before retransmission cover shrinks.
+pub const MAX_BYTES: usize = 64 << 20;
+/// What one entry costs beyond its key and reply: the two `Vec` headers and the
+/// hash table slot, rounded up.
+const ENTRY_OVERHEAD: usize = 64;
 
 /// The two-generation reply cache.
 #[derive(Debug)]
 pub struct CookieCache {
     current: HashMap<Vec<u8>, Vec<u8>>,
     previous: HashMap<Vec<u8>, Vec<u8>>,
+    /// Bytes held by each generation (see `cost`).
+    current_bytes: usize,
+    previous_bytes: usize,
+    max_bytes: usize,
     period: Duration,
     rotated_at: Instant,
+    /// Entries dropped before their period was over (size or count bound), and
+    /// replies too large to cache at all: retransmissions of those re-execute.
+    pub evicted: u64,
+}
+
+fn cost(cookie: &[u8], reply: &[u8]) -> usize {
+    cookie.len() + reply.len() + ENTRY_OVERHEAD
 }
 
 impl CookieCache {
     pub fn new(period: Duration, now: Instant) -> Self {
+        Self::with_limit(period, MAX_BYTES, now)
+    }
+
+    /// A cache holding at most `max_bytes` over both generations.
+    pub fn with_limit(period: Duration, max_bytes: usize, now: Instant) -> Self {
         CookieCache {
             current: HashMap::new(),
             previous: HashMap::new(),
+            current_bytes: 0,
+            previous_bytes: 0,
+            max_bytes,
             period,
             rotated_at: now,
+            evicted: 0,
         }
     }
 
+    /// Drops the previous generation and starts a new current one.
+    fn rotate(&mut self, now: Instant, early: bool) {
+        if early {
+            self.evicted += self.previous.len() as u64;
+        }
+        self.previous = std::mem::take(&mut self.current);
+        self.previous_bytes = std::mem::replace(&mut self.current_bytes, 0);
+        self.rotated_at = now;
+    }
+
     fn rotate_if_due(&mut self, now: Instant) {
-        if now.saturating_duration_since(self.rotated_at) >= self.period
-            || self.current.len() >= MAX_ENTRIES
-        {
-            self.previous = std::mem::take(&mut self.current);
-            self.rotated_at = now;
+        let age = now.saturating_duration_since(self.rotated_at);
+        if age >= self.period {
+            self.rotate(now, false);
+            // Two periods without a rotation: what was current is stale too.
+            if age >= 2 * self.period {
+                self.previous.clear();
+                self.previous_bytes = 0;
+            }
+        } else if self.current.len() >= MAX_ENTRIES {
+            self.rotate(now, true);
         }
     }
 
@@ -47,10 +94,23 @@ impl CookieCache {
             .map(Vec::as_slice)
     }
 
-    /// Remembers the reply sent for `cookie`.
+    /// Remembers the reply sent for `cookie`. A reply larger than half the byte
+    /// bound is not kept (it would evict everything else for one retransmission).
     pub fn insert(&mut self, cookie: &[u8], reply: &[u8], now: Instant) {
         self.rotate_if_due(now);
-        self.current.insert(cookie.to_vec(), reply.to_vec());
+        let c = cost(cookie, reply);
+        let half = self.max_bytes / 2;
+        if c > half {
+            self.evicted += 1;
+            return;
+        }
+        if self.current_bytes + c > half {
+            self.rotate(now, true);
+        }
+        if let Some(old) = self.current.insert(cookie.to_vec(), reply.to_vec()) {
+            self.current_bytes -= cost(cookie, &old);
+        }
+        self.current_bytes += c;
     }
 
     pub fn len(&self) -> usize {
@@ -59,6 +119,11 @@ impl CookieCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Bytes held over both generations, as counted against the bound.
+    pub fn bytes(&self) -> usize {
+        self.current_bytes + self.previous_bytes
     }
 }
 
@@ -89,6 +154,16 @@ mod tests {
             Some(&b"reply-b"[..])
         );
         assert_eq!(c.get(b"zz", t0), None);
+        assert_eq!(c.evicted, 0);
+    }
+
+    #[test]
+    fn idle_for_two_periods_forgets_everything() {
+        let t0 = Instant::now();
+        let mut c = CookieCache::new(Duration::from_secs(30), t0);
+        c.insert(b"a", b"reply-a", t0);
+        assert_eq!(c.get(b"a", t0 + Duration::from_secs(61)), None);
+        assert_eq!(c.bytes(), 0);
     }
 
     #[test]
@@ -99,5 +174,39 @@ mod tests {
             c.insert(i.to_string().as_bytes(), b"r", t0);
         }
         assert!(c.len() <= MAX_ENTRIES * 2);
+        assert!(c.evicted >= MAX_ENTRIES as u64);
+    }
+
+    #[test]
+    fn bytes_stay_under_the_bound_with_large_replies() {
+        let t0 = Instant::now();
+        let limit = 1 << 20;
+        let mut c = CookieCache::with_limit(Duration::from_secs(30), limit, t0);
+        let reply = vec![b'x'; 30_000];
+        for i in 0..1_000 {
+            c.insert(format!("k{i}").as_bytes(), &reply, t0);
+            assert!(c.bytes() <= limit, "{} bytes held after {i}", c.bytes());
+        }
+        // The newest replies are still served, the oldest were evicted and counted.
+        assert_eq!(c.get(b"k999", t0), Some(&reply[..]));
+        assert_eq!(c.get(b"k0", t0), None);
+        assert!(c.evicted > 900);
+        // Both generations together hold about the bound, not 1,000 replies.
+        assert!(c.len() * reply.len() <= limit);
+        // One reply larger than half the bound is not kept at all.
+        let before = c.evicted;
+        c.insert(b"huge", &vec![b'y'; limit / 2 + 1], t0);
+        assert_eq!(c.get(b"huge", t0), None);
+        assert_eq!(c.evicted, before + 1);
+        assert!(c.bytes() <= limit);
+    }
+
+    #[test]
+    fn replacing_an_entry_does_not_leak_its_bytes() {
+        let t0 = Instant::now();
+        let mut c = CookieCache::new(Duration::from_secs(30), t0);
+        c.insert(b"a", &[0; 100], t0);
+        c.insert(b"a", &[0; 10], t0);
+        assert_eq!(c.bytes(), 1 + 10 + ENTRY_OVERHEAD);
     }
 }

@@ -2,12 +2,13 @@
 //! (a stream of self-delimiting `<cookie> <bencode>` messages). Both hand complete
 //! messages to the shared [`Controller`] and stop when told to.
 
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::bencode::Scan;
 use super::commands::{Controller, Framing, MAX_COOKIE, error_reply, frame, with_cookie};
@@ -22,55 +23,158 @@ pub type Shared<B> = Arc<Mutex<Controller<B>>>;
 /// How long a `query` waits for the counters it asked the workers for:
 /// a worker answers within its loop turn and its events are handled on arrival.
 pub const FRESH_WAIT: Duration = Duration::from_millis(30);
+/// Queries allowed to wait for fresh counters at once (over UDP and TCP together);
+/// past it a query is answered at once from the last polled counters, so a flood
+/// of queries cannot pile up tasks and copies of their datagrams.
+pub const MAX_WAITING_QUERIES: usize = 256;
+/// Datagrams handled back to back before the workers are woken and other tasks
+/// get a turn: under load several requests wait in the socket, and draining them
+/// together costs one wake per worker (and one poll) instead of one per request.
+pub const UDP_BATCH: usize = 32;
 
-fn prefetch<B: MediaBackend>(ctl: &Shared<B>, msg: &[u8]) -> bool {
-    let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
-    c.prefetch(msg, Instant::now())
+/// How the NG servers bound the queries that wait for fresh counters.
+#[derive(Debug, Clone)]
+pub struct QueryWaits {
+    permits: Arc<Semaphore>,
+    wait: Duration,
+}
+
+impl Default for QueryWaits {
+    fn default() -> Self {
+        QueryWaits::new(MAX_WAITING_QUERIES, FRESH_WAIT)
+    }
+}
+
+impl QueryWaits {
+    /// At most `max` queries wait `wait` each at any time.
+    pub fn new(max: usize, wait: Duration) -> Self {
+        QueryWaits {
+            permits: Arc::new(Semaphore::new(max)),
+            wait,
+        }
+    }
+
+    /// A permit to wait, or `None` (counted on the controller) when `max` already do.
+    fn try_wait<B>(&self, ctl: &mut Controller<B>) -> Option<OwnedSemaphorePermit> {
+        let p = self.permits.clone().try_acquire_owned().ok();
+        if p.is_none() {
+            ctl.queries_not_waited += 1;
+        }
+        p
+    }
+}
+
+/// The controller; a panic while holding the lock would poison it, but the state
+/// is still usable.
+fn lock<B: MediaBackend>(ctl: &Shared<B>) -> MutexGuard<'_, Controller<B>> {
+    ctl.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn handle<B: MediaBackend>(ctl: &Shared<B>, msg: &[u8]) -> Option<Vec<u8>> {
-    // A panic while holding the lock would poison it; the state is still usable.
-    let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
-    c.handle(msg, Instant::now())
+    lock(ctl).handle(msg, Instant::now())
+}
+
+/// Sends one reply without a poll when the socket has room (it almost always has).
+async fn reply_to(sock: &UdpSocket, reply: &[u8], peer: SocketAddr) {
+    let r = match sock.try_send_to(reply, peer) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => sock.send_to(reply, peer).await,
+        r => r,
+    };
+    if let Err(e) = r {
+        tracing::warn!(%peer, error = %e, "NG UDP reply failed");
+    }
 }
 
 /// Answers NG datagrams until `stop` turns true.
 pub async fn serve_udp<B: MediaBackend + 'static>(
     sock: UdpSocket,
     ctl: Shared<B>,
+    waits: QueryWaits,
     mut stop: watch::Receiver<bool>,
 ) {
     let sock = Arc::new(sock);
     let mut buf = vec![0u8; 65_536];
     loop {
-        tokio::select! {
-            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
-            r = sock.recv_from(&mut buf) => {
-                let (n, peer) = match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // ICMP errors from earlier replies surface here; keep serving.
-                        tracing::debug!(error = %e, "NG UDP receive error");
-                        continue;
-                    }
-                };
-                if prefetch(&ctl, &buf[..n]) {
-                    // Answered from a task so other requests are not held up.
-                    let (ctl, sock, msg) = (ctl.clone(), sock.clone(), buf[..n].to_vec());
-                    tokio::spawn(async move {
-                        tokio::time::sleep(FRESH_WAIT).await;
-                        if let Some(reply) = handle(&ctl, &msg) {
-                            let _ = sock.send_to(&reply, peer).await;
-                        }
-                    });
-                    continue;
+        let mut r = tokio::select! {
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return } else { continue },
+            r = sock.recv_from(&mut buf) => r,
+        };
+        let (mut served, mut unflushed) = (0, false);
+        loop {
+            match r {
+                Ok((n, peer)) => {
+                    unflushed |= serve_datagram(&sock, &ctl, &waits, &buf[..n], peer).await;
                 }
-                if let Some(reply) = handle(&ctl, &buf[..n])
-                    && let Err(e) = sock.send_to(&reply, peer).await
-                {
-                    tracing::warn!(%peer, error = %e, "NG UDP reply failed");
-                }
+                // ICMP errors from earlier replies surface here; keep serving.
+                Err(e) => tracing::debug!(error = %e, "NG UDP receive error"),
             }
+            served += 1;
+            if served == UDP_BATCH {
+                break;
+            }
+            r = match sock.try_recv_from(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                r => r,
+            };
+        }
+        // Wake the workers once for every request of the batch, after their
+        // replies went out (the sockets are bound, so no media is lost meanwhile).
+        if unflushed {
+            lock(&ctl).flush();
+        }
+        if served == UDP_BATCH {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// What to do with one datagram, decided under the controller lock.
+enum Action {
+    /// Send this reply (worker commands it queued are not yet flushed).
+    Reply(Option<Vec<u8>>),
+    /// A query that may wait for fresh counters, holding this permit.
+    Wait(OwnedSemaphorePermit),
+}
+
+fn decide<B: MediaBackend>(ctl: &Shared<B>, waits: &QueryWaits, msg: &[u8]) -> Action {
+    let now = Instant::now();
+    let mut c = lock(ctl);
+    if c.prefetch(msg, now)
+        && let Some(permit) = waits.try_wait(&mut c)
+    {
+        return Action::Wait(permit);
+    }
+    Action::Reply(c.handle_unflushed(msg, now))
+}
+
+/// Answers one datagram; true when it may have queued worker commands not yet
+/// flushed.
+async fn serve_datagram<B: MediaBackend + 'static>(
+    sock: &Arc<UdpSocket>,
+    ctl: &Shared<B>,
+    waits: &QueryWaits,
+    msg: &[u8],
+    peer: SocketAddr,
+) -> bool {
+    match decide(ctl, waits, msg) {
+        Action::Reply(reply) => {
+            if let Some(reply) = reply {
+                reply_to(sock, &reply, peer).await;
+            }
+            true
+        }
+        Action::Wait(permit) => {
+            // Answered from a task so other requests are not held up.
+            let (ctl, sock, msg, wait) = (ctl.clone(), sock.clone(), msg.to_vec(), waits.wait);
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let reply = handle(&ctl, &msg);
+                drop(permit);
+                if let Some(reply) = reply {
+                    reply_to(&sock, &reply, peer).await;
+                }
+            });
+            false
         }
     }
 }
@@ -79,6 +183,7 @@ pub async fn serve_udp<B: MediaBackend + 'static>(
 pub async fn serve_tcp<B: MediaBackend + 'static>(
     listener: TcpListener,
     ctl: Shared<B>,
+    waits: QueryWaits,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -87,7 +192,7 @@ pub async fn serve_tcp<B: MediaBackend + 'static>(
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     tracing::debug!(%peer, "NG TCP connection");
-                    tokio::spawn(connection(stream, ctl.clone(), stop.clone()));
+                    tokio::spawn(connection(stream, ctl.clone(), waits.clone(), stop.clone()));
                 }
                 Err(e) => tracing::warn!(error = %e, "NG TCP accept failed"),
             }
@@ -98,6 +203,7 @@ pub async fn serve_tcp<B: MediaBackend + 'static>(
 async fn connection<B: MediaBackend>(
     mut stream: TcpStream,
     ctl: Shared<B>,
+    waits: QueryWaits,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
@@ -128,9 +234,18 @@ async fn connection<B: MediaBackend>(
                 Framing::Partial => break,
                 Framing::Message(n) => {
                     scan = Scan::default();
-                    if prefetch(&ctl, &buf[..n]) {
-                        tokio::time::sleep(FRESH_WAIT).await;
+                    let permit = {
+                        let mut c = lock(&ctl);
+                        if c.prefetch(&buf[..n], Instant::now()) {
+                            waits.try_wait(&mut c)
+                        } else {
+                            None
+                        }
+                    };
+                    if permit.is_some() {
+                        tokio::time::sleep(waits.wait).await;
                     }
+                    drop(permit);
                     let reply = handle(&ctl, &buf[..n]);
                     buf.drain(..n);
                     if let Some(r) = reply
@@ -160,5 +275,69 @@ async fn connection<B: MediaBackend>(
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::ng::bencode::dict;
+    use crate::ng::commands::{tests::controller, with_cookie};
+    use crate::ng::{Value, commands::split_cookie};
+
+    #[tokio::test]
+    async fn queries_past_the_cap_are_answered_at_once() {
+        let ctl = Arc::new(Mutex::new(controller()));
+        let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+        let offer = dict([
+            ("command", Value::str("offer")),
+            ("call-id", Value::str("q")),
+            ("from-tag", Value::str("a")),
+            ("sdp", Value::str(sdp)),
+        ]);
+        let r = handle(&ctl, &with_cookie(b"o", &offer)).unwrap();
+        assert!(String::from_utf8_lossy(&r).contains("6:result2:ok"));
+
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        // Two may wait, and long enough that none of them answers during the test.
+        let waits = QueryWaits::new(2, Duration::from_secs(30));
+        let (stop, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(serve_udp(sock, ctl.clone(), waits, stop_rx));
+
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let query = dict([
+            ("command", Value::str("query")),
+            ("call-id", Value::str("q")),
+        ]);
+        for i in 0..5 {
+            let msg = with_cookie(format!("q{i}").as_bytes(), &query);
+            client.send_to(&msg, addr).await.unwrap();
+        }
+        let mut cookies = BTreeSet::new();
+        let mut buf = vec![0u8; 65_536];
+        for _ in 0..3 {
+            let (n, _) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+                .await
+                .expect("queries past the cap are answered without waiting")
+                .unwrap();
+            let (cookie, body) = split_cookie(&buf[..n]).unwrap();
+            let reply = Value::decode(body).unwrap();
+            assert_eq!(reply.get("result").and_then(Value::as_str), Some("ok"));
+            cookies.insert(String::from_utf8(cookie.to_vec()).unwrap());
+        }
+        // The first two hold the permits and wait; the other three did not.
+        assert_eq!(
+            cookies,
+            BTreeSet::from(["q2".into(), "q3".into(), "q4".into()])
+        );
+        assert_eq!(lock(&ctl).queries_not_waited, 3);
+        let more = tokio::time::timeout(Duration::from_millis(100), client.recv_from(&mut buf));
+        assert!(more.await.is_err(), "a waiting query answered early");
+
+        stop.send(true).unwrap();
+        server.await.unwrap();
     }
 }
