@@ -1,7 +1,7 @@
 //! The state of one call: monologues (one per SIP tag) holding one side per m= line.
 //! A side owns the port pair its party talks to and the two flows on those ports.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -80,7 +80,30 @@ impl Default for Policy {
 /// What a side without SDES state reads as.
 static PLAIN: SideCrypto = SideCrypto::PLAIN;
 
-/// Counters of flows already removed (no address to keep for them).
+/// An address and port without IPv6 flow info and scope id: 20 bytes where
+/// `SocketAddr` takes 32. SDP carries neither, and `query` shows neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+impl From<SocketAddr> for Endpoint {
+    fn from(a: SocketAddr) -> Self {
+        Endpoint {
+            ip: a.ip(),
+            port: a.port(),
+        }
+    }
+}
+
+impl From<Endpoint> for SocketAddr {
+    fn from(e: Endpoint) -> Self {
+        SocketAddr::new(e.ip, e.port)
+    }
+}
+
+/// Packet, byte and error counts of a flow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
     pub packets: u64,
@@ -99,8 +122,8 @@ pub struct Side {
     /// Installed flows on the pair: `[rtp-or-muxed, rtcp]`.
     pub flows: Option<[FlowId; 2]>,
     /// Where the party wants RTP (from its SDP); `None` before it is known or on hold.
-    pub remote_rtp: Option<SocketAddr>,
-    pub remote_rtcp: Option<SocketAddr>,
+    pub remote_rtp: Option<Endpoint>,
+    pub remote_rtcp: Option<Endpoint>,
     /// The party sends and expects RTCP on the RTP port (RFC 5761).
     pub muxed: bool,
     /// The party's own SDP carried a=rtcp-mux.
@@ -118,7 +141,9 @@ pub struct Side {
     /// there are any, since most calls are plain RTP.
     crypto: Option<Box<SideCrypto>>,
     /// Counters of `[rtp-or-muxed, rtcp]`, from the worker's stats.
-    pub counters: [FlowCounters; 2],
+    tally: [Tally; 2],
+    /// Where the packets of `[rtp-or-muxed, rtcp]` come from, from the same stats.
+    seen: [Option<Endpoint>; 2],
     /// Counters of flows already removed (re-offers that rejected the stream).
     pub retired: Tally,
     /// Wall-clock second (unix) the counters of `[rtp, rtcp]` last grew.
@@ -145,7 +170,8 @@ impl Side {
             clock_rate: 8000,
             names: MediaNames::default(),
             crypto: None,
-            counters: [FlowCounters::default(); 2],
+            tally: [Tally::default(); 2],
+            seen: [None; 2],
             retired: Tally::default(),
             last_packet_unix: [0; 2],
             failed: false,
@@ -181,11 +207,11 @@ impl Side {
             via: if peer_muxed { peer[0] } else { peer[1] },
         };
         let mut rtp = FlowRule::new(Component::Muxed);
-        rtp.remote = self.remote_rtp;
+        rtp.remote = self.remote_rtp.map(SocketAddr::from);
         rtp.rtp_out = Some(Output { via: peer[0] });
         rtp.rtcp_out = Some(rtcp_to);
         let mut rtcp = FlowRule::new(Component::Rtcp);
-        rtcp.remote = self.remote_rtcp;
+        rtcp.remote = self.remote_rtcp.map(SocketAddr::from);
         rtcp.rtcp_out = Some(rtcp_to);
         for r in [&mut rtp, &mut rtcp] {
             r.latch = self.policy.latch;
@@ -211,16 +237,39 @@ impl Side {
             self.remote_rtp
         } else {
             self.remote_rtcp
-        };
+        }
+        .map(SocketAddr::from);
         r.latch = self.policy.latch;
         r.on_mismatch = self.policy.on_mismatch();
         r.blocked = self.blocked;
         r
     }
 
+    /// The counters of flow `k` (`[rtp-or-muxed, rtcp]`) as the worker last told.
+    pub fn counters(&self, k: usize) -> FlowCounters {
+        let t = self.tally[k];
+        FlowCounters {
+            packets: t.packets,
+            bytes: t.bytes,
+            errors: t.errors,
+            remote: self.seen[k].map(SocketAddr::from),
+        }
+    }
+
+    /// Stores the worker's counters of flow `k`.
+    pub fn set_counters(&mut self, k: usize, c: FlowCounters) {
+        self.tally[k] = Tally {
+            packets: c.packets,
+            bytes: c.bytes,
+            errors: c.errors,
+        };
+        self.seen[k] = c.remote.map(Endpoint::from);
+    }
+
     /// Moves the counters of flow `k` (being removed) into `retired`.
     pub fn retire(&mut self, k: usize) {
-        let c = std::mem::take(&mut self.counters[k]);
+        let c = std::mem::take(&mut self.tally[k]);
+        self.seen[k] = None;
         self.retired.packets += c.packets;
         self.retired.bytes += c.bytes;
         self.retired.errors += c.errors;
@@ -235,7 +284,7 @@ impl Side {
             errors: r.errors,
             remote: None,
         };
-        for c in &self.counters {
+        for c in &self.tally {
             t.packets += c.packets;
             t.bytes += c.bytes;
             t.errors += c.errors;

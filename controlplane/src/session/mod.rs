@@ -449,11 +449,11 @@ impl<B: MediaBackend> Sessions<B> {
             let Some(k) = side.flows.and_then(|f| f.iter().position(|f| *f == id)) else {
                 continue;
             };
-            if c.packets > side.counters[k].packets {
+            if c.packets > side.counters(k).packets {
                 side.last_packet_unix[k] = unix_now();
                 call.last_media = now;
             }
-            side.counters[k] = c;
+            side.set_counters(k, c);
             return;
         }
     }
@@ -649,7 +649,7 @@ impl<B: MediaBackend> Sessions<B> {
             self.totals.media.bytes += t.bytes;
             self.totals.media.errors += t.errors;
             for (k, id) in side.flows.into_iter().flatten().enumerate() {
-                self.retiring.insert((worker, id), side.counters[k]);
+                self.retiring.insert((worker, id), side.counters(k));
                 if let Err(e) = self.res.backend.remove_flow(worker, id) {
                     tracing::warn!(call_id = %call_id, error = %e, "flow removal failed");
                 }

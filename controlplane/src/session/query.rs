@@ -43,8 +43,9 @@ fn stream(side: &Side, k: usize) -> Value {
         side.remote_rtp
     } else {
         side.remote_rtcp
-    };
-    let c = &side.counters[k];
+    }
+    .map(SocketAddr::from);
+    let c = &side.counters(k);
     let mut flags = vec![Value::str(if k == 0 { "RTP" } else { "RTCP" })];
     if side.muxed {
         flags.push(Value::str("RTCP-mux"));
@@ -84,8 +85,8 @@ pub fn call_info(call: &Call) -> Value {
         let mut medias = Vec::new();
         for (i, side) in mono.sides.iter().enumerate() {
             for (acc, c) in [
-                (&mut rtp, &side.counters[0]),
-                (&mut rtcp, &side.counters[1]),
+                (&mut rtp, &side.counters(0)),
+                (&mut rtcp, &side.counters(1)),
             ] {
                 acc.packets += c.packets;
                 acc.bytes += c.bytes;

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use ferrelay_sdp::{Direction, Media, Proto, Rtcp, Sdp};
 
-use super::call::Side;
+use super::call::{Endpoint, Side};
 use super::flags::Flags;
 
 /// What one m= line of the outgoing SDP announces.
@@ -146,11 +146,11 @@ pub fn learn_remote(side: &mut Side, m: &Media, sdp: &Sdp, flags: &Flags) {
         // RFC 3264 §8.4: c=0.0.0.0 is hold; nowhere to send until it comes back.
         (!a.ip().is_unspecified() && a.port() != 0).then_some(a)
     };
-    side.remote_rtp = m.rtp_addr(sdp).and_then(fix);
+    side.remote_rtp = m.rtp_addr(sdp).and_then(fix).map(Endpoint::from);
     side.remote_rtcp = if side.mux_signalled {
         side.remote_rtp
     } else {
-        m.rtcp_addr(sdp).and_then(fix)
+        m.rtcp_addr(sdp).and_then(fix).map(Endpoint::from)
     };
 }
 
