@@ -1,7 +1,7 @@
 //! Heap per established call (issue 3 target: ≤ 2 KiB): calls are set up through
 //! the sessions' own `offer` and `answer` against a data plane that keeps nothing,
 //! and the bytes this thread still has allocated afterwards, divided by the calls,
-//! must stay within the budget. The NG reply cache (separate, in `ng/`) is not
+//! must stay within the sessions' budget. The NG reply cache (separate, in `ng/`) is not
 //! part of it. An ignored measurement does the same for the whole in-process
 //! relay driven over NG, to tell what else an established call holds.
 
@@ -108,7 +108,10 @@ fn live() -> (i64, i64) {
 }
 
 #[test]
-fn an_established_call_holds_at_most_2_kib_of_heap() {
+fn an_established_call_holds_at_most_1280_bytes_of_session_heap() {
+    // The sessions' share of the 2 KiB per call: the NG reply cache and the
+    // allocator's overhead need the rest (1,001 bytes when this was written).
+    const BUDGET: f64 = 1280.0;
     const CALLS: usize = 1_500;
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let cfg = SessionConfig {
@@ -163,7 +166,7 @@ fn an_established_call_holds_at_most_2_kib_of_heap() {
         size_of::<Call>()
     );
     println!("{CALLS} calls: {per_call:.0} bytes of heap per call in {blocks:.1} blocks");
-    assert!(per_call <= 2048.0, "{per_call:.0} bytes per call");
+    assert!(per_call <= BUDGET, "{per_call:.0} bytes per call");
     drop(s);
 }
 
