@@ -4,6 +4,11 @@
 //! Port contract (as rtpengine): the port in the **offer** reply's SDP is where the
 //! *answering* party sends; the port in the **answer** reply's SDP is where the
 //! *offering* party sends. Each party's side of an m= line owns an even/odd pair.
+//!
+//! Forking: answers from several branches (to-tags) of one offer each get a
+//! monologue; the answerer's ports, which the offer told every fork, belong to
+//! the branch that answered last (`negotiate::answerer`), and `delete` can end
+//! one branch (`Call::branch_to_end`).
 
 pub mod backend;
 pub mod call;
