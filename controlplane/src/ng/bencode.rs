@@ -127,7 +127,10 @@ impl Value {
         match self {
             Value::Int(i) => {
                 out.push(b'i');
-                out.extend_from_slice(i.to_string().as_bytes());
+                if *i < 0 {
+                    out.push(b'-');
+                }
+                decimal(i.unsigned_abs(), out);
                 out.push(b'e');
             }
             Value::Bytes(b) => encode_bytes(b, out),
@@ -148,14 +151,55 @@ impl Value {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.encoded_len());
         self.encode_into(&mut out);
         out
     }
+
+    /// Exactly how many bytes `encode_into` appends, so a reply buffer is
+    /// allocated once instead of grown several times.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Value::Int(i) => 2 + usize::from(*i < 0) + digits(i.unsigned_abs()),
+            Value::Bytes(b) => bytes_len(b),
+            Value::List(l) => 2 + l.iter().map(Value::encoded_len).sum::<usize>(),
+            Value::Dict(d) => {
+                2 + d
+                    .iter()
+                    .map(|(k, v)| bytes_len(k) + v.encoded_len())
+                    .sum::<usize>()
+            }
+        }
+    }
+}
+
+fn bytes_len(b: &[u8]) -> usize {
+    digits(b.len() as u64) + 1 + b.len()
+}
+
+/// Decimal digits of `n`.
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |l| l as usize + 1)
+}
+
+/// Appends `n` in decimal without going through `fmt` (which costs an allocation
+/// and a formatter per length prefix on the reply path).
+fn decimal(mut n: u64, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[at..]);
 }
 
 fn encode_bytes(b: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(b.len().to_string().as_bytes());
+    decimal(b.len() as u64, out);
     out.push(b':');
     out.extend_from_slice(b);
 }
@@ -412,6 +456,28 @@ mod tests {
         assert_eq!(v.get("a").and_then(Value::as_int), Some(-12));
         assert_eq!(v.get("b").and_then(Value::as_list).map(<[_]>::len), Some(2));
         assert_eq!(v.encode(), raw);
+    }
+
+    #[test]
+    fn numbers_and_lengths_encode_exactly() {
+        for (i, text) in [
+            (0, "i0e"),
+            (9, "i9e"),
+            (10, "i10e"),
+            (-1, "i-1e"),
+            (i64::MAX, "i9223372036854775807e"),
+            (i64::MIN, "i-9223372036854775808e"),
+        ] {
+            let v = Value::Int(i);
+            assert_eq!(v.encode(), text.as_bytes());
+            assert_eq!(v.encoded_len(), text.len());
+        }
+        let long = Value::Bytes(vec![b'x'; 1000]);
+        let enc = long.encode();
+        assert!(enc.starts_with(b"1000:x"));
+        let d = dict([("k", long), ("l", Value::List(vec![Value::str("")]))]);
+        assert_eq!(d.encoded_len(), d.encode().len());
+        assert_eq!(Value::decode(&d.encode()).unwrap(), d);
     }
 
     #[test]

@@ -79,6 +79,20 @@ pub fn frame(buf: &[u8]) -> Framing {
     }
 }
 
+/// Whether `body` may be a `query` (it holds the bencoded word): a quick test
+/// before decoding, jumping from one `5` to the next.
+fn mentions_query(body: &[u8]) -> bool {
+    const WORD: &[u8] = b"5:query";
+    let mut rest = body;
+    while let Some(i) = rest.iter().position(|b| *b == b'5') {
+        if rest[i..].starts_with(WORD) {
+            return true;
+        }
+        rest = &rest[i + 1..];
+    }
+    false
+}
+
 /// NG requests by command and result. Unknown commands and undecodable messages
 /// count under `other`, so a flood of junk is visible in metrics.
 #[derive(Debug, Clone, Default)]
@@ -144,7 +158,7 @@ pub fn error_reply(reason: &str) -> Value {
 
 /// `<cookie> <encoded value>`.
 pub fn with_cookie(cookie: &[u8], v: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(cookie.len() + 64);
+    let mut out = Vec::with_capacity(cookie.len() + 1 + v.encoded_len());
     out.extend_from_slice(cookie);
     out.push(b' ');
     v.encode_into(&mut out);
@@ -198,11 +212,9 @@ impl<B: MediaBackend> Controller<B> {
         let Some((cookie, body)) = split_cookie(msg) else {
             return false;
         };
-        if self.cache.get(cookie, now).is_some() {
-            return false;
-        }
-        // Only a query is prefetched: skip decoding every offer and answer twice.
-        if !body.windows(7).any(|w| w == b"5:query") {
+        // Only a query is prefetched: skip decoding every offer and answer twice,
+        // and skip the cache lookup `handle` does anyway.
+        if !mentions_query(body) || self.cache.get(cookie, now).is_some() {
             return false;
         }
         let Ok(req) = Value::decode(body) else {
@@ -361,6 +373,15 @@ pub(crate) mod tests {
         let third = c.handle(&with_cookie(b"c2", &req), Instant::now()).unwrap();
         assert_eq!(&third[3..], &first[3..]);
         assert_eq!(c.executed, 2);
+    }
+
+    #[test]
+    fn query_word_is_found_anywhere() {
+        assert!(mentions_query(b"d7:command5:querye"));
+        assert!(mentions_query(b"d2:x15:55:query"));
+        assert!(!mentions_query(b"d7:command5:offere"));
+        assert!(!mentions_query(b"5:quer"));
+        assert!(!mentions_query(b""));
     }
 
     #[test]
