@@ -208,3 +208,60 @@ async fn retransmitted_cookie_gets_identical_reply_once_executed() {
     }
     relay.shutdown().await;
 }
+
+/// Requests that arrive together are served as one batch and the workers are woken
+/// once after it. With the relay's stats tick an hour away, what else wakes a worker
+/// is the event pump after the worker's own 1 s stats turn, so media through the
+/// calls a burst set up must flow within 300 ms. A missing batch wake fails this
+/// whenever no stats turn falls in that window (once in four tries without it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_requests_is_answered_and_its_flows_installed() {
+    let relay = relay_ticking(std::time::Duration::from_secs(3600), |_| {}).await;
+    let client = bind().await;
+    let calls = 8;
+    let (a, b) = (bind().await, bind().await);
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    let mut burst = Vec::new();
+    for i in 0..calls {
+        let id = format!("burst-{i}");
+        let mut o = format!("o{i} ").into_bytes();
+        o.extend(offer(&id, "A", &sdp(pa, ""), vec![]).encode());
+        let mut an = format!("a{i} ").into_bytes();
+        an.extend(answer(&id, "A", "B", &sdp(pb, ""), vec![]).encode());
+        burst.push(o);
+        burst.push(an);
+    }
+    // Everything is sent before any reply is read, so the server finds the
+    // datagrams queued together.
+    for m in &burst {
+        client.send_to(m, relay.ng_udp).await.unwrap();
+    }
+    let mut answer_port = None;
+    for _ in 0..burst.len() {
+        let (reply, _) = recv(&client).await;
+        let text = String::from_utf8_lossy(&reply);
+        assert!(text.contains("6:result2:ok"), "{text}");
+        // The last call's answer reply carries the port the caller sends to.
+        if let Some(body) = reply.strip_prefix(format!("a{} ", calls - 1).as_bytes()) {
+            answer_port = Some(media_port(&reply_sdp(&Value::decode(body).unwrap())));
+        }
+    }
+    let to = std::net::SocketAddr::from(([127, 0, 0, 1], answer_port.expect("answer reply")));
+    let pkt = rtp(0, 1, 0x1234, 7);
+    let mut buf = vec![0u8; 2048];
+    let mut got = None;
+    for _ in 0..15 {
+        a.send_to(&pkt, to).await.unwrap();
+        let wait = std::time::Duration::from_millis(20);
+        if let Ok(r) = tokio::time::timeout(wait, b.recv_from(&mut buf)).await {
+            got = Some(buf[..r.unwrap().0].to_vec());
+            break;
+        }
+    }
+    let got = got.expect("media through a call set up by the burst within 300 ms");
+    assert_eq!(&got[12..], &pkt[12..], "payload forwarded");
+    relay.shutdown().await;
+}
