@@ -4,10 +4,16 @@
 //! `aes-gcm`), which pick AES-NI, PCLMULQDQ and SHA-NI at run time. Everything
 //! expensive (AES key schedule, HMAC inner/outer pads, GHASH key) happens in
 //! the constructors; a packet pays for the cipher and the hash only.
+//!
+//! Counter mode and GCM only ever run AES forward, so the encrypt-only key
+//! schedules are kept (176/240 bytes instead of 352/480 with the decryption
+//! round keys): a context's per-packet cache lines are what the relay pays for
+//! when a thousand flows take turns (`dataplane/engine/benches/srtp_footprint.rs`).
 
-use aes::{Aes128, Aes256};
+use aes::{Aes128Enc, Aes256Enc};
 use aes_gcm::aead::AeadInOut;
-use aes_gcm::{Aes128Gcm, Aes256Gcm, KeyInit};
+use aes_gcm::aead::consts::U12;
+use aes_gcm::{AesGcm, KeyInit};
 use ctr::CtrCore;
 use ctr::cipher::{InnerIvInit, StreamCipher, StreamCipherCoreWrapper};
 use ctr::flavors::Ctr128BE;
@@ -18,17 +24,17 @@ use std::fmt;
 /// AES in counter mode (RFC 3711 §4.1.1) with an expanded key schedule.
 #[derive(Clone)]
 pub(crate) enum AesCm {
-    A128(Aes128),
-    A256(Aes256),
+    A128(Aes128Enc),
+    A256(Aes256Enc),
 }
 
 impl AesCm {
     /// Expands a 16- or 32-byte key; callers pass lengths checked by `Suite`.
     pub(crate) fn new(key: &[u8]) -> AesCm {
         if key.len() == 32 {
-            AesCm::A256(Aes256::new_from_slice(key).expect("32-byte key"))
+            AesCm::A256(Aes256Enc::new_from_slice(key).expect("32-byte key"))
         } else {
-            AesCm::A128(Aes128::new_from_slice(key).expect("16-byte key"))
+            AesCm::A128(Aes128Enc::new_from_slice(key).expect("16-byte key"))
         }
     }
 
@@ -36,11 +42,11 @@ impl AesCm {
     pub(crate) fn apply(&self, iv: &[u8; 16], data: &mut [u8]) {
         match self {
             AesCm::A128(k) => {
-                let core = CtrCore::<&Aes128, Ctr128BE>::inner_iv_init(k, &(*iv).into());
+                let core = CtrCore::<&Aes128Enc, Ctr128BE>::inner_iv_init(k, &(*iv).into());
                 StreamCipherCoreWrapper::from_core(core).apply_keystream(data)
             }
             AesCm::A256(k) => {
-                let core = CtrCore::<&Aes256, Ctr128BE>::inner_iv_init(k, &(*iv).into());
+                let core = CtrCore::<&Aes256Enc, Ctr128BE>::inner_iv_init(k, &(*iv).into());
                 StreamCipherCoreWrapper::from_core(core).apply_keystream(data)
             }
         }
@@ -95,8 +101,8 @@ impl fmt::Debug for HmacSha1 {
 /// AES-GCM with a 12-byte nonce and 16-byte tag (RFC 7714 §5).
 #[derive(Clone)]
 pub(crate) enum Gcm {
-    A128(Aes128Gcm),
-    A256(Aes256Gcm),
+    A128(AesGcm<Aes128Enc, U12>),
+    A256(AesGcm<Aes256Enc, U12>),
 }
 
 /// Length of the AEAD authentication tag (RFC 7714 §5).
@@ -105,9 +111,9 @@ pub(crate) const GCM_TAG: usize = 16;
 impl Gcm {
     pub(crate) fn new(key: &[u8]) -> Gcm {
         if key.len() == 32 {
-            Gcm::A256(Aes256Gcm::new_from_slice(key).expect("32-byte key"))
+            Gcm::A256(AesGcm::new_from_slice(key).expect("32-byte key"))
         } else {
-            Gcm::A128(Aes128Gcm::new_from_slice(key).expect("16-byte key"))
+            Gcm::A128(AesGcm::new_from_slice(key).expect("16-byte key"))
         }
     }
 

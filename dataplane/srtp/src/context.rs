@@ -30,6 +30,7 @@ use crate::kdf::SessionKeys;
 use crate::params::{KeyError, SrtpParams, Suite};
 use crate::streams::StreamTable;
 use std::fmt;
+use std::hint::black_box;
 
 /// One protocol's (RTP or RTCP) keyed transform, built once per context.
 #[derive(Clone)]
@@ -116,17 +117,23 @@ fn rtp_header_len(buf: &[u8], len: usize) -> Result<usize, SrtpError> {
 ///
 /// Build one per direction (the engine's `CryptoSpec.decrypt` / `.encrypt`);
 /// every call works in the caller's buffer and never allocates.
+///
+/// `repr(C, align(64))`, in the order a packet reads it: the RTP keys, then the
+/// SSRC lookup and the states, the SRTCP keys last. With a thousand flows
+/// taking turns a context is cache-cold at each packet, so what an RTP packet
+/// reads sits in a few adjacent lines from the start of the context.
 #[derive(Clone)]
+#[repr(C, align(64))]
 pub struct SrtpContext {
     pub(crate) suite: Suite,
-    pub(crate) rtp: Transform,
-    pub(crate) rtcp: Transform,
-    pub(crate) streams: StreamTable,
     /// Next SRTCP index to send (RFC 3711 §3.4: from 0, +1 per packet).
     ///
     /// One counter for all SSRCs of the context: each SSRC still sees rising
     /// indices, and no slot recycling can ever reuse one under this key.
     pub(crate) rtcp_tx_next: u32,
+    pub(crate) rtp: Transform,
+    pub(crate) streams: StreamTable,
+    pub(crate) rtcp: Transform,
 }
 
 impl fmt::Debug for SrtpContext {
@@ -185,6 +192,19 @@ impl SrtpContext {
             streams: StreamTable::new(replay_window),
             rtcp_tx_next: 0,
         }
+    }
+
+    /// Starts loading the context (its first line, the SSRC lookup and the
+    /// windows of the stream used last) ahead of the packet that needs it.
+    ///
+    /// Call it as soon as the flow is known: with many flows a context is
+    /// cache-cold, and these loads depend on nothing but the context's address,
+    /// so their misses (and the page walk) overlap the caller's work. The keys
+    /// follow the first line, where the hardware prefetcher picks them up.
+    #[inline]
+    pub fn prefetch(&self) {
+        black_box(self.suite);
+        self.streams.prefetch();
     }
 
     /// The suite this context was keyed for.
@@ -305,4 +325,24 @@ fn rtp_iv_input(ssrc: u32, index: u64) -> [u8; 12] {
     v[2..6].copy_from_slice(&ssrc.to_be_bytes());
     v[6..12].copy_from_slice(&index.to_be_bytes()[2..]);
     v
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+    use std::mem::{align_of, offset_of, size_of};
+
+    // What an RTP packet reads is the first lines of the context: keys from the
+    // first line on, the SSRC lookup right after them, the SRTCP keys last.
+    #[test]
+    fn hot_fields_lead_the_context() {
+        assert_eq!(align_of::<SrtpContext>(), 64);
+        assert!(offset_of!(SrtpContext, rtp) < 64);
+        let keys_end = offset_of!(SrtpContext, rtp) + size_of::<Transform>();
+        assert!(keys_end <= 512, "RTP keys end at {keys_end}");
+        assert!(offset_of!(SrtpContext, streams) < keys_end + 64);
+        assert!(offset_of!(SrtpContext, rtcp) > offset_of!(SrtpContext, streams));
+        // Encrypt-only key schedules: AES-256's 240 bytes, not 480 with decryption keys.
+        assert!(size_of::<Transform>() <= 448, "{}", size_of::<Transform>());
+    }
 }

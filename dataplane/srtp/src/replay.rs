@@ -1,8 +1,14 @@
 //! Replay protection and RTP index estimation (RFC 3711 §3.3.1, §3.3.2, Appendix A).
 //!
-//! The window is a ring of bits indexed by `index % CAPACITY`; moving the top
+//! The window is a ring of bits indexed by `index % capacity`; moving the top
 //! forward clears the bits it passes, so the common in-order packet costs one
 //! bit clear and one bit set instead of a multi-word shift.
+//!
+//! The ring's capacity is the configured window rounded up to a power of two,
+//! not the 1,024 maximum, so a 128-packet window lives in its first two words
+//! and shares one cache line with `top`: with a thousand flows taking turns,
+//! each packet's window costs one line, not a line for the header plus one
+//! anywhere in 128 bytes of bits.
 
 use crate::error::SrtpError;
 
@@ -12,27 +18,48 @@ pub const MAX_REPLAY_WINDOW: u16 = 1024;
 pub const MIN_REPLAY_WINDOW: u16 = 64;
 
 const WORDS: usize = MAX_REPLAY_WINDOW as usize / 64;
-const CAPACITY: u64 = MAX_REPLAY_WINDOW as u64;
 
 /// Which packet indices were already seen, up to `size` behind the highest one.
+///
+/// `repr(C, align(32))`: the header and the first two words of bits (a window
+/// of up to 128) never straddle a cache line.
 #[derive(Debug, Clone)]
+#[repr(C, align(32))]
 pub(crate) struct ReplayWindow {
     /// Highest index authenticated so far; meaningless until `started`.
     top: u64,
+    size: u16,
+    /// Ring capacity − 1: `size` rounded up to a power of two, minus one.
+    mask: u16,
     started: bool,
-    size: u64,
     bits: [u64; WORDS],
 }
 
 impl ReplayWindow {
     /// A window of `size` packets, clamped to [`MIN_REPLAY_WINDOW`, `MAX_REPLAY_WINDOW`].
     pub(crate) fn new(size: u16) -> ReplayWindow {
+        let size = size.clamp(MIN_REPLAY_WINDOW, MAX_REPLAY_WINDOW);
         ReplayWindow {
             top: 0,
+            size,
+            // At most MAX_REPLAY_WINDOW (a power of two), so no overflow.
+            mask: size.next_power_of_two() - 1,
             started: false,
-            size: u64::from(size.clamp(MIN_REPLAY_WINDOW, MAX_REPLAY_WINDOW)),
             bits: [0; WORDS],
         }
+    }
+
+    /// Bits of the ring in use: `mask + 1` rounded to whole words.
+    fn ring(&mut self) -> &mut [u64] {
+        let words = (usize::from(self.mask) + 1) / 64;
+        &mut self.bits[..words]
+    }
+
+    /// Word and bit of `index` in the ring.
+    #[inline]
+    fn slot(&self, index: u64) -> (usize, u64) {
+        let bit = index & u64::from(self.mask);
+        ((bit / 64) as usize, 1 << (bit % 64))
     }
 
     /// Highest accepted index, if any packet was accepted yet.
@@ -45,11 +72,11 @@ impl ReplayWindow {
         if !self.started || index > self.top {
             return Ok(());
         }
-        if self.top - index >= self.size {
+        if self.top - index >= u64::from(self.size) {
             return Err(SrtpError::TooOld);
         }
-        let bit = index % CAPACITY;
-        if self.bits[(bit / 64) as usize] & (1 << (bit % 64)) != 0 {
+        let (word, bit) = self.slot(index);
+        if self.bits[word] & bit != 0 {
             return Err(SrtpError::Replayed);
         }
         Ok(())
@@ -60,21 +87,21 @@ impl ReplayWindow {
         if !self.started {
             self.started = true;
             self.top = index;
-            self.bits = [0; WORDS];
+            self.ring().fill(0);
         } else if index > self.top {
             let ahead = index - self.top;
-            if ahead >= CAPACITY {
-                self.bits = [0; WORDS];
+            if ahead > u64::from(self.mask) {
+                self.ring().fill(0);
             } else {
                 for i in self.top + 1..index {
-                    let b = i % CAPACITY;
-                    self.bits[(b / 64) as usize] &= !(1 << (b % 64));
+                    let (word, bit) = self.slot(i);
+                    self.bits[word] &= !bit;
                 }
             }
             self.top = index;
         }
-        let bit = index % CAPACITY;
-        self.bits[(bit / 64) as usize] |= 1 << (bit % 64);
+        let (word, bit) = self.slot(index);
+        self.bits[word] |= bit;
     }
 
     /// RFC 3711 §3.3.1 / Appendix A: the 48-bit index a sequence number most likely has.
@@ -151,12 +178,20 @@ mod tests {
 
     #[test]
     fn moving_forward_forgets_bits_of_recycled_slots() {
-        let mut w = ReplayWindow::new(64);
-        w.accept(5);
-        // Jump by exactly the ring capacity: slot of 5 is reused by 5 + 1024.
-        w.accept(5 + CAPACITY);
-        assert_eq!(w.check(5 + CAPACITY), Err(SrtpError::Replayed));
-        assert_eq!(w.check(5 + CAPACITY - 1), Ok(()));
+        for (size, capacity) in [(64, 64), (100, 128), (1024, 1024)] {
+            let mut w = ReplayWindow::new(size);
+            w.accept(5);
+            // Jump by exactly the ring capacity: the slot of 5 is reused.
+            w.accept(5 + capacity);
+            assert_eq!(w.check(5 + capacity), Err(SrtpError::Replayed));
+            assert_eq!(w.check(5 + capacity - 1), Ok(()), "window {size}");
+            // Past the capacity: the whole ring is cleared, so 5's old bit
+            // does not make 5 + capacity look replayed.
+            let mut w = ReplayWindow::new(size);
+            w.accept(5);
+            w.accept(6 + capacity);
+            assert_eq!(w.check(5 + capacity), Ok(()), "window {size}");
+        }
         // Step forward one at a time across a whole ring; earlier bits must not leak.
         let mut w = ReplayWindow::new(1024);
         w.accept(0);
@@ -168,6 +203,26 @@ mod tests {
         for i in 3000..4000u64 {
             assert_eq!(w.check(i), Ok(()), "{i} never seen");
         }
+    }
+
+    #[test]
+    fn ring_of_an_odd_window_remembers_every_index_in_it() {
+        // Window 100 rides on a 128-bit ring: every index within 100 of the top
+        // is remembered, whatever its position in the ring.
+        let mut w = ReplayWindow::new(100);
+        for i in (0..1000u64).step_by(3) {
+            w.accept(i);
+        }
+        let top = 999;
+        for i in top - 99..=top {
+            let want = if i % 3 == 0 {
+                Err(SrtpError::Replayed)
+            } else {
+                Ok(())
+            };
+            assert_eq!(w.check(i), want, "{i}");
+        }
+        assert_eq!(w.check(top - 100), Err(SrtpError::TooOld));
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! authenticated (receive) or that we protect (send), so forged SSRCs cannot
 //! evict a live stream's rollover counter.
 
+use std::hint::black_box;
+
 use crate::replay::ReplayWindow;
 
 /// How many SSRCs one context tracks before it recycles the least recently used.
@@ -16,7 +18,6 @@ pub const MAX_SSRCS: usize = 8;
 /// Rollover counters and replay windows of one SSRC.
 #[derive(Debug, Clone)]
 pub(crate) struct StreamState {
-    pub(crate) ssrc: u32,
     /// RTP packets received: its top is the highest index, so ROC = top >> 16 (RFC 3711 §3.3.1).
     pub(crate) rtp_rx: ReplayWindow,
     /// RTP packets sent: same estimation, so a relay needs no ROC from the sender.
@@ -26,9 +27,8 @@ pub(crate) struct StreamState {
 }
 
 impl StreamState {
-    fn new(ssrc: u32, window: u16) -> StreamState {
+    fn new(window: u16) -> StreamState {
         StreamState {
-            ssrc,
             rtp_rx: ReplayWindow::new(window),
             rtp_tx: ReplayWindow::new(window),
             rtcp_rx: ReplayWindow::new(window),
@@ -36,31 +36,31 @@ impl StreamState {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Slot {
-    used: bool,
-    last_used: u64,
-    state: StreamState,
-}
-
 /// Fixed array of [`MAX_SSRCS`] slots, preallocated with the context.
+///
+/// The lookup part (SSRCs, recency order, count) fits in one cache line ahead
+/// of the states, and a packet of the stream used last writes nothing in it:
+/// recency is a move-to-front list, not a stamp written per packet.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub(crate) struct StreamTable {
+    /// SSRC of each slot; slots `0..len` are in use, filled in order.
+    ssrcs: [u32; MAX_SSRCS],
+    /// Slot numbers in use, most recently used first.
+    recency: [u8; MAX_SSRCS],
+    len: u8,
     window: u16,
-    clock: u64,
-    slots: [Slot; MAX_SSRCS],
+    states: [StreamState; MAX_SSRCS],
 }
 
 impl StreamTable {
     pub(crate) fn new(window: u16) -> StreamTable {
         StreamTable {
+            ssrcs: [0; MAX_SSRCS],
+            recency: [0; MAX_SSRCS],
+            len: 0,
             window,
-            clock: 0,
-            slots: std::array::from_fn(|_| Slot {
-                used: false,
-                last_used: 0,
-                state: StreamState::new(0, window),
-            }),
+            states: std::array::from_fn(|_| StreamState::new(window)),
         }
     }
 
@@ -70,10 +70,11 @@ impl StreamTable {
     }
 
     /// Slot of `ssrc`, if it has one; does not count as a use.
+    #[inline]
     pub(crate) fn find(&self, ssrc: u32) -> Option<usize> {
-        self.slots
+        self.ssrcs[..usize::from(self.len)]
             .iter()
-            .position(|s| s.used && s.state.ssrc == ssrc)
+            .position(|&s| s == ssrc)
     }
 
     /// Slot of `ssrc`, recycling a free or the least recently used slot when it has none.
@@ -81,40 +82,78 @@ impl StreamTable {
         if let Some(i) = self.find(ssrc) {
             return i;
         }
-        let victim = self
-            .slots
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, s)| (s.used, s.last_used))
-            .map_or(0, |(i, _)| i);
-        let slot = &mut self.slots[victim];
-        slot.used = true;
-        slot.state = StreamState::new(ssrc, self.window);
+        let len = usize::from(self.len);
+        let victim = if len < MAX_SSRCS {
+            // A free slot: the next in fill order, last in recency until touched.
+            self.recency[len] = len as u8;
+            self.len += 1;
+            len
+        } else {
+            usize::from(self.recency[MAX_SSRCS - 1])
+        };
+        self.ssrcs[victim] = ssrc;
+        self.states[victim] = StreamState::new(self.window);
         victim
     }
 
     /// State of slot `i`, marked as most recently used.
+    #[inline]
     pub(crate) fn touch(&mut self, i: usize) -> &mut StreamState {
-        self.clock += 1;
-        let slot = &mut self.slots[i];
-        slot.last_used = self.clock;
-        &mut slot.state
+        if usize::from(self.recency[0]) != i {
+            let len = usize::from(self.len);
+            if let Some(at) = self.recency[..len]
+                .iter()
+                .position(|&s| usize::from(s) == i)
+            {
+                self.recency[..=at].rotate_right(1);
+            }
+        }
+        &mut self.states[i]
+    }
+
+    /// Loads the lookup line and the RTP windows of the stream used last.
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        let last = &self.states[usize::from(self.recency[0])];
+        black_box((self.ssrcs[0], last.rtp_rx.top(), last.rtp_tx.top()));
     }
 
     /// State of slot `i` without marking it used.
+    #[inline]
     pub(crate) fn get(&self, i: usize) -> &StreamState {
-        &self.slots[i].state
+        &self.states[i]
     }
 
     /// Number of SSRCs currently tracked.
     pub(crate) fn len(&self) -> usize {
-        self.slots.iter().filter(|s| s.used).count()
+        usize::from(self.len)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookup_fits_one_line_before_the_states() {
+        assert!(std::mem::offset_of!(StreamTable, states) <= 64);
+    }
+
+    #[test]
+    fn recency_survives_recycling_every_slot_twice() {
+        let mut t = StreamTable::new(64);
+        for ssrc in 0..3 * MAX_SSRCS as u32 {
+            let i = t.find_or_insert(ssrc);
+            t.touch(i).rtp_tx.accept(u64::from(ssrc));
+            assert_eq!(t.find(ssrc), Some(i));
+            // The oldest of the last MAX_SSRCS is still here, the one before is gone.
+            if ssrc >= MAX_SSRCS as u32 {
+                assert!(t.find(ssrc + 1 - MAX_SSRCS as u32).is_some());
+                assert_eq!(t.find(ssrc - MAX_SSRCS as u32), None);
+            }
+        }
+        assert_eq!(t.len(), MAX_SSRCS);
+    }
 
     #[test]
     fn least_recently_used_slot_is_recycled() {
