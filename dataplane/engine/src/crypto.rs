@@ -2,8 +2,9 @@
 //! installed, and the in-place decrypt/encrypt calls with their drop reasons.
 //!
 //! A context is ~5 KiB (session keys, per-SSRC ROC and replay windows), so each one
-//! lives in its own box beside the flow slot: plain flows keep a small slot, and the
-//! boxes are allocated at `insert`/`update`, never per packet.
+//! lives in its own box, allocated at `insert`/`update`, never per packet. The two
+//! pointers of a flow sit in a dense array beside the flow slots (`FlowTable`), so
+//! a packet starts loading its cache-cold context before its slot's miss resolves.
 
 use ferrelay_srtp::{SrtpContext, SrtpError, SrtpParams};
 
@@ -42,6 +43,17 @@ impl FlowCrypto {
             decrypt: spec.decrypt.as_ref().map(context).transpose()?,
             encrypt: spec.encrypt.as_ref().map(context).transpose()?,
         })
+    }
+
+    /// Starts loading both contexts' hot lines (see `SrtpContext::prefetch`).
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        if let Some(c) = &self.decrypt {
+            c.prefetch();
+        }
+        if let Some(c) = &self.encrypt {
+            c.prefetch();
+        }
     }
 
     /// Applies a change prepared by [`change`] (which cannot fail any more).

@@ -88,11 +88,14 @@ impl Engine {
     /// (ROCs, replay windows, sent indices); changed keys get a fresh one. A refused
     /// key leaves the flow as it was.
     pub fn update(&mut self, id: FlowId, rule: FlowRule) -> Result<(), EngineError> {
-        let flow = self.table.get_mut(id).ok_or(EngineError::UnknownFlow)?;
+        let (flow, srtp) = self
+            .table
+            .get_with_crypto(id)
+            .ok_or(EngineError::UnknownFlow)?;
         let old = &flow.rule.crypto;
         let decrypt = crypto::change(old.decrypt.as_ref(), rule.crypto.decrypt.as_ref())?;
         let encrypt = crypto::change(old.encrypt.as_ref(), rule.crypto.encrypt.as_ref())?;
-        flow.srtp.apply(decrypt, encrypt);
+        srtp.apply(decrypt, encrypt);
         if rule.latch == LatchMode::Fixed {
             flow.latch.addr = None;
         }
@@ -157,7 +160,13 @@ impl Engine {
         buf: &mut [u8],
         len: usize,
     ) -> Result<(FlowId, SocketAddr, usize), DropReason> {
-        let flow = self.table.get_mut(id).ok_or(DropReason::UnknownFlow)?;
+        let (flow, srtp) = self
+            .table
+            .get_with_crypto(id)
+            .ok_or(DropReason::UnknownFlow)?;
+        // With many flows taking turns a context is cache-cold: start its loads now,
+        // beside the slot's, so they overlap the slot's miss and the parse and latch.
+        srtp.prefetch();
         flow.counters.rx_packets += 1;
         flow.counters.rx_bytes += len as u64;
         let kind = kind_of(
@@ -170,7 +179,7 @@ impl Engine {
         // extension; the first RTCP header and SSRC) itself; the full parse below
         // then runs on the plain packet.
         let mut len = len;
-        if let Some(ctx) = flow.srtp.decrypt.as_deref_mut() {
+        if let Some(ctx) = srtp.decrypt.as_deref_mut() {
             len = crypto::unprotect(ctx, kind, buf, len)?;
         }
         let pkt = buf.get_mut(..len).ok_or(DropReason::Malformed)?;
@@ -227,14 +236,17 @@ impl Engine {
             Kind::Rtcp => peer.rule.ssrc_rewrite,
         };
 
-        let flow = self.table.get_mut(id).ok_or(DropReason::UnknownFlow)?;
+        let (flow, srtp) = self
+            .table
+            .get_with_crypto(id)
+            .ok_or(DropReason::UnknownFlow)?;
         match kind {
             Kind::Rtp => rewrite_rtp(flow, pkt),
             Kind::Rtcp => rewrite_rtcp(flow.rule.ssrc_rewrite, peer_rewrite, pkt),
         }
         // RFC 3711 §3.3 / §3.4 sender side: encrypt after every rewrite of the plain
         // packet, growing it into the tailroom by the tag (and SRTCP index).
-        if let Some(ctx) = flow.srtp.encrypt.as_deref_mut() {
+        if let Some(ctx) = srtp.encrypt.as_deref_mut() {
             len = crypto::protect(ctx, kind, buf, len)?;
         }
         flow.counters.fwd_packets += 1;

@@ -1,6 +1,11 @@
 //! The flow table: a slab of `max_flows` slots, allocated once, indexed directly by
 //! `FlowId.index` and guarded by the generation so a stale id never reaches a flow
 //! that has since taken over the slot.
+//!
+//! SRTP contexts are not in the slot but in a dense array beside it, indexed the
+//! same way: with many flows a packet finds both its slot and its context
+//! cache-cold, and the context's address must not wait for the slot's miss
+//! (`dataplane/engine/benches/srtp_footprint.rs`).
 
 use crate::crypto::FlowCrypto;
 use crate::error::EngineError;
@@ -24,14 +29,11 @@ pub(crate) struct Flow {
     pub pt_identity: bool,
     /// A `MediaIdle` was queued for the current idle period.
     pub idle_reported: bool,
-    /// Boxed SRTP contexts, last: two pointers in the slot, the state beside it.
-    pub srtp: FlowCrypto,
 }
 
 impl Flow {
-    fn new(rule: FlowRule, srtp: FlowCrypto) -> Self {
+    fn new(rule: FlowRule) -> Self {
         Flow {
-            srtp,
             pt_identity: rule.pt_map.is_identity(),
             rule,
             latch: Latch::default(),
@@ -55,6 +57,8 @@ struct Slot {
 #[derive(Debug)]
 pub(crate) struct FlowTable {
     slots: Vec<Slot>,
+    /// Boxed SRTP contexts of slot `i` at `crypto[i]`: two pointers a flow, four flows a line.
+    crypto: Vec<FlowCrypto>,
     live: usize,
 }
 
@@ -66,7 +70,13 @@ impl FlowTable {
             retired: None,
             flow: None,
         });
-        FlowTable { slots, live: 0 }
+        let mut crypto = Vec::with_capacity(max_flows as usize);
+        crypto.resize_with(max_flows as usize, FlowCrypto::default);
+        FlowTable {
+            slots,
+            crypto,
+            live: 0,
+        }
     }
 
     pub(crate) fn live(&self) -> usize {
@@ -90,7 +100,8 @@ impl FlowTable {
             return Err(EngineError::StaleGeneration);
         }
         slot.generation = id.generation;
-        slot.flow = Some(Flow::new(rule, srtp));
+        slot.flow = Some(Flow::new(rule));
+        self.crypto[id.index as usize] = srtp;
         self.live += 1;
         Ok(())
     }
@@ -103,6 +114,7 @@ impl FlowTable {
             .ok_or(EngineError::UnknownFlow)?;
         slot.retired = Some(slot.generation);
         self.live -= 1;
+        self.crypto[id.index as usize] = FlowCrypto::default();
         slot.flow.take().ok_or(EngineError::UnknownFlow)
     }
 
@@ -119,6 +131,20 @@ impl FlowTable {
     pub(crate) fn get_mut(&mut self, id: FlowId) -> Option<&mut Flow> {
         match self.slots.get_mut(id.index as usize) {
             Some(s) if s.generation == id.generation => s.flow.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// The live flow `id` names and its SRTP contexts.
+    ///
+    /// The contexts' address comes from the dense array, not from the slot, so
+    /// loading them need not wait for the slot's cache miss.
+    #[inline]
+    pub(crate) fn get_with_crypto(&mut self, id: FlowId) -> Option<(&mut Flow, &mut FlowCrypto)> {
+        let i = id.index as usize;
+        let crypto = self.crypto.get_mut(i)?;
+        match self.slots.get_mut(i) {
+            Some(s) if s.generation == id.generation => s.flow.as_mut().map(|f| (f, crypto)),
             _ => None,
         }
     }
@@ -157,7 +183,7 @@ mod tests {
         assert!(rule + offset_of!(FlowRule, blocked) < rule + offset_of!(FlowRule, pt_map));
         assert!(offset_of!(FlowRule, pt_map) < offset_of!(FlowRule, crypto));
         assert_eq!(size_of::<Slot>() % 64, 0);
-        // SRTP state stays out of the slot: two pointers, not two ~5 KiB contexts.
+        // SRTP state stays out of the slot: two pointers beside it, four flows a line.
         assert_eq!(size_of::<FlowCrypto>(), 2 * size_of::<usize>());
     }
 
