@@ -153,6 +153,14 @@ async fn metrics_api_and_probes_over_a_live_call() {
     );
     assert!(metrics.contains("ferrelay_worker_io_backend{worker=\"0\",backend="));
     assert!(sample(&metrics, "ferrelay_ng_requests_total ") >= 2.0);
+    // The NG server's bounds are visible, and nothing hit them here.
+    for bound in [
+        "ferrelay_ng_cache_evictions_total ",
+        "ferrelay_ng_queries_not_waited_total ",
+        "ferrelay_ng_tcp_refused_total ",
+    ] {
+        assert_eq!(sample(&metrics, bound), 0.0, "{bound}");
+    }
 
     // The API tells what NG `query` tells, field for field.
     let q = ng.call(&cmd("query", "web-1")).await;

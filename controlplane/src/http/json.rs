@@ -143,6 +143,9 @@ impl HttpState {
             port_pairs_total: self.port_pairs_total,
             ng_requests: c.executed,
             ng_commands: c.counts.iter().collect(),
+            ng_cache_evictions: c.cache_evictions(),
+            ng_queries_not_waited: c.queries_not_waited,
+            ng_tcp_refused: c.tcp_refused,
             calls_managed: t.managed,
             calls_rejected: t.rejected,
             calls_ended: reasons

@@ -31,6 +31,14 @@ pub struct RelayFacts {
     pub ng_requests: u64,
     /// NG requests by `(command, result)` (reply-cache hits excluded).
     pub ng_commands: Vec<(&'static str, &'static str, u64)>,
+    /// NG replies dropped from the cookie cache before their time (its byte or
+    /// entry bound), so a retransmission of theirs would be executed again.
+    pub ng_cache_evictions: u64,
+    /// NG `query` requests answered from the last poll because too many already
+    /// waited for fresh counters.
+    pub ng_queries_not_waited: u64,
+    /// NG TCP connections refused at the connection cap.
+    pub ng_tcp_refused: u64,
     pub calls_managed: u64,
     pub calls_rejected: u64,
     /// Ended calls by reason label.
@@ -313,6 +321,24 @@ impl Scrape {
         for (command, result, n) in &f.ng_commands {
             counter_at(&mut m, &[("command", command), ("result", result)], *n)?;
         }
+        counter(
+            e,
+            "ferrelay_ng_cache_evictions",
+            "NG replies evicted from the cookie cache early (byte or entry bound); a retransmission of theirs runs again.",
+            f.ng_cache_evictions,
+        )?;
+        counter(
+            e,
+            "ferrelay_ng_queries_not_waited",
+            "NG queries answered from the last poll because too many waited for fresh counters.",
+            f.ng_queries_not_waited,
+        )?;
+        counter(
+            e,
+            "ferrelay_ng_tcp_refused",
+            "NG TCP connections closed at once because the connection cap was reached.",
+            f.ng_tcp_refused,
+        )?;
         counter(
             e,
             "ferrelay_calls_created",

@@ -25,6 +25,8 @@ pub struct Controller<B> {
     /// `query` requests answered at once from the last polled counters because
     /// too many were already waiting for fresh ones (see `ng::server`).
     pub queries_not_waited: u64,
+    /// NG TCP connections closed at once at the connection cap (`ng::server`).
+    pub tcp_refused: u64,
     /// Requests by command and result, for `ferrelay_ng_commands_total`.
     pub counts: NgCounts,
 }
@@ -172,6 +174,7 @@ impl<B: MediaBackend> Controller<B> {
             cache: CookieCache::new(CACHE_PERIOD, now),
             executed: 0,
             queries_not_waited: 0,
+            tcp_refused: 0,
             counts: NgCounts::default(),
         }
     }

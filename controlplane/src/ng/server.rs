@@ -184,15 +184,49 @@ pub async fn serve_tcp<B: MediaBackend + 'static>(
     listener: TcpListener,
     ctl: Shared<B>,
     waits: QueryWaits,
+    stop: watch::Receiver<bool>,
+) {
+    serve_tcp_capped(listener, ctl, waits, MAX_TCP_CONNECTIONS, stop).await;
+}
+
+/// Most NG TCP connections open at once. NG clients are a handful of SIP proxies
+/// holding one connection or a few each; the bound keeps a misbehaving client
+/// from pinning descriptors and buffers without end.
+pub const MAX_TCP_CONNECTIONS: usize = 256;
+
+/// [`serve_tcp`] with the connection cap given: past it an accepted connection is
+/// closed at once and counted (`Controller::tcp_refused`).
+pub async fn serve_tcp_capped<B: MediaBackend + 'static>(
+    listener: TcpListener,
+    ctl: Shared<B>,
+    waits: QueryWaits,
+    max_connections: usize,
     mut stop: watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    // Logged once per episode of refusals, not per connection.
+    let mut refusing = false;
     loop {
         tokio::select! {
             r = stop.changed() => if r.is_err() || *stop.borrow() { return },
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        lock(&ctl).tcp_refused += 1;
+                        if !refusing {
+                            tracing::warn!(%peer, max = max_connections, "NG TCP connection limit reached, refusing");
+                            refusing = true;
+                        }
+                        drop(stream);
+                        continue;
+                    };
+                    refusing = false;
                     tracing::debug!(%peer, "NG TCP connection");
-                    tokio::spawn(connection(stream, ctl.clone(), waits.clone(), stop.clone()));
+                    let (ctl, waits, stop) = (ctl.clone(), waits.clone(), stop.clone());
+                    tokio::spawn(async move {
+                        connection(stream, ctl, waits, stop).await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => tracing::warn!(error = %e, "NG TCP accept failed"),
             }
@@ -337,6 +371,74 @@ mod tests {
         let more = tokio::time::timeout(Duration::from_millis(100), client.recv_from(&mut buf));
         assert!(more.await.is_err(), "a waiting query answered early");
 
+        stop.send(true).unwrap();
+        server.await.unwrap();
+    }
+
+    /// Sends an NG `ping` over `s` and reads the `pong`.
+    async fn ping(s: &mut TcpStream, cookie: &str) {
+        let msg = with_cookie(cookie.as_bytes(), &dict([("command", Value::str("ping"))]));
+        s.write_all(&msg).await.unwrap();
+        let mut buf = vec![0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("pong in time")
+            .unwrap();
+        let (c, body) = split_cookie(&buf[..n]).unwrap();
+        assert_eq!(c, cookie.as_bytes());
+        assert_eq!(
+            Value::decode(body)
+                .unwrap()
+                .get("result")
+                .and_then(Value::as_str),
+            Some("pong")
+        );
+    }
+
+    #[tokio::test]
+    async fn tcp_connections_past_the_cap_are_closed_and_counted() {
+        let ctl = Arc::new(Mutex::new(controller()));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(serve_tcp_capped(
+            listener,
+            ctl.clone(),
+            QueryWaits::default(),
+            2,
+            stop_rx,
+        ));
+        let mut a = TcpStream::connect(addr).await.unwrap();
+        let mut b = TcpStream::connect(addr).await.unwrap();
+        ping(&mut a, "a1").await;
+        ping(&mut b, "b1").await;
+        // The third is closed at once (EOF), and counted.
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .expect("closed in time")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        assert_eq!(lock(&ctl).tcp_refused, 1);
+        ping(&mut a, "a2").await;
+        // A closed connection frees its slot.
+        drop(b);
+        let mut d = None;
+        for _ in 0..50 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let msg = with_cookie(b"d1", &dict([("command", Value::str("ping"))]));
+            s.write_all(&msg).await.unwrap();
+            let mut buf = [0u8; 64];
+            if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await
+                && n > 0
+            {
+                d = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(d.is_some(), "the freed slot takes a new connection");
         stop.send(true).unwrap();
         server.await.unwrap();
     }
