@@ -5,10 +5,11 @@
 //! bit clear and one bit set instead of a multi-word shift.
 //!
 //! The ring's capacity is the configured window rounded up to a power of two,
-//! not the 1,024 maximum, so a 128-packet window lives in its first two words
-//! and shares one cache line with `top`: with a thousand flows taking turns,
-//! each packet's window costs one line, not a line for the header plus one
-//! anywhere in 128 bytes of bits.
+//! not the 1,024 maximum, and so is its storage: a window of up to 128 packets
+//! keeps its two words beside `top` (40 bytes in all), a larger one has its
+//! bits boxed when the context is built. With a thousand flows taking turns,
+//! each packet's window costs one line, and contexts are small enough that
+//! more of them stay cached (`dataplane/engine/benches/srtp_footprint.rs`).
 
 use crate::error::SrtpError;
 
@@ -18,13 +19,39 @@ pub const MAX_REPLAY_WINDOW: u16 = 1024;
 pub const MIN_REPLAY_WINDOW: u16 = 64;
 
 const WORDS: usize = MAX_REPLAY_WINDOW as usize / 64;
+/// Words kept in the window itself: up to 128 packets, the size ferrelay's SDES uses.
+const INLINE_WORDS: usize = 2;
+
+/// The ring's bits, sized to the configured window when the window is built.
+#[derive(Debug, Clone)]
+enum Bits {
+    /// Windows of up to 128 packets: in line, beside `top`.
+    Inline([u64; INLINE_WORDS]),
+    /// Larger windows: allocated with the context, reused when a slot is recycled.
+    Heap(Box<[u64; WORDS]>),
+}
+
+impl Bits {
+    fn words(&self) -> &[u64] {
+        match self {
+            Bits::Inline(b) => b,
+            Bits::Heap(b) => &b[..],
+        }
+    }
+
+    fn words_mut(&mut self) -> &mut [u64] {
+        match self {
+            Bits::Inline(b) => b,
+            Bits::Heap(b) => &mut b[..],
+        }
+    }
+}
 
 /// Which packet indices were already seen, up to `size` behind the highest one.
 ///
-/// `repr(C, align(32))`: the header and the first two words of bits (a window
-/// of up to 128) never straddle a cache line.
+/// 40 bytes for a window of up to 128 packets (three per SSRC slot), not the
+/// 152 a ring sized for the 1,024 maximum took: a context is a quarter the size.
 #[derive(Debug, Clone)]
-#[repr(C, align(32))]
 pub(crate) struct ReplayWindow {
     /// Highest index authenticated so far; meaningless until `started`.
     top: u64,
@@ -32,27 +59,42 @@ pub(crate) struct ReplayWindow {
     /// Ring capacity − 1: `size` rounded up to a power of two, minus one.
     mask: u16,
     started: bool,
-    bits: [u64; WORDS],
+    bits: Bits,
 }
 
 impl ReplayWindow {
     /// A window of `size` packets, clamped to [`MIN_REPLAY_WINDOW`, `MAX_REPLAY_WINDOW`].
+    ///
+    /// Allocates for windows above 128 packets; call it when a context is built.
     pub(crate) fn new(size: u16) -> ReplayWindow {
         let size = size.clamp(MIN_REPLAY_WINDOW, MAX_REPLAY_WINDOW);
+        // At most MAX_REPLAY_WINDOW (a power of two), so no overflow.
+        let capacity = size.next_power_of_two();
+        let bits = if usize::from(capacity) <= INLINE_WORDS * 64 {
+            Bits::Inline([0; INLINE_WORDS])
+        } else {
+            Bits::Heap(Box::new([0; WORDS]))
+        };
         ReplayWindow {
             top: 0,
             size,
-            // At most MAX_REPLAY_WINDOW (a power of two), so no overflow.
-            mask: size.next_power_of_two() - 1,
+            mask: capacity - 1,
             started: false,
-            bits: [0; WORDS],
+            bits,
         }
+    }
+
+    /// Forgets every index, keeping the size and the storage (no allocation).
+    pub(crate) fn reset(&mut self) {
+        self.top = 0;
+        self.started = false;
+        self.ring().fill(0);
     }
 
     /// Bits of the ring in use: `mask + 1` rounded to whole words.
     fn ring(&mut self) -> &mut [u64] {
         let words = (usize::from(self.mask) + 1) / 64;
-        &mut self.bits[..words]
+        &mut self.bits.words_mut()[..words]
     }
 
     /// Word and bit of `index` in the ring.
@@ -76,7 +118,7 @@ impl ReplayWindow {
             return Err(SrtpError::TooOld);
         }
         let (word, bit) = self.slot(index);
-        if self.bits[word] & bit != 0 {
+        if self.bits.words()[word] & bit != 0 {
             return Err(SrtpError::Replayed);
         }
         Ok(())
@@ -95,13 +137,13 @@ impl ReplayWindow {
             } else {
                 for i in self.top + 1..index {
                     let (word, bit) = self.slot(i);
-                    self.bits[word] &= !bit;
+                    self.bits.words_mut()[word] &= !bit;
                 }
             }
             self.top = index;
         }
         let (word, bit) = self.slot(index);
-        self.bits[word] |= bit;
+        self.bits.words_mut()[word] |= bit;
     }
 
     /// RFC 3711 §3.3.1 / Appendix A: the 48-bit index a sequence number most likely has.

@@ -34,6 +34,13 @@ impl StreamState {
             rtcp_rx: ReplayWindow::new(window),
         }
     }
+
+    /// A fresh stream in the same storage (a recycled slot must not allocate).
+    fn reset(&mut self) {
+        self.rtp_rx.reset();
+        self.rtp_tx.reset();
+        self.rtcp_rx.reset();
+    }
 }
 
 /// Fixed array of [`MAX_SSRCS`] slots, preallocated with the context.
@@ -92,7 +99,7 @@ impl StreamTable {
             usize::from(self.recency[MAX_SSRCS - 1])
         };
         self.ssrcs[victim] = ssrc;
-        self.states[victim] = StreamState::new(self.window);
+        self.states[victim].reset();
         victim
     }
 
