@@ -1,7 +1,7 @@
 //! The SRTP step of the packet path: per-flow contexts built when a rule is
 //! installed, and the in-place decrypt/encrypt calls with their drop reasons.
 //!
-//! A context is ~5 KiB (session keys, per-SSRC ROC and replay windows), so each one
+//! A context is ~2 KiB (session keys, per-SSRC ROC and replay windows), so each one
 //! lives in its own box, allocated at `insert`/`update`, never per packet. The two
 //! pointers of a flow sit in a dense array beside the flow slots (`FlowTable`), so
 //! a packet starts loading its cache-cold context before its slot's miss resolves.
