@@ -236,33 +236,35 @@ impl SrtpContext {
         if let Transform::Null = self.rtp {
             return Ok(len);
         }
+        // The keyed HMAC state is copied first: its lines (cold with many
+        // flows) load while the SSRC lookup and AES run, not after them.
+        let cm = match &self.rtp {
+            Transform::CmHmac {
+                aes,
+                mac,
+                salt,
+                tag_len,
+            } => Some((aes, mac.start(), salt, *tag_len)),
+            _ => None,
+        };
         let seq = u16::from_be_bytes([buf[2], buf[3]]);
         let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
         let slot = self.streams.find_or_insert(ssrc);
         let state = &mut self.streams.touch(slot).rtp_tx;
         let index = state.estimate_rtp_index(seq)?;
         state.check(index)?;
-        match &self.rtp {
-            Transform::CmHmac {
-                aes,
-                mac,
-                salt,
-                tag_len,
-            } => {
-                aes.apply(&cm_iv(salt, ssrc, index), &mut buf[hdr..len]);
-                // RFC 3711 §4.2: M = Authenticated Portion || ROC.
-                let roc = ((index >> 16) as u32).to_be_bytes();
-                let tag = mac.tag(&buf[..len], &roc);
-                buf[len..len + tag_len].copy_from_slice(&tag[..*tag_len]);
-            }
-            Transform::Gcm { aead, salt } => {
-                let nonce = gcm_nonce(salt, rtp_iv_input(ssrc, index));
-                // RFC 7714 §8.2: the header is the AAD, the payload the plaintext.
-                let (head, rest) = buf.split_at_mut(hdr);
-                let tag = aead.seal(&nonce, head, &mut rest[..len - hdr]);
-                buf[len..len + GCM_TAG].copy_from_slice(&tag);
-            }
-            Transform::Null => {}
+        if let Some((aes, keyed, salt, tag_len)) = cm {
+            aes.apply(&cm_iv(salt, ssrc, index), &mut buf[hdr..len]);
+            // RFC 3711 §4.2: M = Authenticated Portion || ROC.
+            let roc = ((index >> 16) as u32).to_be_bytes();
+            let tag = HmacSha1::tag(keyed, &buf[..len], &roc);
+            buf[len..len + tag_len].copy_from_slice(&tag[..tag_len]);
+        } else if let Transform::Gcm { aead, salt } = &self.rtp {
+            let nonce = gcm_nonce(salt, rtp_iv_input(ssrc, index));
+            // RFC 7714 §8.2: the header is the AAD, the payload the plaintext.
+            let (head, rest) = buf.split_at_mut(hdr);
+            let tag = aead.seal(&nonce, head, &mut rest[..len - hdr]);
+            buf[len..len + GCM_TAG].copy_from_slice(&tag);
         }
         state.accept(index);
         Ok(len + overhead)
@@ -298,7 +300,7 @@ impl SrtpContext {
         match &self.rtp {
             Transform::CmHmac { aes, mac, salt, .. } => {
                 let roc = ((index >> 16) as u32).to_be_bytes();
-                if !mac.verify(&buf[..body], &roc, &buf[body..len]) {
+                if !HmacSha1::verify(mac.start(), &buf[..body], &roc, &buf[body..len]) {
                     return Err(SrtpError::AuthFailed);
                 }
                 aes.apply(&cm_iv(salt, ssrc, index), &mut buf[hdr..body]);
