@@ -4,13 +4,14 @@
 //! the CPU cost of RTP<->SRTP bridging (the load generator keeps the SRTP leg's keys).
 //! Writes `<out-dir>/<stem>-<date>.{json,md}` and lists them in the README.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use ferrelay_bench::e2e::args::{LoadArgs, ReportArgs};
 use ferrelay_bench::e2e::relay::{self, RelayKind, RelaySpec};
 use ferrelay_bench::e2e::run::{Forwarder, RunPlan, RunResult, measure, run_one};
 use ferrelay_bench::e2e::summary::{
@@ -23,27 +24,10 @@ use ferrelay_tools::{NgCallOptions, NgCalls, NgClient};
 // The wrapper scripts pass defaults first and the caller's flags after: last one wins.
 #[command(args_override_self = true)]
 struct Args {
-    #[arg(long, default_value = "127.0.0.1")]
-    ip: IpAddr,
-    /// fwd-uring's fixed port layout starts here.
-    #[arg(long, default_value_t = 30_000)]
-    base_port: u16,
-    #[arg(long, default_value_t = 500)]
-    calls: usize,
-    #[arg(long, default_value_t = 50)]
-    pps: u32,
-    #[arg(long, default_value_t = 160)]
-    payload: usize,
-    #[arg(long, default_value_t = 2.0)]
-    warmup: f64,
-    #[arg(long, default_value_t = 8.0)]
-    window: f64,
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
-    #[arg(long, default_value_t = 1)]
-    forwarder_core: usize,
-    #[arg(long, value_delimiter = ',', default_value = "0")]
-    load_cores: Vec<usize>,
+    #[command(flatten)]
+    load: LoadArgs,
+    #[command(flatten)]
+    report: ReportArgs,
     /// Cores the relays are confined to (taskset list, e.g. `1-4`); default: the
     /// forwarder core. fwd-uring always runs on the forwarder core.
     #[arg(long)]
@@ -77,12 +61,6 @@ struct Args {
     /// Target of the SRTP bridging cost over plain, µs per packet (issue 4).
     #[arg(long, default_value_t = 0.5)]
     srtp_target_us: f64,
-    #[arg(long)]
-    out_dir: Option<PathBuf>,
-    #[arg(long, default_value = "perf/README.md")]
-    readme: PathBuf,
-    #[arg(long)]
-    record_command: Option<String>,
 }
 
 #[derive(Debug)]
@@ -180,17 +158,13 @@ fn run_relay(
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    anyhow::ensure!((1..=10).contains(&a.rounds), "--rounds must be 1..=10");
-    anyhow::ensure!(
-        (0.5..=60.0).contains(&a.window) && (0.0..=30.0).contains(&a.warmup),
-        "--window must be 0.5..=60 s and --warmup 0..=30 s"
-    );
+    a.load.check()?;
     let dir = std::env::current_exe()?
         .parent()
         .context("binary directory")?
         .to_path_buf();
     let ferrelay_bin = a.ferrelay.clone().unwrap_or_else(|| dir.join("ferrelay"));
-    let ng = |port: u16| SocketAddr::new(a.ip, port);
+    let ng = |port: u16| SocketAddr::new(a.load.ip, port);
     let mut targets = Vec::new();
     for name in &a.only {
         if name == BASELINE {
@@ -231,32 +205,32 @@ fn main() -> anyhow::Result<()> {
         ));
     }
     let plan = RunPlan {
-        ip: a.ip,
-        base_port: a.base_port,
-        calls: a.calls,
-        pps: a.pps,
-        payload: a.payload,
-        warmup: Duration::from_secs_f64(a.warmup),
-        window: Duration::from_secs_f64(a.window),
-        forwarder_core: a.forwarder_core,
-        load_cores: a.load_cores.clone(),
+        ip: a.load.ip,
+        base_port: a.load.base_port,
+        calls: a.load.calls,
+        pps: a.load.pps,
+        payload: a.load.payload,
+        warmup: Duration::from_secs_f64(a.load.warmup),
+        window: Duration::from_secs_f64(a.load.window),
+        forwarder_core: a.load.forwarder_core,
+        load_cores: a.load.load_cores.clone(),
         load_threads: a.load_threads,
     };
     let relay_cpus = a
         .relay_cpus
         .clone()
-        .unwrap_or_else(|| a.forwarder_core.to_string());
+        .unwrap_or_else(|| a.load.forwarder_core.to_string());
     let logs = std::env::temp_dir().join(format!("compare-relays-{}", std::process::id()));
     std::fs::create_dir_all(&logs)?;
     let mut machine = machine();
-    if let Some(&c) = a.load_cores.first() {
+    if let Some(&c) = a.load.load_cores.first() {
         core_affinity::set_for_current(core_affinity::CoreId { id: c });
     }
 
     let mut runs = Vec::new();
     let mut skipped: Vec<(String, String)> = Vec::new();
     let mut notes = Vec::new();
-    for round in 0..a.rounds {
+    for round in 0..a.load.rounds {
         let order: Vec<&Target> = if round % 2 == 0 {
             targets.iter().collect()
         } else {
@@ -321,6 +295,7 @@ fn main() -> anyhow::Result<()> {
     }
     let date = sh("date", &["-u", "+%Y-%m-%d"]);
     let command = a
+        .report
         .record_command
         .clone()
         .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
@@ -341,15 +316,15 @@ fn main() -> anyhow::Result<()> {
         command: command.clone(),
         machine,
         plan: PlanInfo {
-            calls: a.calls,
-            pps_per_direction: a.pps,
-            packet_len: 12 + a.payload,
-            offered_pps: a.calls as u64 * 2 * u64::from(a.pps),
-            warmup_s: a.warmup,
-            window_s: a.window,
-            rounds: a.rounds,
-            forwarder_core: a.forwarder_core,
-            load_cores: a.load_cores.clone(),
+            calls: a.load.calls,
+            pps_per_direction: a.load.pps,
+            packet_len: 12 + a.load.payload,
+            offered_pps: a.load.calls as u64 * 2 * u64::from(a.load.pps),
+            warmup_s: a.load.warmup,
+            window_s: a.load.window,
+            rounds: a.load.rounds,
+            forwarder_core: a.load.forwarder_core,
+            load_cores: a.load.load_cores.clone(),
         },
         cpu_method: CPU_METHOD,
         summary: summarise(&runs, &[]),
@@ -361,7 +336,7 @@ fn main() -> anyhow::Result<()> {
     };
     let md = summary::markdown(&results);
     println!("{md}");
-    if let Some(out) = &a.out_dir {
+    if let Some(out) = &a.report.out_dir {
         let stem = format!("{}-{date}", a.stem);
         let mut headline: Vec<String> = results
             .summary
@@ -379,7 +354,7 @@ fn main() -> anyhow::Result<()> {
             &stem,
             &results,
             &md,
-            &a.readme,
+            &a.report.readme,
             &command,
             &headline.join(", "),
         )?;

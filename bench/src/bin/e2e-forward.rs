@@ -2,12 +2,11 @@
 //! relay (bench-relay, per backend) under the same RTP load, in alternating rounds.
 //! Writes `<out-dir>/e2e-forward-<date>.{json,md}` and lists them in `perf/README.md`.
 
-use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use ferrelay_bench::e2e::args::{LoadArgs, ReportArgs};
 use ferrelay_bench::e2e::run::{Forwarder, RunPlan, RunResult, run_one};
 use ferrelay_bench::e2e::summary::{
     self, BASELINE, CPU_METHOD, PlanInfo, Results, loadavg, machine, sh, summarise,
@@ -17,56 +16,25 @@ use ferrelay_bench::e2e::summary::{
 // bench/e2e-forward.sh passes defaults first and the caller's flags after: last wins.
 #[command(args_override_self = true)]
 struct Args {
-    #[arg(long, default_value = "127.0.0.1")]
-    ip: IpAddr,
-    #[arg(long, default_value_t = 30_000)]
-    base_port: u16,
-    #[arg(long, default_value_t = 500)]
-    calls: usize,
-    /// Packets per second per direction per call.
-    #[arg(long, default_value_t = 50)]
-    pps: u32,
-    #[arg(long, default_value_t = 160)]
-    payload: usize,
-    #[arg(long, default_value_t = 2.0)]
-    warmup: f64,
-    /// Steady-state measurement window, seconds.
-    #[arg(long, default_value_t = 8.0)]
-    window: f64,
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
-    #[arg(long, default_value_t = 1)]
-    forwarder_core: usize,
-    #[arg(long, value_delimiter = ',', default_value = "0")]
-    load_cores: Vec<usize>,
+    #[command(flatten)]
+    load: LoadArgs,
+    #[command(flatten)]
+    report: ReportArgs,
     /// ferrelay backends to run bench-relay with.
     #[arg(long, value_delimiter = ',', default_value = "io_uring,mmsg")]
     backend: Vec<String>,
     /// Skip the ferrelay relay (baselines only).
     #[arg(long)]
     no_relay: bool,
-    /// Where the result files go; nothing is written without it.
-    #[arg(long)]
-    out_dir: Option<PathBuf>,
-    /// README that lists result files (updated when --out-dir is given).
-    #[arg(long, default_value = "perf/README.md")]
-    readme: PathBuf,
     /// After the rounds, one extra run per forwarder under `perf record -e cpu-clock`
     /// for a user/kernel split that does not depend on the scheduler tick.
     #[arg(long)]
     perf: bool,
-    /// The command line to record (the wrapper script passes its own).
-    #[arg(long)]
-    record_command: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    anyhow::ensure!(a.rounds >= 1 && a.rounds <= 10, "--rounds must be 1..=10");
-    anyhow::ensure!(
-        (0.5..=60.0).contains(&a.window) && (0.0..=30.0).contains(&a.warmup),
-        "--window must be 0.5..=60 s and --warmup 0..=30 s"
-    );
+    a.load.check()?;
     let dir = std::env::current_exe()?
         .parent()
         .context("binary directory")?
@@ -96,7 +64,7 @@ fn main() -> anyhow::Result<()> {
                         "--backend".into(),
                         b.clone(),
                         "--core".into(),
-                        a.forwarder_core.to_string(),
+                        a.load.forwarder_core.to_string(),
                     ],
                 });
             } else {
@@ -112,25 +80,25 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let plan = RunPlan {
-        ip: a.ip,
-        base_port: a.base_port,
-        calls: a.calls,
-        pps: a.pps,
-        payload: a.payload,
-        warmup: Duration::from_secs_f64(a.warmup),
-        window: Duration::from_secs_f64(a.window),
-        forwarder_core: a.forwarder_core,
-        load_cores: a.load_cores.clone(),
+        ip: a.load.ip,
+        base_port: a.load.base_port,
+        calls: a.load.calls,
+        pps: a.load.pps,
+        payload: a.load.payload,
+        warmup: Duration::from_secs_f64(a.load.warmup),
+        window: Duration::from_secs_f64(a.load.window),
+        forwarder_core: a.load.forwarder_core,
+        load_cores: a.load.load_cores.clone(),
         load_threads: 1,
     };
     let mut machine = machine();
     // The harness's own threads (timing, procfs reads) stay with the load.
-    if let Some(&c) = a.load_cores.first() {
+    if let Some(&c) = a.load.load_cores.first() {
         core_affinity::set_for_current(core_affinity::CoreId { id: c });
     }
 
     let mut runs: Vec<RunResult> = Vec::new();
-    for round in 0..a.rounds {
+    for round in 0..a.load.rounds {
         // A B C, C B A, ...: slow drift of the machine hits every forwarder alike.
         let order: Vec<&Forwarder> = if round % 2 == 0 {
             forwarders.iter().collect()
@@ -185,6 +153,7 @@ fn main() -> anyhow::Result<()> {
     machine.loadavg_end = loadavg();
     let date = sh("date", &["-u", "+%Y-%m-%d"]);
     let command = a
+        .report
         .record_command
         .clone()
         .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
@@ -195,15 +164,15 @@ fn main() -> anyhow::Result<()> {
         command: command.clone(),
         machine,
         plan: PlanInfo {
-            calls: a.calls,
-            pps_per_direction: a.pps,
-            packet_len: 12 + a.payload,
-            offered_pps: a.calls as u64 * 2 * u64::from(a.pps),
-            warmup_s: a.warmup,
-            window_s: a.window,
-            rounds: a.rounds,
-            forwarder_core: a.forwarder_core,
-            load_cores: a.load_cores.clone(),
+            calls: a.load.calls,
+            pps_per_direction: a.load.pps,
+            packet_len: 12 + a.load.payload,
+            offered_pps: a.load.calls as u64 * 2 * u64::from(a.load.pps),
+            warmup_s: a.load.warmup,
+            window_s: a.load.window,
+            rounds: a.load.rounds,
+            forwarder_core: a.load.forwarder_core,
+            load_cores: a.load.load_cores.clone(),
         },
         cpu_method: CPU_METHOD,
         summary: summarise(&runs, &profiles),
@@ -215,7 +184,7 @@ fn main() -> anyhow::Result<()> {
     };
     let md = summary::markdown(&results);
     println!("{md}");
-    if let Some(out) = &a.out_dir {
+    if let Some(out) = &a.report.out_dir {
         let stem = format!("e2e-forward-{date}");
         let headline = results
             .summary
@@ -223,11 +192,19 @@ fn main() -> anyhow::Result<()> {
             .map(|s| format!("{} {:.2} µs/pkt", s.forwarder, s.oncpu_us_per_pkt))
             .collect::<Vec<_>>()
             .join(", ");
-        summary::write_results(out, &stem, &results, &md, &a.readme, &command, &headline)?;
+        summary::write_results(
+            out,
+            &stem,
+            &results,
+            &md,
+            &a.report.readme,
+            &command,
+            &headline,
+        )?;
         eprintln!(
             "wrote {}/{stem}.{{json,md}} and {}",
             out.display(),
-            a.readme.display()
+            a.report.readme.display()
         );
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! pinned to one core, the load generator (in this process) on another, and the
 //! forwarder's CPU per forwarded packet is read from procfs over a steady window.
 
+pub mod args;
 pub mod cpu;
 pub mod profile;
 /// The relay processes live in `ferrelay-tools`, shared with its tests.
