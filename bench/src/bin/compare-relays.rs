@@ -15,7 +15,7 @@ use ferrelay_bench::e2e::args::{LoadArgs, ReportArgs};
 use ferrelay_bench::e2e::relay::{self, RelayKind, RelaySpec};
 use ferrelay_bench::e2e::run::{Forwarder, RunPlan, RunResult, measure, run_one};
 use ferrelay_bench::e2e::summary::{
-    self, BASELINE, CPU_METHOD, PlanInfo, Results, loadavg, machine, paired_ratio, sh, summarise,
+    self, BASELINE, CPU_METHOD, Results, loadavg, machine, paired_ratio, sh, summarise,
 };
 use ferrelay_srtp::Suite;
 use ferrelay_tools::{NgCallOptions, NgCalls, NgClient};
@@ -294,12 +294,7 @@ fn main() -> anyhow::Result<()> {
         ));
     }
     let date = sh("date", &["-u", "+%Y-%m-%d"]);
-    let command = a
-        .report
-        .record_command
-        .clone()
-        .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
-    let command = command.trim().to_string();
+    let command = a.report.command();
     notes.push(format!(
         "Relays get their calls over NG (one offer+answer in flight; SDPs announce \
          the load generator's own client sockets; -aescm/-gcm make the B leg SDES-SRTP \
@@ -315,17 +310,7 @@ fn main() -> anyhow::Result<()> {
         date: sh("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
         command: command.clone(),
         machine,
-        plan: PlanInfo {
-            calls: a.load.calls,
-            pps_per_direction: a.load.pps,
-            packet_len: 12 + a.load.payload,
-            offered_pps: a.load.calls as u64 * 2 * u64::from(a.load.pps),
-            warmup_s: a.load.warmup,
-            window_s: a.load.window,
-            rounds: a.load.rounds,
-            forwarder_core: a.load.forwarder_core,
-            load_cores: a.load.load_cores.clone(),
-        },
+        plan: a.load.plan_info(),
         cpu_method: CPU_METHOD,
         summary: summarise(&runs, &[]),
         runs,

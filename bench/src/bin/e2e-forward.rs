@@ -9,7 +9,7 @@ use clap::Parser;
 use ferrelay_bench::e2e::args::{LoadArgs, ReportArgs};
 use ferrelay_bench::e2e::run::{Forwarder, RunPlan, RunResult, run_one};
 use ferrelay_bench::e2e::summary::{
-    self, BASELINE, CPU_METHOD, PlanInfo, Results, loadavg, machine, sh, summarise,
+    self, BASELINE, CPU_METHOD, Results, loadavg, machine, sh, summarise,
 };
 
 #[derive(Debug, Parser)]
@@ -152,28 +152,13 @@ fn main() -> anyhow::Result<()> {
     }
     machine.loadavg_end = loadavg();
     let date = sh("date", &["-u", "+%Y-%m-%d"]);
-    let command = a
-        .report
-        .record_command
-        .clone()
-        .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
-    let command = command.trim().to_string();
+    let command = a.report.command();
     let results = Results {
         title: "End-to-end forwarding CPU per packet".into(),
         date: sh("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
         command: command.clone(),
         machine,
-        plan: PlanInfo {
-            calls: a.load.calls,
-            pps_per_direction: a.load.pps,
-            packet_len: 12 + a.load.payload,
-            offered_pps: a.load.calls as u64 * 2 * u64::from(a.load.pps),
-            warmup_s: a.load.warmup,
-            window_s: a.load.window,
-            rounds: a.load.rounds,
-            forwarder_core: a.load.forwarder_core,
-            load_cores: a.load.load_cores.clone(),
-        },
+        plan: a.load.plan_info(),
         cpu_method: CPU_METHOD,
         summary: summarise(&runs, &profiles),
         runs,

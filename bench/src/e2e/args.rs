@@ -5,6 +5,8 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use super::summary::PlanInfo;
+
 // The RTP load and the measurement rounds (a plain comment: clap would take a doc
 // comment as the binary's description).
 #[derive(Debug, Clone, clap::Args)]
@@ -44,6 +46,21 @@ impl LoadArgs {
         );
         Ok(())
     }
+
+    /// The load as the report records it (12-byte RTP header plus payload).
+    pub fn plan_info(&self) -> PlanInfo {
+        PlanInfo {
+            calls: self.calls,
+            pps_per_direction: self.pps,
+            packet_len: 12 + self.payload,
+            offered_pps: self.calls as u64 * 2 * u64::from(self.pps),
+            warmup_s: self.warmup,
+            window_s: self.window,
+            rounds: self.rounds,
+            forwarder_core: self.forwarder_core,
+            load_cores: self.load_cores.clone(),
+        }
+    }
 }
 
 // Where the results are written and how the command is recorded (plain comment, as above).
@@ -58,4 +75,15 @@ pub struct ReportArgs {
     /// The command line to record (the wrapper script passes its own).
     #[arg(long)]
     pub record_command: Option<String>,
+}
+
+impl ReportArgs {
+    /// The command line the report records: the wrapper script's, else this one's.
+    pub fn command(&self) -> String {
+        self.record_command
+            .clone()
+            .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "))
+            .trim()
+            .to_string()
+    }
 }
