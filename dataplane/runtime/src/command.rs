@@ -10,10 +10,11 @@ use crate::error::CommandError;
 /// One instruction for a worker; applied in ring order.
 #[derive(Debug)]
 pub enum Command {
-    /// Install a flow and start receiving on its socket (the worker takes ownership).
+    /// Install a flow and start receiving on its socket (the worker takes ownership
+    /// of a new one, or moves a parked flow's socket to `id`).
     AddFlow {
         id: FlowId,
-        socket: UdpSocket,
+        socket: FlowSocket,
         rule: Box<FlowRule>,
     },
     /// Replace a flow's rule, keeping its stats and latched remote.
@@ -21,8 +22,15 @@ pub enum Command {
         id: FlowId,
         rule: Box<FlowRule>,
     },
-    /// Stop receiving, close the socket, answer with `FlowRemoved`.
+    /// Stop receiving, close the socket, answer with `FlowRemoved` (nothing for a
+    /// parked flow, whose counters were reported when it was parked).
     RemoveFlow {
+        id: FlowId,
+    },
+    /// End the flow (answer with `FlowRemoved`) but keep its socket bound and
+    /// receiving under `id`, dropping what arrives, until a new flow takes it over
+    /// (`AddFlow` with `FlowSocket::Parked(id)`) or `RemoveFlow { id }` closes it.
+    ParkFlow {
         id: FlowId,
     },
     SetBlocked {
@@ -36,6 +44,17 @@ pub enum Command {
     },
     /// Leave the loop; sockets close when the worker drops them.
     Shutdown,
+}
+
+/// Where a new flow's socket comes from.
+#[derive(Debug)]
+pub enum FlowSocket {
+    /// A socket bound by the control plane, handed to the worker.
+    New(UdpSocket),
+    /// The socket the worker keeps for this parked flow: no socket, bind, setsockopt
+    /// or close for a port reused across calls, and what arrived while parked was
+    /// already received and dropped.
+    Parked(FlowId),
 }
 
 /// What a worker reports; the control plane drains these after the event fd fires.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ferrelay_engine::{FlowId, FlowRule};
 
 use crate::alloc::FlowIdAllocator;
-use crate::command::{Command, Event};
+use crate::command::{Command, Event, FlowSocket};
 use crate::config::BackendKind;
 use crate::error::DataplaneError;
 use crate::io::sock;
@@ -116,11 +116,46 @@ impl WorkerHandle {
             max: self.max_flows,
         })?;
         let rule = Box::new(rule);
+        let socket = FlowSocket::New(socket);
         if let Err(e) = self.send(Command::AddFlow { id, socket, rule }) {
             self.ids.release(id);
             return Err(e);
         }
         Ok(id)
+    }
+
+    /// Starts a new flow on the socket of `parked` (see `park_flow`), under a new
+    /// id: the port is reused without a syscall on either side. `parked` is spent
+    /// once this returns `Ok`; on an error it is still parked.
+    pub fn reuse_flow(&mut self, parked: FlowId, rule: FlowRule) -> Result<FlowId, DataplaneError> {
+        self.check_live(parked)?;
+        self.ensure_room()?;
+        let id = self.ids.alloc().ok_or(DataplaneError::TooManyFlows {
+            worker: self.index,
+            max: self.max_flows,
+        })?;
+        let socket = FlowSocket::Parked(parked);
+        if let Err(e) = self.send(Command::AddFlow {
+            id,
+            socket,
+            rule: Box::new(rule),
+        }) {
+            self.ids.release(id);
+            return Err(e);
+        }
+        // The worker applies commands in order: `parked` is gone before its slot
+        // can be handed out again.
+        self.ids.release(parked);
+        Ok(id)
+    }
+
+    /// Ends a flow (its final stats arrive as `Event::FlowRemoved`) but keeps its
+    /// socket bound and receiving in the worker, dropping what arrives, so a later
+    /// flow on the same port takes it over with `reuse_flow`; `remove_flow` closes
+    /// it. The id stays allocated, as the parked socket's name, until then.
+    pub fn park_flow(&mut self, id: FlowId) -> Result<(), DataplaneError> {
+        self.check_live(id)?;
+        self.send(Command::ParkFlow { id })
     }
 
     /// Replaces the rule of a live flow (stats and latched remote are kept).
@@ -132,7 +167,8 @@ impl WorkerHandle {
         })
     }
 
-    /// Removes a flow; its final stats arrive as `Event::FlowRemoved`. The slot is free
+    /// Removes a flow, or closes a parked flow's socket; a live flow's final stats
+    /// arrive as `Event::FlowRemoved`. The slot is free
     /// for a new id (with a new generation) as soon as this returns `Ok`.
     pub fn remove_flow(&mut self, id: FlowId) -> Result<(), DataplaneError> {
         self.check_live(id)?;

@@ -54,7 +54,7 @@ mod ring;
 mod worker;
 
 pub use alloc::{FlowIdAllocator, MAX_INDEX};
-pub use command::{Command, Event, IoCounters, WorkerReport};
+pub use command::{Command, Event, FlowSocket, IoCounters, WorkerReport};
 pub use config::{Backend, BackendKind, DataplaneConfig};
 pub use dataplane::Dataplane;
 pub use error::{CommandError, DataplaneError};

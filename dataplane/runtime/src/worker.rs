@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ferrelay_engine::{Engine, EngineConfig, EngineEvent, FlowId};
 
-use crate::command::{Command, Event, IoCounters, WorkerReport};
+use crate::command::{Command, Event, FlowSocket, IoCounters, WorkerReport};
 use crate::config::{BackendKind, DataplaneConfig};
 use crate::error::CommandError;
 use crate::ring::{Rx, Tx};
@@ -19,8 +19,11 @@ use crate::ring::{Rx, Tx};
 pub(crate) trait SocketSet {
     /// Starts receiving on `sock` for `id`; on error the socket is dropped.
     fn attach(&mut self, id: FlowId, sock: UdpSocket) -> io::Result<()>;
-    /// Stops receiving for `id` and closes its socket.
-    fn detach(&mut self, id: FlowId);
+    /// Stops receiving for `id` and closes its socket; false if `id` had none.
+    fn detach(&mut self, id: FlowId) -> bool;
+    /// Moves `from`'s socket to `to` and receives for `to` from now on (a parked
+    /// socket taken over by a new flow). Fails, changing nothing, if `from` has none.
+    fn rekey(&mut self, from: FlowId, to: FlowId) -> io::Result<()>;
 }
 
 /// Engine, rings, counters and timers of one worker.
@@ -180,8 +183,19 @@ impl Core {
             match cmd {
                 Command::AddFlow { id, socket, rule } => {
                     if let Err(e) = self.engine.insert(id, *rule) {
+                        // The control plane frees `id` on this failure and has
+                        // already forgotten a parked one: its socket closes here.
+                        if let FlowSocket::Parked(old) = socket {
+                            io.detach(old);
+                        }
                         self.fail(Some(id), CommandError::Engine(e));
-                    } else if let Err(e) = io.attach(id, socket) {
+                        continue;
+                    }
+                    let attached = match socket {
+                        FlowSocket::New(s) => io.attach(id, s),
+                        FlowSocket::Parked(old) => io.rekey(old, id),
+                    };
+                    if let Err(e) = attached {
                         let _ = self.engine.remove(id);
                         self.fail(Some(id), CommandError::Io(e.raw_os_error().unwrap_or(0)));
                     }
@@ -192,12 +206,18 @@ impl Core {
                     }
                 }
                 Command::RemoveFlow { id } => {
-                    io.detach(id);
+                    let had_socket = io.detach(id);
                     match self.engine.remove(id) {
                         Ok(stats) => self.emit(Event::FlowRemoved { id, stats }),
+                        // A parked flow: its counters went out when it was parked.
+                        Err(_) if had_socket => {}
                         Err(e) => self.fail(Some(id), CommandError::Engine(e)),
                     }
                 }
+                Command::ParkFlow { id } => match self.engine.remove(id) {
+                    Ok(stats) => self.emit(Event::FlowRemoved { id, stats }),
+                    Err(e) => self.fail(Some(id), CommandError::Engine(e)),
+                },
                 Command::SetBlocked { id, blocked } => {
                     if let Err(e) = self.engine.set_blocked(id, blocked) {
                         self.fail(Some(id), CommandError::Engine(e));

@@ -254,6 +254,112 @@ fn remove_stops_forwarding(backend: Backend) {
     dp.shutdown();
 }
 
+/// A parked flow's socket stays bound and drains what arrives; a flow that reuses
+/// it forwards on the same port, starts with fresh counters and never sees what
+/// came while parked; removing a parked flow closes its socket without an event.
+fn parked_socket_is_reused_without_stale_packets(backend: Backend) {
+    let Some(mut dp) = start(config(backend)) else {
+        return;
+    };
+    let w = dp.worker(0).unwrap();
+    let c = install_call(w, LatchMode::Fixed);
+    let p = rtp(1, 0x5555, 1);
+    c.a.send_to(&p, c.ra).unwrap();
+    recv_exact(&c.b, &p, c.rb);
+
+    w.park_flow(c.fa).unwrap();
+    let parked = wait_for(w, Duration::from_secs(2), |ev| match ev {
+        Event::FlowRemoved { id, stats } if id == c.fa => Some(stats),
+        _ => None,
+    })
+    .expect("FlowRemoved for the parked flow");
+    assert_eq!(parked.fwd_packets, 1);
+    // Stale media on the parked port: received and dropped, never forwarded.
+    for seq in 2..5u16 {
+        c.a.send_to(&rtp(seq, 0x5555, 0xEE), c.ra).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        w.query(21, None).unwrap();
+        let r = wait_for(w, Duration::from_secs(2), |ev| match ev {
+            Event::WorkerStats(r) if r.token == Some(21) => Some(r),
+            _ => None,
+        })
+        .expect("WorkerStats");
+        if r.io.rx_datagrams == 4 {
+            assert_eq!(r.engine.tx_packets, 1, "nothing forwarded while parked");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stale datagrams not drained: {:?}",
+            r.io
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let fa2 = w
+        .reuse_flow(c.fa, rule(c.a_addr, LatchMode::Fixed, Some(c.fb)))
+        .unwrap();
+    assert_ne!(fa2, c.fa);
+    assert!(matches!(
+        w.update_flow(c.fa, rule(c.a_addr, LatchMode::Fixed, None)),
+        Err(DataplaneError::UnknownFlow(_))
+    ));
+    assert!(
+        w.reuse_flow(c.fa, FlowRule::new(Component::Rtp)).is_err(),
+        "spent"
+    );
+    w.update_flow(c.fb, rule(c.b_addr, LatchMode::Fixed, Some(fa2)))
+        .unwrap();
+    // Until the worker has applied the reuse, what arrives is still the parked
+    // flow's and dropped: wait for it (commands are applied in order).
+    w.query(23, Some(fa2)).unwrap();
+    wait_for(w, Duration::from_secs(2), |ev| {
+        matches!(ev, Event::FlowStats { token: 23, .. }).then_some(())
+    })
+    .expect("the reuse applied");
+    let p = rtp(9, 0x5555, 9);
+    c.a.send_to(&p, c.ra).unwrap();
+    recv_exact(&c.b, &p, c.rb);
+    let q = rtp(9, 0x6666, 9);
+    c.b.send_to(&q, c.rb).unwrap();
+    recv_exact(&c.a, &q, c.ra);
+    w.query(22, Some(fa2)).unwrap();
+    let stats = wait_for(w, Duration::from_secs(2), |ev| match ev {
+        Event::FlowStats {
+            token: 22, stats, ..
+        } => Some(stats),
+        _ => None,
+    })
+    .expect("FlowStats of the new flow");
+    assert_eq!((stats.rx_packets, stats.fwd_packets), (1, 1));
+
+    // Closing a parked socket: no event, and the port is free again.
+    w.park_flow(c.fb).unwrap();
+    w.remove_flow(c.fb).unwrap();
+    w.remove_flow(fa2).unwrap();
+    // Only flow events count (periodic worker stats come and go).
+    let mut flow_events = Vec::new();
+    wait_for(w, Duration::from_millis(300), |ev| {
+        match ev {
+            Event::FlowRemoved { id, .. } => flow_events.push(("removed", id)),
+            Event::CommandFailed { id, .. } => {
+                flow_events.push(("failed", id.unwrap_or(FlowId::new(u32::MAX, 0))));
+            }
+            _ => {}
+        }
+        None::<()>
+    });
+    assert_eq!(flow_events, vec![("removed", c.fb), ("removed", fa2)]);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while UdpSocket::bind(c.rb).is_err() {
+        assert!(Instant::now() < deadline, "parked socket never closed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    dp.shutdown();
+}
+
 /// More datagrams queued on a socket than the worker has receive buffers: the multishot
 /// receive runs out of buffers, is re-armed, and every datagram is still forwarded.
 fn burst_beyond_buffers_is_forwarded_completely(backend: Backend) {
@@ -459,6 +565,7 @@ macro_rules! per_backend {
 per_backend!(
     forwards_both_ways_latches_and_answers_queries,
     remove_stops_forwarding,
+    parked_socket_is_reused_without_stale_packets,
     burst_beyond_buffers_is_forwarded_completely,
     full_command_ring_is_refused,
     shutdown_joins_quickly,

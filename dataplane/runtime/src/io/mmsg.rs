@@ -305,9 +305,33 @@ impl SocketSet for Mmsg {
         Ok(())
     }
 
-    fn detach(&mut self, id: FlowId) {
-        if let Some(s) = self.table.remove(id) {
-            let _ = self.ctl(libc::EPOLL_CTL_DEL, s.as_raw_fd(), 0);
+    fn detach(&mut self, id: FlowId) -> bool {
+        match self.table.remove(id) {
+            Some(s) => {
+                let _ = self.ctl(libc::EPOLL_CTL_DEL, s.as_raw_fd(), 0);
+                true
+            }
+            None => false,
         }
+    }
+
+    fn rekey(&mut self, from: FlowId, to: FlowId) -> io::Result<()> {
+        let sock = self
+            .table
+            .remove(from)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let fd = sock.as_raw_fd();
+        if let Err(sock) = self.table.insert(to, sock) {
+            let _ = self.table.insert(from, sock);
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        if let Err(e) = self.ctl(libc::EPOLL_CTL_MOD, fd, to.to_u64()) {
+            // Still registered under `from`: put it back there.
+            if let Some(sock) = self.table.remove(to) {
+                let _ = self.table.insert(from, sock);
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 }

@@ -395,13 +395,42 @@ impl SocketSet for Uring {
         Ok(())
     }
 
-    fn detach(&mut self, id: FlowId) {
-        if self.table.remove(id).is_some() {
-            let sqe = opcode::AsyncCancel::new(id.to_u64())
-                .build()
-                .user_data(UD_CANCEL);
-            let _ = self.push(&sqe);
+    fn detach(&mut self, id: FlowId) -> bool {
+        if self.table.remove(id).is_none() {
+            return false;
         }
+        self.cancel_recv(id);
+        true
+    }
+
+    fn rekey(&mut self, from: FlowId, to: FlowId) -> io::Result<()> {
+        let sock = self
+            .table
+            .remove(from)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let fd = sock.as_raw_fd();
+        if let Err(sock) = self.table.insert(to, sock) {
+            // `to` is out of range: the socket stays with `from`, still receiving.
+            let _ = self.table.insert(from, sock);
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        // The old receive's completions now name a removed id and are dropped as
+        // stale; datagrams queued meanwhile wait in the socket for the new one.
+        self.cancel_recv(from);
+        if let Err(e) = self.arm_recv(to, fd) {
+            self.table.remove(to);
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+impl Uring {
+    fn cancel_recv(&mut self, id: FlowId) {
+        let sqe = opcode::AsyncCancel::new(id.to_u64())
+            .build()
+            .user_data(UD_CANCEL);
+        let _ = self.push(&sqe);
     }
 }
 
