@@ -76,6 +76,19 @@ impl MediaBackend for DataplaneBackend {
         self.worker(w)?.remove_flow(id).map_err(err)
     }
 
+    fn park_flow(&mut self, w: usize, id: FlowId) -> Result<bool, BackendError> {
+        self.worker(w)?.park_flow(id).map(|()| true).map_err(err)
+    }
+
+    fn reuse_flow(
+        &mut self,
+        w: usize,
+        parked: FlowId,
+        rule: FlowRule,
+    ) -> Result<FlowId, BackendError> {
+        self.worker(w)?.reuse_flow(parked, rule).map_err(err)
+    }
+
     fn set_blocked(&mut self, w: usize, id: FlowId, b: bool) -> Result<(), BackendError> {
         self.worker(w)?.set_blocked(id, b).map_err(err)
     }

@@ -140,6 +140,7 @@ impl HttpState {
             calls: s.call_count() as u64,
             legs: calls.iter().map(|c| c.legs() as u64).sum(),
             port_pairs_in_use: s.ports_in_use() as u64,
+            port_pairs_parked: s.ports_parked() as u64,
             port_pairs_total: self.port_pairs_total,
             ng_requests: c.executed,
             ng_commands: c.counts.iter().collect(),

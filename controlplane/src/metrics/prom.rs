@@ -26,6 +26,8 @@ pub struct RelayFacts {
     pub legs: u64,
     /// Port pairs held (live and draining calls) and the pool's total.
     pub port_pairs_in_use: u64,
+    /// Released pairs whose sockets their workers keep for the next call.
+    pub port_pairs_parked: u64,
     pub port_pairs_total: u64,
     /// NG commands executed (reply-cache hits excluded).
     pub ng_requests: u64,
@@ -299,6 +301,12 @@ impl Scrape {
             "ferrelay_ports_in_use",
             "Media ports held by live and draining calls.",
             (f.port_pairs_in_use * 2) as f64,
+        )?;
+        gauge(
+            e,
+            "ferrelay_ports_parked",
+            "Free media ports whose sockets a worker keeps bound for its next call.",
+            (f.port_pairs_parked * 2) as f64,
         )?;
         gauge(
             e,

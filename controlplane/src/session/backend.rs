@@ -29,8 +29,25 @@ pub trait MediaBackend: Send + std::fmt::Debug {
         id: FlowId,
         rule: FlowRule,
     ) -> Result<(), BackendError>;
-    /// Stops the flow and closes the worker's copy of its socket.
+    /// Stops the flow and closes the worker's copy of its socket (also of a parked
+    /// flow).
     fn remove_flow(&mut self, worker: usize, id: FlowId) -> Result<(), BackendError>;
+    /// Stops the flow (its final counters arrive as for `remove_flow`) but has the
+    /// worker keep its socket, bound and drained, for `reuse_flow`. Returns false
+    /// when this backend cannot park, having removed the flow instead.
+    fn park_flow(&mut self, worker: usize, id: FlowId) -> Result<bool, BackendError> {
+        self.remove_flow(worker, id).map(|()| false)
+    }
+    /// Starts a new flow on the socket of parked flow `parked` (spent on success).
+    fn reuse_flow(
+        &mut self,
+        worker: usize,
+        parked: FlowId,
+        rule: FlowRule,
+    ) -> Result<FlowId, BackendError> {
+        let _ = (worker, parked, rule);
+        Err(BackendError("this data plane cannot reuse sockets".into()))
+    }
     fn set_blocked(&mut self, worker: usize, id: FlowId, blocked: bool)
     -> Result<(), BackendError>;
     /// Asks for a stats snapshot of the flow (answered later as an event).
@@ -65,6 +82,10 @@ pub(crate) mod fake {
         pub next: u32,
         /// Live flows: (worker, id) -> (local port, rule).
         pub flows: BTreeMap<(usize, u32), (u16, FlowRule)>,
+        /// Parked flows: (worker, id) -> local port.
+        pub parked: BTreeMap<(usize, u32), u16>,
+        /// Flows started on a parked socket.
+        pub reused: usize,
         pub blocked: Vec<(usize, FlowId, bool)>,
         pub commands: usize,
     }
@@ -124,10 +145,41 @@ pub(crate) mod fake {
 
         fn remove_flow(&mut self, worker: usize, id: FlowId) -> Result<(), BackendError> {
             self.commands += 1;
+            if self.parked.remove(&(worker, id.index)).is_some() {
+                return Ok(());
+            }
             self.flows
                 .remove(&(worker, id.index))
                 .map(|_| ())
                 .ok_or_else(|| BackendError("unknown flow".into()))
+        }
+
+        fn park_flow(&mut self, worker: usize, id: FlowId) -> Result<bool, BackendError> {
+            self.commands += 1;
+            let (port, _) = self
+                .flows
+                .remove(&(worker, id.index))
+                .ok_or_else(|| BackendError("unknown flow".into()))?;
+            self.parked.insert((worker, id.index), port);
+            Ok(true)
+        }
+
+        fn reuse_flow(
+            &mut self,
+            worker: usize,
+            parked: FlowId,
+            rule: FlowRule,
+        ) -> Result<FlowId, BackendError> {
+            self.commands += 1;
+            let port = self
+                .parked
+                .remove(&(worker, parked.index))
+                .ok_or_else(|| BackendError("not parked".into()))?;
+            let id = FlowId::new(self.next, 0);
+            self.next += 1;
+            self.reused += 1;
+            self.flows.insert((worker, id.index), (port, rule));
+            Ok(id)
         }
 
         fn set_blocked(

@@ -106,6 +106,33 @@ struct Resources<B> {
     backend: B,
 }
 
+impl<B: MediaBackend> Resources<B> {
+    /// Removes the parked flows of a pair whose ports were freed (closing its
+    /// sockets in the worker).
+    fn close_parked(&mut self, worker: usize, pair: &PortPair) {
+        for id in pair.parked() {
+            if let Err(e) = self.backend.remove_flow(worker, id) {
+                tracing::warn!(port = pair.port, error = %e, "closing a parked socket failed");
+            }
+        }
+    }
+
+    /// Closes the parked pairs interface `iface`'s pool took back.
+    fn close_evicted(&mut self, iface: usize) {
+        for (w, pair) in self.pools[iface].take_evicted() {
+            self.close_parked(w, &pair);
+        }
+    }
+
+    /// Frees a pair released by a call on `worker`: parked for its next call, or
+    /// closed.
+    fn release(&mut self, iface: usize, worker: usize, pair: PortPair) {
+        if let Some(pair) = self.pools[iface].release(pair, worker) {
+            self.close_parked(worker, &pair);
+        }
+    }
+}
+
 /// Every call the relay anchors.
 #[derive(Debug)]
 pub struct Sessions<B> {
@@ -117,8 +144,9 @@ pub struct Sessions<B> {
     owners: FlowOwners,
     /// Last counters of flows being removed, until the worker's final count arrives.
     retiring: HashMap<(usize, FlowId), FlowCounters>,
-    /// Port pairs of ended calls, released once `delete_delay` has passed.
-    draining: Vec<(Instant, usize, PortPair)>,
+    /// Port pairs of ended calls (due time, interface, worker), released once
+    /// `delete_delay` has passed.
+    draining: Vec<(Instant, usize, usize, PortPair)>,
     /// Calls per worker, to place a new call on the least loaded one.
     load: Vec<usize>,
     pub totals: Totals,
@@ -141,12 +169,13 @@ fn required<'a>(req: &'a Value, key: &str) -> Result<&'a str, String> {
 
 impl<B: MediaBackend> Sessions<B> {
     pub fn new(cfg: SessionConfig, backend: B, now: Instant) -> Self {
+        let workers = backend.workers().max(1);
         let pools = cfg
             .interfaces
             .iter()
-            .map(|i| PortPool::new(i.local, cfg.port_min, cfg.port_max))
+            .map(|i| PortPool::new(i.local, cfg.port_min, cfg.port_max, workers))
             .collect();
-        let load = vec![0; backend.workers().max(1)];
+        let load = vec![0; workers];
         Sessions {
             res: Resources {
                 cfg,
@@ -178,6 +207,11 @@ impl<B: MediaBackend> Sessions<B> {
     /// Port pairs held by live and draining calls.
     pub fn ports_in_use(&self) -> usize {
         self.res.pools.iter().map(PortPool::in_use).sum()
+    }
+
+    /// Released port pairs whose sockets wait in their workers for the next call.
+    pub fn ports_parked(&self) -> usize {
+        self.res.pools.iter().map(PortPool::parked).sum()
     }
 
     pub fn uptime(&self, now: Instant) -> Duration {
@@ -598,8 +632,8 @@ impl<B: MediaBackend> Sessions<B> {
         let mut i = 0;
         while i < self.draining.len() {
             if self.draining[i].0 <= now {
-                let (_, iface, pair) = self.draining.swap_remove(i);
-                self.res.pools[iface].release(pair);
+                let (_, iface, worker, pair) = self.draining.swap_remove(i);
+                self.res.release(iface, worker, pair);
             } else {
                 i += 1;
             }
@@ -612,9 +646,8 @@ impl<B: MediaBackend> Sessions<B> {
         for id in ids {
             self.end_call(&id, EndReason::Shutdown, now, true);
         }
-        for (_, iface, pair) in self.draining.drain(..) {
-            self.res.pools[iface].release(pair);
-        }
+        // The workers close every socket, parked ones too, when they stop.
+        self.draining.clear();
     }
 
     /// Removes the call's flows and schedules (or, `now_release`, performs) the
@@ -648,18 +681,20 @@ impl<B: MediaBackend> Sessions<B> {
     /// Removes the sides' flows (their counters go to the totals) and drains their
     /// ports until `at`.
     fn retire_sides(&mut self, call_id: &str, worker: usize, sides: Vec<call::Side>, at: Instant) {
-        for side in sides {
+        for mut side in sides {
             let t = side.totals();
             self.totals.media.packets += t.packets;
             self.totals.media.bytes += t.bytes;
             self.totals.media.errors += t.errors;
-            for (k, id) in side.flows.into_iter().flatten().enumerate() {
+            for (k, id) in side.flows.take().into_iter().flatten().enumerate() {
                 self.retiring.insert((worker, id), side.counters(k));
-                if let Err(e) = self.res.backend.remove_flow(worker, id) {
+                if let Err(e) =
+                    negotiate::retire_flow(&mut self.res.backend, worker, &mut side, k, id)
+                {
                     tracing::warn!(call_id = %call_id, error = %e, "flow removal failed");
                 }
             }
-            self.draining.push((at, side.iface, side.pair));
+            self.draining.push((at, side.iface, worker, side.pair));
         }
     }
 }

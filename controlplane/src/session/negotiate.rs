@@ -10,6 +10,7 @@ use ferrelay_sdp::{Proto, Sdp};
 use super::backend::MediaBackend;
 use super::call::{Call, Monologue, Policy, Side};
 use super::flags::{Family, Flags};
+use super::ports::FlowSocket;
 use super::{Resources, SessionConfig, rewrite, sdes, unix_now};
 
 /// Index of the monologue named `tag`, created when new.
@@ -48,8 +49,9 @@ fn pick_iface(
 }
 
 /// Makes sure monologue `m` has a side (with bound ports) for m= line `i`.
-fn ensure_side<B>(
+fn ensure_side<B: MediaBackend>(
     res: &mut Resources<B>,
+    worker: usize,
     mono: &mut Monologue,
     i: usize,
     iface: usize,
@@ -58,12 +60,49 @@ fn ensure_side<B>(
     mono.sides
         .reserve_exact((i + 1).saturating_sub(mono.sides.len()));
     while mono.sides.len() <= i {
-        let pair = res.pools[iface]
-            .alloc()
-            .map_err(|_| "Ran out of ports".to_owned())?;
+        let pair = res.pools[iface].alloc(worker);
+        res.close_evicted(iface);
+        let pair = pair.map_err(|_| "Ran out of ports".to_owned())?;
         mono.sides.push(Side::new(iface, pair));
     }
     Ok(())
+}
+
+/// Ends flow `k` of a side: parked, so a later flow on its port takes the socket
+/// over, where the backend can; removed otherwise.
+pub(super) fn retire_flow<B: MediaBackend>(
+    backend: &mut B,
+    worker: usize,
+    side: &mut Side,
+    k: usize,
+    id: FlowId,
+) -> Result<(), String> {
+    side.retire(k);
+    if backend.park_flow(worker, id).map_err(|e| e.to_string())? {
+        side.pair.park(k, id);
+    }
+    Ok(())
+}
+
+/// Starts flow `k` of a side on its port's socket (new or parked).
+fn start_flow<B: MediaBackend>(
+    backend: &mut B,
+    worker: usize,
+    side: &mut Side,
+    k: usize,
+) -> Result<FlowId, String> {
+    let sock = side
+        .pair
+        .take(k)
+        .map_err(|e| format!("cannot bind media port {}: {e}", side.pair.port + k as u16))?;
+    let rule = side.bare_rule(k);
+    let started = match sock {
+        FlowSocket::New(s) => backend.add_flow(worker, s, rule),
+        FlowSocket::Parked(p) => backend.reuse_flow(worker, p, rule).inspect_err(|_| {
+            side.pair.untake(k, FlowSocket::Parked(p));
+        }),
+    };
+    started.map_err(|e| e.to_string())
 }
 
 /// Both monologues mutably: `(a, b)` with `a != b`.
@@ -88,8 +127,7 @@ pub(super) fn sync_stream<B: MediaBackend>(
         for s in [sa, sb] {
             if let Some(flows) = s.flows.take() {
                 for (k, id) in flows.into_iter().enumerate() {
-                    s.retire(k);
-                    backend.remove_flow(worker, id).map_err(|e| e.to_string())?;
+                    retire_flow(backend, worker, s, k, id)?;
                 }
             }
         }
@@ -97,23 +135,16 @@ pub(super) fn sync_stream<B: MediaBackend>(
     }
     for s in [&mut *sa, &mut *sb] {
         if s.flows.is_none() {
-            let mut ids = [FlowId::new(0, 0); 2];
-            for (k, slot) in ids.iter_mut().enumerate() {
-                let sock = s.pair.take(k).map_err(|e| {
-                    format!("cannot bind media port {}: {e}", s.pair.port + k as u16)
-                })?;
-                match backend.add_flow(worker, sock, s.bare_rule(k)) {
-                    Ok(id) => *slot = id,
-                    Err(e) => {
-                        // Do not leave the first flow of the pair behind.
-                        if k == 1 {
-                            let _ = backend.remove_flow(worker, ids[0]);
-                        }
-                        return Err(e.to_string());
-                    }
+            let rtp = start_flow(backend, worker, s, 0)?;
+            let rtcp = match start_flow(backend, worker, s, 1) {
+                Ok(id) => id,
+                Err(e) => {
+                    // Do not leave the first flow of the pair behind.
+                    let _ = retire_flow(backend, worker, s, 0, rtp);
+                    return Err(e);
                 }
-            }
-            s.flows = Some(ids);
+            };
+            s.flows = Some([rtp, rtcp]);
             s.failed = false;
         }
     }
@@ -170,8 +201,8 @@ pub(super) fn offer_call<B: MediaBackend>(
     let mut edits = Vec::with_capacity(sdp.media().len());
     let want = flags.transport_protocol.as_deref().map(Proto::parse);
     for (i, m) in sdp.media().iter().enumerate() {
-        ensure_side(res, mx, i, x_iface)?;
-        ensure_side(res, my, i, y_iface)?;
+        ensure_side(res, call.worker, mx, i, x_iface)?;
+        ensure_side(res, call.worker, my, i, y_iface)?;
         let (sx, sy) = (&mut mx.sides[i], &mut my.sides[i]);
         all_held &= m.is_on_hold(sdp);
         rewrite::learn_remote(sx, m, sdp, flags);

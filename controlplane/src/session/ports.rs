@@ -2,35 +2,100 @@
 //! one (RFC 3550 §11), both bound here so the relay owns them before it announces
 //! them. Ports another process holds (the default range overlaps the kernel's
 //! ephemeral range) are skipped, not fatal.
+//!
+//! A released pair whose sockets its worker kept (parked flows) waits in that
+//! worker's list and goes to the next call placed there: a call then costs no
+//! `socket`, `bind`, `setsockopt` or `close`, which were a fifth of the control
+//! plane's work per call. Parking stops while the range is three quarters used,
+//! and parked pairs are closed again when free ones run short, so one worker's
+//! parked ports never starve another worker's calls.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
+use ferrelay_engine::FlowId;
+
+/// Parked pairs one worker may keep: each holds two descriptors.
+const PARK_PER_WORKER: usize = 1024;
+
+/// Where the socket of one port of a pair is.
+#[derive(Debug, Default)]
+pub enum PortSocket {
+    /// Bound here, not yet handed to a worker.
+    Bound(UdpSocket),
+    /// Kept by the call's worker under this parked flow, ready for a new flow.
+    Parked(FlowId),
+    /// With a live flow, or closed: a new flow binds the port again.
+    #[default]
+    Gone,
+}
+
 /// An even/odd port pair reserved in the pool. Its sockets are bound at allocation
-/// (so the relay owns the ports before announcing them) and handed to the worker
+/// (so the relay owns the ports before it announces them) and handed to the worker
 /// when the flows are installed; the pool keeps the ports reserved until release.
 #[derive(Debug)]
 pub struct PortPair {
-    pub rtp: Option<UdpSocket>,
-    pub rtcp: Option<UdpSocket>,
+    pub rtp: PortSocket,
+    pub rtcp: PortSocket,
     /// The even (RTP) port; RTCP is `port + 1`.
     pub port: u16,
     pub ip: IpAddr,
 }
 
+/// The socket a new flow on a pair starts with.
+#[derive(Debug)]
+pub enum FlowSocket {
+    New(UdpSocket),
+    /// Take over the socket of this parked flow.
+    Parked(FlowId),
+}
+
 impl PortPair {
-    /// The socket of port `port + k` for a new flow: the one bound at allocation,
-    /// or (after an earlier flow on it was removed) a fresh bind of the same port.
-    pub fn take(&mut self, k: usize) -> std::io::Result<UdpSocket> {
-        let slot = if k == 0 {
+    fn slot(&mut self, k: usize) -> &mut PortSocket {
+        if k == 0 {
             &mut self.rtp
         } else {
             &mut self.rtcp
-        };
-        match slot.take() {
-            Some(s) => Ok(s),
-            None => bind(self.ip, self.port + k as u16),
         }
+    }
+
+    /// The socket of port `port + k` for a new flow: the one bound at allocation or
+    /// parked by an earlier flow on it, or else a fresh bind of the same port.
+    pub fn take(&mut self, k: usize) -> std::io::Result<FlowSocket> {
+        match std::mem::take(self.slot(k)) {
+            PortSocket::Bound(s) => Ok(FlowSocket::New(s)),
+            PortSocket::Parked(id) => Ok(FlowSocket::Parked(id)),
+            PortSocket::Gone => bind(self.ip, self.port + k as u16).map(FlowSocket::New),
+        }
+    }
+
+    /// Puts back what `take` handed out when the flow could not be started: a
+    /// parked flow stays parked (a new socket is dropped, closing it).
+    pub fn untake(&mut self, k: usize, s: FlowSocket) {
+        if let FlowSocket::Parked(id) = s {
+            *self.slot(k) = PortSocket::Parked(id);
+        }
+    }
+
+    /// Records that the flow on port `port + k` was parked under `id`.
+    pub fn park(&mut self, k: usize, id: FlowId) {
+        *self.slot(k) = PortSocket::Parked(id);
+    }
+
+    /// The parked flows of this pair (to close them).
+    pub fn parked(&self) -> impl Iterator<Item = FlowId> + '_ {
+        [&self.rtp, &self.rtcp].into_iter().filter_map(|s| match s {
+            PortSocket::Parked(id) => Some(*id),
+            _ => None,
+        })
+    }
+
+    /// True when both ports' sockets are parked, so the pair needs no syscall.
+    fn reusable(&self) -> bool {
+        matches!(
+            (&self.rtp, &self.rtcp),
+            (PortSocket::Parked(_), PortSocket::Parked(_))
+        )
     }
 }
 
@@ -51,11 +116,19 @@ pub struct PortPool {
     pairs: u32,
     /// Where the next search starts, so freed ports rest before reuse.
     cursor: u32,
+    /// Pairs handed out, draining, or parked.
     held: HashSet<u16>,
+    /// Released pairs whose sockets each worker kept, oldest first.
+    parked: Vec<VecDeque<PortPair>>,
+    parked_total: usize,
+    /// Parked pairs taken back to be closed: their flows must be removed in their
+    /// worker (`take_evicted`).
+    evicted: Vec<(usize, PortPair)>,
 }
 
 impl PortPool {
-    pub fn new(addr: IpAddr, min: u16, max: u16) -> Self {
+    /// A pool for `workers` workers (parked pairs are per worker).
+    pub fn new(addr: IpAddr, min: u16, max: u16, workers: usize) -> Self {
         let first = min.saturating_add(min % 2);
         let pairs = if max > first {
             (u32::from(max) - u32::from(first)).div_ceil(2)
@@ -68,6 +141,9 @@ impl PortPool {
             pairs,
             cursor: 0,
             held: HashSet::new(),
+            parked: (0..workers.max(1)).map(|_| VecDeque::new()).collect(),
+            parked_total: 0,
+            evicted: Vec::new(),
         }
     }
 
@@ -75,13 +151,32 @@ impl PortPool {
         self.addr
     }
 
-    /// Pairs handed out and not yet released.
+    /// Pairs handed out and not yet released (parked ones are not in use).
     pub fn in_use(&self) -> usize {
-        self.held.len()
+        self.held.len() - self.parked_total
     }
 
-    /// Binds the next free pair, skipping ports in use here or by anyone else.
-    pub fn alloc(&mut self) -> Result<PortPair, PoolError> {
+    /// Released pairs whose sockets their workers kept for reuse.
+    pub fn parked(&self) -> usize {
+        self.parked_total
+    }
+
+    /// Pairs that may be held before parking stops: a quarter stays free.
+    fn park_limit(&self) -> usize {
+        (self.pairs as usize).saturating_sub(self.pairs as usize / 4)
+    }
+
+    /// A pair for a call on `worker`: one parked there if any (no syscall), else
+    /// the next free pair, skipping ports in use here or by anyone else.
+    pub fn alloc(&mut self, worker: usize) -> Result<PortPair, PoolError> {
+        if let Some(pair) = self.parked.get_mut(worker).and_then(VecDeque::pop_front) {
+            self.parked_total -= 1;
+            return Ok(pair);
+        }
+        // Free pairs running short: close a parked one elsewhere for the next call.
+        if self.held.len() >= self.park_limit() {
+            self.evict(1);
+        }
         for _ in 0..self.pairs {
             let port = (u32::from(self.first) + 2 * self.cursor) as u16;
             self.cursor = (self.cursor + 1) % self.pairs;
@@ -96,18 +191,61 @@ impl PortPool {
             };
             self.held.insert(port);
             return Ok(PortPair {
-                rtp: Some(rtp),
-                rtcp: Some(rtcp),
+                rtp: PortSocket::Bound(rtp),
+                rtcp: PortSocket::Bound(rtcp),
                 port,
                 ip: self.addr,
             });
         }
+        // Every pair is live or parked: close the parked ones, so that the ports
+        // are free again once their workers have let go of them.
+        self.evict(self.parked_total);
         Err(PoolError::Exhausted(self.addr))
     }
 
-    /// Returns a pair to the pool (closing any socket not handed out).
-    pub fn release(&mut self, pair: PortPair) {
+    /// Takes up to `n` parked pairs, oldest first from the longest lists, to close.
+    fn evict(&mut self, n: usize) {
+        for _ in 0..n {
+            let Some((w, _)) = self
+                .parked
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, q)| q.len())
+                .filter(|(_, q)| !q.is_empty())
+            else {
+                return;
+            };
+            if let Some(pair) = self.parked[w].pop_front() {
+                self.parked_total -= 1;
+                self.held.remove(&pair.port);
+                self.evicted.push((w, pair));
+            }
+        }
+    }
+
+    /// Parked pairs to close: remove each parked flow in its worker (which closes
+    /// the socket) and drop the pair.
+    pub fn take_evicted(&mut self) -> Vec<(usize, PortPair)> {
+        std::mem::take(&mut self.evicted)
+    }
+
+    /// Returns a pair released by a call on `worker`. When both its sockets are
+    /// parked there and the range has room, it waits for that worker's next call;
+    /// otherwise its ports are freed and the pair is handed back so that its
+    /// parked flows, if any, are removed (closing their sockets).
+    pub fn release(&mut self, pair: PortPair, worker: usize) -> Option<PortPair> {
+        if pair.reusable()
+            && self.held.len() <= self.park_limit()
+            && let Some(q) = self.parked.get_mut(worker)
+            && q.len() < PARK_PER_WORKER
+        {
+            q.push_back(pair);
+            self.parked_total += 1;
+            return None;
+        }
         self.held.remove(&pair.port);
+        let any = pair.parked().next().is_some();
+        any.then_some(pair)
     }
 }
 
@@ -123,52 +261,158 @@ mod tests {
 
     const LO: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
+    fn sock(s: FlowSocket) -> UdpSocket {
+        match s {
+            FlowSocket::New(s) => s,
+            FlowSocket::Parked(id) => panic!("parked {id:?}, not bound"),
+        }
+    }
+
+    /// `n` free ports in a row, even first (other tests and processes share the host).
+    fn free_run(n: u16, from: u16) -> u16 {
+        (from..from + 300)
+            .step_by(usize::from(n.next_multiple_of(2)))
+            .find(|b| (0..n).all(|i| UdpSocket::bind((LO, b + i)).is_ok()))
+            .expect("free ports")
+    }
+
     #[test]
     fn pairs_are_even_odd_and_exhaust() {
         // Odd min rounds up to the next even port.
-        let mut p = PortPool::new(LO, 41_001, 41_009);
+        let mut p = PortPool::new(LO, 41_001, 41_009, 1);
         let mut got = Vec::new();
-        while let Ok(pair) = p.alloc() {
+        while let Ok(mut pair) = p.alloc(0) {
             assert_eq!(pair.port % 2, 0);
-            let rtcp = pair.rtcp.as_ref().unwrap();
+            let rtcp = sock(pair.take(1).unwrap());
             assert_eq!(rtcp.local_addr().unwrap().port(), pair.port + 1);
             got.push(pair);
         }
         // 41002..41009 holds four pairs, minus any another process holds.
         assert!(got.len() <= 4 && !got.is_empty());
-        assert_eq!(p.alloc().unwrap_err(), PoolError::Exhausted(LO));
+        assert_eq!(p.alloc(0).unwrap_err(), PoolError::Exhausted(LO));
         let first = got.remove(0);
         let port = first.port;
-        p.release(first);
-        assert_eq!(p.alloc().unwrap().port, port);
+        assert!(p.release(first, 0).is_none(), "nothing parked to close");
+        assert_eq!(p.alloc(0).unwrap().port, port);
     }
 
     #[test]
     fn take_rebinds_after_hand_over() {
-        let mut p = PortPool::new(LO, 41_501, 41_599);
-        let mut pair = p.alloc().unwrap();
+        let mut p = PortPool::new(LO, 41_501, 41_599, 1);
+        let mut pair = p.alloc(0).unwrap();
         let port = pair.port;
-        let first = pair.take(0).unwrap();
+        let first = sock(pair.take(0).unwrap());
         assert_eq!(first.local_addr().unwrap().port(), port);
         drop(first); // the worker closed it when its flow went away
-        let again = pair.take(0).unwrap();
+        let again = sock(pair.take(0).unwrap());
         assert_eq!(again.local_addr().unwrap().port(), port);
-        assert_eq!(pair.take(1).unwrap().local_addr().unwrap().port(), port + 1);
+        let rtcp = sock(pair.take(1).unwrap());
+        assert_eq!(rtcp.local_addr().unwrap().port(), port + 1);
     }
 
     #[test]
     fn busy_ports_are_skipped() {
-        // Find four free ports in a row (other tests and processes share the host).
-        let base = (41_100u16..41_900)
-            .step_by(4)
-            .find(|b| (0..4).all(|i| UdpSocket::bind((LO, b + i)).is_ok()))
-            .expect("four free ports");
+        let base = free_run(4, 41_100);
         // Someone else holds the first RTCP port: that pair is skipped.
         let blocker = UdpSocket::bind((LO, base + 1)).unwrap();
-        let mut p = PortPool::new(LO, base, base + 3);
-        let pair = p.alloc().unwrap();
+        let mut p = PortPool::new(LO, base, base + 3, 1);
+        let pair = p.alloc(0).unwrap();
         assert_eq!(pair.port, base + 2);
-        assert!(p.alloc().is_err());
+        assert!(p.alloc(0).is_err());
         drop(blocker);
+    }
+
+    /// A pair whose flows were parked, as the sessions leave it at call end, and
+    /// its sockets, which the worker holds until it removes the parked flows.
+    fn parked_pair(p: &mut PortPool, w: usize, ids: (u32, u32)) -> (PortPair, [FlowSocket; 2]) {
+        let mut pair = p.alloc(w).unwrap();
+        let socks = [pair.take(0).unwrap(), pair.take(1).unwrap()];
+        pair.park(0, FlowId::new(ids.0, 0));
+        pair.park(1, FlowId::new(ids.1, 0));
+        (pair, socks)
+    }
+
+    #[test]
+    fn parked_pairs_go_to_their_workers_next_call() {
+        let base = free_run(16, 40_000);
+        let mut p = PortPool::new(LO, base, base + 15, 2);
+        let (pair, _held_by_worker) = parked_pair(&mut p, 0, (1, 2));
+        let port = pair.port;
+        assert!(p.release(pair, 0).is_none(), "parked, nothing to close");
+        assert_eq!((p.in_use(), p.parked()), (0, 1));
+        // Another worker's call cannot use worker 0's sockets.
+        let other = p.alloc(1).unwrap();
+        assert_ne!(other.port, port);
+        let mut again = p.alloc(0).unwrap();
+        assert_eq!(again.port, port);
+        assert_eq!(p.parked(), 0);
+        assert!(matches!(again.take(0).unwrap(), FlowSocket::Parked(id) if id.index == 1));
+        assert!(matches!(again.take(1).unwrap(), FlowSocket::Parked(id) if id.index == 2));
+        assert!(p.take_evicted().is_empty());
+    }
+
+    #[test]
+    fn parking_leaves_a_quarter_free() {
+        let base = free_run(16, 40_300);
+        // Eight pairs: parking stops once six are held.
+        let mut p = PortPool::new(LO, base, base + 15, 2);
+        let pairs: Vec<_> = (0..7)
+            .map(|i| parked_pair(&mut p, 0, (2 * i, 2 * i + 1)))
+            .collect();
+        let mut worker = std::collections::HashMap::new();
+        let mut closed = Vec::new();
+        for (pair, socks) in pairs {
+            worker.insert(pair.port, socks);
+            if let Some(back) = p.release(pair, 0) {
+                closed.push(back.port);
+                worker.remove(&back.port); // the worker removes its parked flows
+            }
+        }
+        // Seven held when the first came back: over the limit, closed at once.
+        assert_eq!((closed.len(), p.parked(), p.in_use()), (1, 6, 0));
+        // Worker 1's calls take the free pairs; each one that finds six pairs held
+        // closes a parked pair (oldest first) for the call after it.
+        let mut live = Vec::new();
+        for n in 1..=8 {
+            live.push(p.alloc(1).expect("a pair for worker 1"));
+            for (w, pair) in p.take_evicted() {
+                assert_eq!(w, 0);
+                assert!(pair.parked().count() == 2);
+                worker.remove(&pair.port);
+            }
+            assert_eq!(p.parked(), 6usize.saturating_sub(n), "after {n} calls");
+        }
+        assert_eq!(p.alloc(1).unwrap_err(), PoolError::Exhausted(LO));
+    }
+
+    #[test]
+    fn exhaustion_closes_parked_pairs_of_other_workers() {
+        let base = free_run(16, 40_600);
+        let mut p = PortPool::new(LO, base, base + 15, 2);
+        // Six parked pairs on worker 0, whose sockets it holds until told to close.
+        let mut worker = std::collections::HashMap::new();
+        let pairs: Vec<_> = (0..6)
+            .map(|i| parked_pair(&mut p, 0, (2 * i, 2 * i + 1)))
+            .collect();
+        for (pair, socks) in pairs {
+            worker.insert(pair.port, socks);
+            assert!(p.release(pair, 0).is_none());
+        }
+        assert_eq!(p.parked(), 6);
+        // Worker 1's calls take the two free pairs, each taking a parked pair back.
+        let live: Vec<_> = (0..2).map(|_| p.alloc(1).unwrap()).collect();
+        assert_eq!(p.parked(), 4);
+        // The third finds nothing that binds while worker 0 has not closed them
+        // yet: it fails and every parked pair is taken back to be closed ...
+        assert_eq!(p.alloc(1).unwrap_err(), PoolError::Exhausted(LO));
+        let evicted = p.take_evicted();
+        assert_eq!((evicted.len(), p.parked()), (6, 0));
+        for (w, pair) in evicted {
+            assert_eq!(w, 0);
+            worker.remove(&pair.port);
+        }
+        // ... and once worker 0 has closed them, the next call gets one.
+        assert!(p.alloc(1).is_ok());
+        drop(live);
     }
 }

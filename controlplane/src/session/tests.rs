@@ -880,3 +880,51 @@ fn calls_hold_their_sides_at_exact_capacity() {
         assert_eq!((m.sides.len(), m.sides.capacity()), (1, 1), "{}", m.tag);
     }
 }
+
+#[test]
+fn an_ended_calls_ports_are_parked_and_the_next_call_takes_them_over() {
+    let t0 = Instant::now();
+    let mut c = cfg(10);
+    c.delete_delay = Duration::ZERO;
+    let mut s = Sessions::new(c, FakeBackend::new(1), t0);
+    let call = |s: &mut Sessions<FakeBackend>, id: &str| {
+        let offer = sdp("192.0.2.10", 5000, "");
+        let o = req(&[("call-id", id), ("from-tag", "A"), ("sdp", &offer)], &[]);
+        let to_b = port_of(&s.offer(&o, t0).unwrap());
+        let answer = sdp("198.51.100.2", 7000, "");
+        let a = req(
+            &[
+                ("call-id", id),
+                ("from-tag", "A"),
+                ("to-tag", "B"),
+                ("sdp", &answer),
+            ],
+            &[],
+        );
+        let to_a = port_of(&s.answer(&a, t0).unwrap());
+        let mut ports = [to_a, to_b];
+        ports.sort_unstable();
+        ports
+    };
+    let first = call(&mut s, "p1");
+    s.delete(&req(&[("call-id", "p1")], &[]), t0).unwrap();
+    // Ended: no flow forwards, but the worker keeps all four sockets.
+    assert!(s.backend().flows.is_empty());
+    assert_eq!(s.backend().parked.len(), 4);
+    assert_eq!((s.ports_in_use(), s.ports_parked()), (0, 2));
+
+    let second = call(&mut s, "p2");
+    assert_eq!(second, first, "the same ports, not new ones");
+    assert_eq!(
+        s.backend().reused,
+        4,
+        "every flow took a parked socket over"
+    );
+    assert!(s.backend().parked.is_empty());
+    assert_eq!((s.ports_in_use(), s.ports_parked()), (2, 0));
+    // The reused flows forward between the new call's parties.
+    let (_, rule) = s.backend().rule_on(first[0]).unwrap();
+    assert!(rule.rtp_out.is_some());
+    s.delete(&req(&[("call-id", "p2")], &[]), t0).unwrap();
+    assert_eq!(s.backend().parked.len(), 4);
+}
