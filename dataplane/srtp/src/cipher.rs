@@ -1,9 +1,15 @@
 //! Crypto backends behind one enum, keyed once per session key.
 //!
-//! Primitives come from the RustCrypto crates (`aes` + `ctr`, `hmac` + `sha1`,
-//! `aes-gcm`), which pick AES-NI, PCLMULQDQ and SHA-NI at run time. Everything
-//! expensive (AES key schedule, HMAC inner/outer pads, GHASH key) happens in
-//! the constructors; a packet pays for the cipher and the hash only.
+//! Primitives come from the RustCrypto crates (`aes` + `ctr`, `sha1`'s
+//! compression function under HMAC in `mac.rs`, `aes-gcm`), which pick AES-NI,
+//! PCLMULQDQ and SHA-NI at run time. Everything expensive (AES key schedule,
+//! HMAC inner/outer pads, GHASH key) happens in the constructors; a packet pays
+//! for the cipher and the hash only.
+//!
+//! AES-CM + HMAC-SHA1 runs stitched ([`AesCm::seal`], [`AesCm::open`]): SHA-1
+//! is one long dependency chain (4 compressions for a 172-byte packet) that
+//! leaves the AES units idle, so the payload's keystream is applied in 64-byte
+//! pieces between the SHA-1 blocks and the out-of-order core overlaps them.
 //!
 //! Counter mode and GCM only ever run AES forward, so the encrypt-only key
 //! schedules are kept (176/240 bytes instead of 352/480 with the decryption
@@ -17,9 +23,12 @@ use aes_gcm::{AesGcm, KeyInit};
 use ctr::CtrCore;
 use ctr::cipher::{InnerIvInit, StreamCipher, StreamCipherCoreWrapper};
 use ctr::flavors::Ctr128BE;
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
 use std::fmt;
+
+use crate::mac::{HmacSha1, SHA1_LEN, tag_matches};
+
+/// SHA-1's block: the MAC consumes the packet in these steps.
+const PIECE: usize = 64;
 
 /// AES in counter mode (RFC 3711 §4.1.1) with an expanded key schedule.
 #[derive(Clone)]
@@ -41,16 +50,118 @@ impl AesCm {
     /// XORs the keystream starting at counter block `iv` into `data`.
     pub(crate) fn apply(&self, iv: &[u8; 16], data: &mut [u8]) {
         match self {
-            AesCm::A128(k) => {
-                let core = CtrCore::<&Aes128Enc, Ctr128BE>::inner_iv_init(k, &(*iv).into());
-                StreamCipherCoreWrapper::from_core(core).apply_keystream(data)
-            }
-            AesCm::A256(k) => {
-                let core = CtrCore::<&Aes256Enc, Ctr128BE>::inner_iv_init(k, &(*iv).into());
-                StreamCipherCoreWrapper::from_core(core).apply_keystream(data)
-            }
+            AesCm::A128(k) => ctr128(k, iv).apply_keystream(data),
+            AesCm::A256(k) => ctr256(k, iv).apply_keystream(data),
         }
     }
+
+    /// Encrypts `pkt[hdr..]` and returns the HMAC of `pkt || trailer` (RFC 3711 §3.3 steps 4-6).
+    ///
+    /// `hdr <= pkt.len()`. Each 64-byte SHA-1 block is hashed as soon as the
+    /// piece of payload it covers is encrypted, and the next piece's AES runs
+    /// under that block's SHA-1 latency.
+    pub(crate) fn seal<const N: usize>(
+        &self,
+        mac: &HmacSha1,
+        iv: &[u8; 16],
+        pkt: &mut [u8],
+        hdr: usize,
+        trailer: &[u8; N],
+    ) -> [u8; SHA1_LEN] {
+        match self {
+            AesCm::A128(k) => seal(ctr128(k, iv), mac, pkt, hdr, trailer),
+            AesCm::A256(k) => seal(ctr256(k, iv), mac, pkt, hdr, trailer),
+        }
+    }
+
+    /// Verifies `tag` over `pkt || trailer`, then decrypts `pkt[hdr..]`
+    /// (RFC 3711 §3.3 steps 5-6); false leaves `pkt` as it was.
+    ///
+    /// `hdr <= pkt.len()`. The payload is decrypted while SHA-1 hashes the last
+    /// blocks (copied out first), and encrypted back if the tag is wrong.
+    pub(crate) fn open<const N: usize>(
+        &self,
+        mac: &HmacSha1,
+        iv: &[u8; 16],
+        pkt: &mut [u8],
+        hdr: usize,
+        trailer: &[u8; N],
+        tag: &[u8],
+    ) -> bool {
+        match self {
+            AesCm::A128(k) => open(|| ctr128(k, iv), mac, pkt, hdr, trailer, tag),
+            AesCm::A256(k) => open(|| ctr256(k, iv), mac, pkt, hdr, trailer, tag),
+        }
+    }
+}
+
+/// AES-128 keystream from counter block `iv`, borrowing the key schedule.
+fn ctr128<'k>(k: &'k Aes128Enc, iv: &[u8; 16]) -> impl StreamCipher + 'k {
+    StreamCipherCoreWrapper::from_core(CtrCore::<&Aes128Enc, Ctr128BE>::inner_iv_init(
+        k,
+        &(*iv).into(),
+    ))
+}
+
+/// AES-256 keystream from counter block `iv`, borrowing the key schedule.
+fn ctr256<'k>(k: &'k Aes256Enc, iv: &[u8; 16]) -> impl StreamCipher + 'k {
+    StreamCipherCoreWrapper::from_core(CtrCore::<&Aes256Enc, Ctr128BE>::inner_iv_init(
+        k,
+        &(*iv).into(),
+    ))
+}
+
+/// Encrypt-then-MAC over one packet, AES one piece ahead of SHA-1.
+#[inline(always)]
+fn seal<S: StreamCipher, const N: usize>(
+    mut ks: S,
+    mac: &HmacSha1,
+    pkt: &mut [u8],
+    hdr: usize,
+    trailer: &[u8; N],
+) -> [u8; SHA1_LEN] {
+    let len = pkt.len();
+    let whole = len / PIECE * PIECE;
+    let mut run = mac.begin();
+    let mut done = hdr.min(len);
+    let mut at = 0;
+    while at < whole {
+        // Encrypt what the next SHA-1 block covers, in pieces aligned to the payload.
+        let end = at + PIECE;
+        while done < end {
+            let to = (done + PIECE).min(len);
+            ks.apply_keystream(&mut pkt[done..to]);
+            done = to;
+        }
+        run.blocks(pkt[at..end].as_chunks().0);
+        at = end;
+    }
+    ks.apply_keystream(&mut pkt[done..]);
+    mac.finish(run.pad(&pkt[whole..], trailer))
+}
+
+/// MAC-then-decrypt over one packet, the decryption under the last SHA-1 blocks.
+#[inline(always)]
+fn open<S: StreamCipher, const N: usize>(
+    keystream: impl Fn() -> S,
+    mac: &HmacSha1,
+    pkt: &mut [u8],
+    hdr: usize,
+    trailer: &[u8; N],
+    tag: &[u8],
+) -> bool {
+    let mut run = mac.begin();
+    let (blocks, rest) = pkt.as_chunks::<PIECE>();
+    run.blocks(blocks);
+    let last = run.pad(rest, trailer);
+    // Every ciphertext byte is hashed or copied into `last`: decrypt now.
+    let hdr = hdr.min(pkt.len());
+    keystream().apply_keystream(&mut pkt[hdr..]);
+    if tag_matches(&mac.finish(last), tag) {
+        return true;
+    }
+    keystream().apply_keystream(&mut pkt[hdr..]);
+    false
 }
 
 impl fmt::Debug for AesCm {
@@ -59,46 +170,6 @@ impl fmt::Debug for AesCm {
             AesCm::A128(_) => "AesCm128",
             AesCm::A256(_) => "AesCm256",
         })
-    }
-}
-
-/// HMAC-SHA1 whose keyed inner/outer state is computed once (RFC 3711 §4.2.1).
-#[derive(Clone)]
-pub(crate) struct HmacSha1 {
-    keyed: Hmac<Sha1>,
-}
-
-impl HmacSha1 {
-    pub(crate) fn new(key: &[u8]) -> HmacSha1 {
-        HmacSha1 {
-            keyed: Hmac::<Sha1>::new_from_slice(key).expect("HMAC takes any key length"),
-        }
-    }
-
-    /// A fresh copy of the keyed state; taken before AES runs so its cold lines load early.
-    #[inline]
-    pub(crate) fn start(&self) -> Hmac<Sha1> {
-        self.keyed.clone()
-    }
-
-    /// Full 20-byte tag over `msg || trailer`, from a state `start` returned.
-    pub(crate) fn tag(mut m: Hmac<Sha1>, msg: &[u8], trailer: &[u8]) -> [u8; 20] {
-        m.update(msg);
-        m.update(trailer);
-        m.finalize().into_bytes().into()
-    }
-
-    /// Constant-time check of a truncated tag over `msg || trailer`, from a state `start` returned.
-    pub(crate) fn verify(mut m: Hmac<Sha1>, msg: &[u8], trailer: &[u8], tag: &[u8]) -> bool {
-        m.update(msg);
-        m.update(trailer);
-        m.verify_truncated_left(tag).is_ok()
-    }
-}
-
-impl fmt::Debug for HmacSha1 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("HmacSha1(redacted)")
     }
 }
 
@@ -159,36 +230,65 @@ impl fmt::Debug for Gcm {
 mod tests {
     use super::*;
 
-    fn unhex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+    /// The unstitched reference: whole payload through `apply`, then the `hmac` crate.
+    fn reference(aes: &AesCm, key: &[u8], iv: &[u8; 16], pkt: &mut [u8], hdr: usize) -> [u8; 20] {
+        use hmac::{Hmac, KeyInit, Mac};
+        aes.apply(iv, &mut pkt[hdr..]);
+        let mut m = Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
+        m.update(pkt);
+        m.update(&[0, 0, 0, 7]);
+        m.finalize().into_bytes().into()
     }
 
-    // RFC 2202 §3 test case 2: HMAC-SHA1 with key "Jefe", so the precomputed
-    // state is checked against a published digest, split across both parts.
+    // Stitching changes the order of the work, never the bytes: every packet
+    // length around the 64-byte SHA-1 and 16-byte AES boundaries, with headers
+    // shorter and longer than a SHA-1 block, both key sizes.
     #[test]
-    fn hmac_sha1_rfc2202_case2() {
-        let h = HmacSha1::new(b"Jefe");
-        let tag = HmacSha1::tag(h.start(), b"what do ya want ", b"for nothing?");
-        assert_eq!(
-            tag.to_vec(),
-            unhex("effcdf6ae5eb2fa2d27416d5f184df9c259a7c79")
-        );
-        assert!(HmacSha1::verify(
-            h.start(),
-            b"what do ya want for nothing?",
-            b"",
-            &tag[..10]
-        ));
-        assert!(!HmacSha1::verify(
-            h.start(),
-            b"what do ya want for nothing!",
-            b"",
-            &tag[..10]
-        ));
+    fn seal_and_open_match_the_unstitched_transform() {
+        let auth = [0x5a; 20];
+        let mac = HmacSha1::new(&auth);
+        for key in [&[3u8; 16][..], &[4u8; 32][..]] {
+            let aes = AesCm::new(key);
+            let iv = [9u8; 16];
+            for hdr in [0, 12, 16, 63, 64, 76, 140] {
+                for len in hdr..hdr + 200 {
+                    let plain: Vec<u8> = (0..len).map(|i| (i * 7 + 1) as u8).collect();
+                    let mut want = plain.clone();
+                    let want_tag = reference(&aes, &auth, &iv, &mut want, hdr);
+                    let mut got = plain.clone();
+                    let tag = aes.seal(&mac, &iv, &mut got, hdr, &[0, 0, 0, 7]);
+                    assert_eq!(
+                        (got.as_slice(), tag),
+                        (want.as_slice(), want_tag),
+                        "{hdr} {len}"
+                    );
+                    assert!(aes.open(&mac, &iv, &mut got, hdr, &[0, 0, 0, 7], &tag[..10]));
+                    assert_eq!(got, plain, "{hdr} {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn open_refuses_a_wrong_tag_and_leaves_the_packet() {
+        let mac = HmacSha1::new(&[1; 20]);
+        let aes = AesCm::new(&[2; 16]);
+        let iv = [3u8; 16];
+        let mut pkt = [0x55u8; 172];
+        let tag = aes.seal(&mac, &iv, &mut pkt, 12, &[0; 4]);
+        let sealed = pkt;
+        for bad in [&tag[..0], &tag[1..11], &[0u8; 21][..]] {
+            assert!(!aes.open(&mac, &iv, &mut pkt, 12, &[0; 4], bad));
+            assert_eq!(pkt, sealed);
+        }
+        // A flipped ciphertext bit, and the right tag under another ROC.
+        pkt[100] ^= 1;
+        assert!(!aes.open(&mac, &iv, &mut pkt, 12, &[0; 4], &tag[..10]));
+        pkt[100] ^= 1;
+        assert!(!aes.open(&mac, &iv, &mut pkt, 12, &[0, 0, 0, 1], &tag[..10]));
+        assert_eq!(pkt, sealed);
+        assert!(aes.open(&mac, &iv, &mut pkt, 12, &[0; 4], &tag[..4]));
+        assert_eq!(pkt, [0x55; 172]);
     }
 
     #[test]

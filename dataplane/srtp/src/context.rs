@@ -24,25 +24,30 @@
 //!  +- Encrypted Portion                       Authenticated Portion ---+
 //! ```
 
-use crate::cipher::{AesCm, GCM_TAG, Gcm, HmacSha1};
+use crate::cipher::{AesCm, GCM_TAG, Gcm};
 use crate::error::SrtpError;
 use crate::kdf::SessionKeys;
+use crate::mac::HmacSha1;
 use crate::params::{KeyError, SrtpParams, Suite};
 use crate::streams::StreamTable;
 use std::fmt;
 use std::hint::black_box;
 
 /// One protocol's (RTP or RTCP) keyed transform, built once per context.
+///
+/// `repr(u8)` keeps the fields in this order: the 40-byte HMAC state and the
+/// salt share the context's first line with its tag, the AES schedule follows.
 #[derive(Clone)]
+#[repr(u8)]
 #[allow(clippy::large_enum_variant)] // two per context, built once, never moved per packet
 pub(crate) enum Transform {
     Null,
     /// AES-CM + HMAC-SHA1 (RFC 3711 §4.1.1, §4.2.1; RFC 6188 for AES-256).
     CmHmac {
-        aes: AesCm,
         mac: HmacSha1,
         salt: [u8; 14],
-        tag_len: usize,
+        tag_len: u8,
+        aes: AesCm,
     },
     /// AEAD AES-GCM (RFC 7714).
     Gcm {
@@ -53,7 +58,7 @@ pub(crate) enum Transform {
 
 impl Transform {
     /// Keys a transform from session keys; `tag_len` matters for AES-CM only.
-    pub(crate) fn new(suite: Suite, keys: &SessionKeys, tag_len: usize) -> Transform {
+    pub(crate) fn new(suite: Suite, keys: &SessionKeys, tag_len: u8) -> Transform {
         match suite {
             Suite::Null => Transform::Null,
             Suite::AeadAes128Gcm | Suite::AeadAes256Gcm => {
@@ -163,7 +168,7 @@ impl SrtpContext {
             let rtp_keys = SessionKeys::derive(key, salt, false);
             let rtcp_keys = SessionKeys::derive(key, salt, true);
             (
-                Transform::new(suite, &rtp_keys, suite.rtp_overhead()),
+                Transform::new(suite, &rtp_keys, suite.rtp_overhead() as u8),
                 // RFC 4568 §6.2: SRTCP keeps the 80-bit tag in the _32 suites too.
                 Transform::new(suite, &rtcp_keys, 10),
             )
@@ -187,7 +192,7 @@ impl SrtpContext {
     ) -> SrtpContext {
         SrtpContext {
             suite,
-            rtp: Transform::new(suite, rtp, suite.rtp_overhead()),
+            rtp: Transform::new(suite, rtp, suite.rtp_overhead() as u8),
             rtcp: Transform::new(suite, rtcp, 10),
             streams: StreamTable::new(replay_window),
             rtcp_tx_next: 0,
@@ -236,35 +241,34 @@ impl SrtpContext {
         if let Transform::Null = self.rtp {
             return Ok(len);
         }
-        // The keyed HMAC state is copied first: its lines (cold with many
-        // flows) load while the SSRC lookup and AES run, not after them.
-        let cm = match &self.rtp {
-            Transform::CmHmac {
-                aes,
-                mac,
-                salt,
-                tag_len,
-            } => Some((aes, mac.start(), salt, *tag_len)),
-            _ => None,
-        };
         let seq = u16::from_be_bytes([buf[2], buf[3]]);
         let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
         let slot = self.streams.find_or_insert(ssrc);
         let state = &mut self.streams.touch(slot).rtp_tx;
         let index = state.estimate_rtp_index(seq)?;
         state.check(index)?;
-        if let Some((aes, keyed, salt, tag_len)) = cm {
-            aes.apply(&cm_iv(salt, ssrc, index), &mut buf[hdr..len]);
-            // RFC 3711 §4.2: M = Authenticated Portion || ROC.
-            let roc = ((index >> 16) as u32).to_be_bytes();
-            let tag = HmacSha1::tag(keyed, &buf[..len], &roc);
-            buf[len..len + tag_len].copy_from_slice(&tag[..tag_len]);
-        } else if let Transform::Gcm { aead, salt } = &self.rtp {
-            let nonce = gcm_nonce(salt, rtp_iv_input(ssrc, index));
-            // RFC 7714 §8.2: the header is the AAD, the payload the plaintext.
-            let (head, rest) = buf.split_at_mut(hdr);
-            let tag = aead.seal(&nonce, head, &mut rest[..len - hdr]);
-            buf[len..len + GCM_TAG].copy_from_slice(&tag);
+        match &self.rtp {
+            Transform::CmHmac {
+                aes,
+                mac,
+                salt,
+                tag_len,
+            } => {
+                // RFC 3711 §4.2: M = Authenticated Portion || ROC.
+                let roc = ((index >> 16) as u32).to_be_bytes();
+                let iv = cm_iv(salt, ssrc, index);
+                let tag = aes.seal(mac, &iv, &mut buf[..len], hdr, &roc);
+                let tag_len = usize::from(*tag_len);
+                buf[len..len + tag_len].copy_from_slice(&tag[..tag_len]);
+            }
+            Transform::Gcm { aead, salt } => {
+                let nonce = gcm_nonce(salt, rtp_iv_input(ssrc, index));
+                // RFC 7714 §8.2: the header is the AAD, the payload the plaintext.
+                let (head, rest) = buf.split_at_mut(hdr);
+                let tag = aead.seal(&nonce, head, &mut rest[..len - hdr]);
+                buf[len..len + GCM_TAG].copy_from_slice(&tag);
+            }
+            Transform::Null => {}
         }
         state.accept(index);
         Ok(len + overhead)
@@ -300,10 +304,10 @@ impl SrtpContext {
         match &self.rtp {
             Transform::CmHmac { aes, mac, salt, .. } => {
                 let roc = ((index >> 16) as u32).to_be_bytes();
-                if !HmacSha1::verify(mac.start(), &buf[..body], &roc, &buf[body..len]) {
+                let (pkt, tag) = buf[..len].split_at_mut(body);
+                if !aes.open(mac, &cm_iv(salt, ssrc, index), pkt, hdr, &roc, tag) {
                     return Err(SrtpError::AuthFailed);
                 }
-                aes.apply(&cm_iv(salt, ssrc, index), &mut buf[hdr..body]);
             }
             Transform::Gcm { aead, salt } => {
                 let nonce = gcm_nonce(salt, rtp_iv_input(ssrc, index));

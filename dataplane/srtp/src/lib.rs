@@ -54,6 +54,7 @@ mod cipher;
 mod context;
 mod error;
 mod kdf;
+mod mac;
 pub mod params;
 mod replay;
 mod rtcp;

@@ -19,9 +19,10 @@
 //! AEAD (RFC 7714 §9, Figure 3): `header(8) | ciphertext | tag(16) | E+index(4)`,
 //! with AAD = `header(8) || E+index` when encrypted.
 
-use crate::cipher::{GCM_TAG, HmacSha1};
+use crate::cipher::GCM_TAG;
 use crate::context::{SrtpContext, Transform, cm_iv, gcm_nonce};
 use crate::error::SrtpError;
+use crate::mac::tag_matches;
 
 /// Bytes of the E flag and 31-bit SRTCP index (RFC 3711 §3.4).
 const ESRTCP: usize = 4;
@@ -73,7 +74,7 @@ impl SrtpContext {
                 // RFC 3711 §4.1.1 with the SRTCP index as i.
                 aes.apply(&cm_iv(salt, ssrc, u64::from(index)), &mut buf[8..len]);
                 buf[len..len + ESRTCP].copy_from_slice(&e_index);
-                let tag = HmacSha1::tag(mac.start(), &buf[..len + ESRTCP], &[]);
+                let tag = mac.tag(&buf[..len + ESRTCP], &[]);
                 buf[len + ESRTCP..len + ESRTCP + CM_RTCP_TAG].copy_from_slice(&tag[..CM_RTCP_TAG]);
             }
             Transform::Gcm { aead, salt } => {
@@ -120,7 +121,7 @@ impl SrtpContext {
         match &self.rtcp {
             Transform::CmHmac { aes, mac, salt, .. } => {
                 let signed = plain_len + ESRTCP;
-                if !HmacSha1::verify(mac.start(), &buf[..signed], &[], &buf[signed..len]) {
+                if !tag_matches(&mac.tag(&buf[..signed], &[]), &buf[signed..len]) {
                     return Err(SrtpError::AuthFailed);
                 }
                 if encrypted {
