@@ -10,7 +10,7 @@ use ferrelay_dataplane::{
     Backend, Dataplane, DataplaneConfig, Event, EventWaiter, WaitCanceller, Wake,
 };
 use ferrelay_engine::{FlowId, FlowRule, FlowStats};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, IoBackend};
@@ -230,13 +230,23 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
     if let Some(front) = sip_front {
         tasks.push(front.spawn(ctl.clone(), stop_rx.clone()));
     }
+    // Worker events are handled on the control thread, which runs every other
+    // use of the sessions: no lock hand-off per event batch. The event threads
+    // only turn a worker's eventfd into a wake-up of that task.
+    let wake = Arc::new(Notify::new());
+    tasks.push(tokio::spawn(handle_events(
+        ctl.clone(),
+        obs.clone(),
+        wake.clone(),
+        stop_rx.clone(),
+    )));
     let mut pumps = Vec::new();
     for (w, waiter) in waiters.into_iter().enumerate() {
         let cancel = waiter.canceller();
-        let (ctl, obs) = (ctl.clone(), obs.clone());
+        let wake = wake.clone();
         let t = std::thread::Builder::new()
             .name(format!("ferrelay-events-{w}"))
-            .spawn(move || pump(w, waiter, ctl, obs))
+            .spawn(move || pump(w, &waiter, &wake))
             .map_err(|source| ferrelay_dataplane::DataplaneError::Io {
                 context: "starting an event thread",
                 source,
@@ -257,11 +267,10 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
     })
 }
 
-/// Handles worker `w`'s events as soon as its eventfd fires: a thread of its own
+/// Wakes the event task as soon as worker `w`'s eventfd fires: a thread of its own
 /// sleeps in the runtime's `EventWaiter` (tokio 1.54's `AsyncFd` registration is
 /// `unsafe`, which this crate forbids), so an idle relay never wakes for events.
-fn pump(w: usize, waiter: EventWaiter, ctl: Shared<DataplaneBackend>, obs: Arc<Observatory>) {
-    let mut events = Vec::new();
+fn pump(w: usize, waiter: &EventWaiter, wake: &Notify) {
     loop {
         match waiter.wait(None) {
             Ok(Wake::Events) => {}
@@ -272,44 +281,76 @@ fn pump(w: usize, waiter: EventWaiter, ctl: Shared<DataplaneBackend>, obs: Arc<O
                 return;
             }
         }
+        // Reset before the task drains: an event queued after this wakes the next
+        // wait (and the task again; wake-ups meanwhile coalesce into one).
+        waiter.ack();
+        wake.notify_one();
+    }
+}
+
+/// Drains every worker's events into the sessions each time an event thread
+/// signals, on the control thread.
+async fn handle_events(
+    ctl: Shared<DataplaneBackend>,
+    obs: Arc<Observatory>,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut events = Vec::new();
+    loop {
+        tokio::select! {
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+            () = wake.notified() => {}
+        }
         let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let Ok(h) = c.sessions.backend_mut().worker(w) else {
-            return;
-        };
-        // Reset before draining: an event queued after the reset wakes the next wait.
-        h.ack_events();
-        while let Some(ev) = h.try_recv_event() {
-            events.push(ev);
+        for w in 0..c.sessions.backend().workers() {
+            drain_worker(&mut c, w, &obs, &mut events, now);
         }
-        let rejected = h.rejected_commands();
-        for ev in events.drain(..) {
-            match ev {
-                Event::FlowStats { id, stats, .. } => {
-                    c.sessions.on_flow_stats(w, id, counters(&stats), now);
-                }
-                Event::FlowRemoved { id, stats } => {
-                    c.sessions.on_flow_removed(w, id, counters(&stats));
-                }
-                Event::Latched { id, addr } => {
-                    if let Some(call_id) = c.sessions.call_of(w, id) {
-                        tracing::info!(call_id = %call_id, flow = id.index, remote = %addr, "latched");
-                    }
-                }
-                Event::WorkerStats(report) => {
-                    obs.publish(*report, rejected, now);
-                }
-                Event::CommandFailed { id, error } => {
-                    tracing::warn!(worker = w, flow = ?id, error = %error, "worker refused a command");
-                    if let Some(id) = id {
-                        c.sessions.on_flow_refused(w, id, &error.to_string());
-                    }
-                }
-                _ => {}
-            }
-        }
-        // Refused flows were removed above.
+        // Refused flows were removed: their commands go out now.
         c.sessions.backend_mut().flush();
+    }
+}
+
+/// Applies the events worker `w` has queued.
+fn drain_worker(
+    c: &mut Controller<DataplaneBackend>,
+    w: usize,
+    obs: &Observatory,
+    events: &mut Vec<Event>,
+    now: Instant,
+) {
+    let Ok(h) = c.sessions.backend_mut().worker(w) else {
+        return;
+    };
+    while let Some(ev) = h.try_recv_event() {
+        events.push(ev);
+    }
+    let rejected = h.rejected_commands();
+    for ev in events.drain(..) {
+        match ev {
+            Event::FlowStats { id, stats, .. } => {
+                c.sessions.on_flow_stats(w, id, counters(&stats), now);
+            }
+            Event::FlowRemoved { id, stats } => {
+                c.sessions.on_flow_removed(w, id, counters(&stats));
+            }
+            Event::Latched { id, addr } => {
+                if let Some(call_id) = c.sessions.call_of(w, id) {
+                    tracing::info!(call_id = %call_id, flow = id.index, remote = %addr, "latched");
+                }
+            }
+            Event::WorkerStats(report) => {
+                obs.publish(*report, rejected, now);
+            }
+            Event::CommandFailed { id, error } => {
+                tracing::warn!(worker = w, flow = ?id, error = %error, "worker refused a command");
+                if let Some(id) = id {
+                    c.sessions.on_flow_refused(w, id, &error.to_string());
+                }
+            }
+            _ => {}
+        }
     }
 }
 

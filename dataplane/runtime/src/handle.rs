@@ -2,7 +2,7 @@
 //! ever blocking, and drains the worker's events after its eventfd fires.
 
 use std::net::UdpSocket;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -234,7 +234,7 @@ impl WorkerHandle {
     /// forbids `unsafe`, waits on a thread of its own with this instead.)
     pub fn event_waiter(&self) -> std::io::Result<EventWaiter> {
         Ok(EventWaiter {
-            events: self.events.event_fd().as_fd().try_clone_to_owned()?,
+            events: self.events.event_fd().try_clone()?,
             cancel: Arc::new(EventFd::new()?),
         })
     }
@@ -298,7 +298,7 @@ pub enum Wake {
 /// cancelled. Tokio-free; one per worker, used from one thread.
 #[derive(Debug)]
 pub struct EventWaiter {
-    events: OwnedFd,
+    events: EventFd,
     cancel: Arc<EventFd>,
 }
 
@@ -315,6 +315,14 @@ impl WaitCanceller {
 impl EventWaiter {
     pub fn canceller(&self) -> WaitCanceller {
         WaitCanceller(self.cancel.clone())
+    }
+
+    /// Resets the worker's event eventfd, as `WorkerHandle::ack_events` does (same
+    /// counter), for a waiter that hands the draining to another thread: ack here,
+    /// then have that thread drain, so an event queued after the ack wakes the
+    /// next `wait`.
+    pub fn ack(&self) {
+        self.events.drain();
     }
 
     /// Sleeps in poll(2) until events are queued, the waiter is cancelled, or

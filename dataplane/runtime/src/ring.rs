@@ -23,6 +23,11 @@ impl EventFd {
         Ok(EventFd(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
+    /// Another handle on the same eventfd (a `dup`: one counter, shared).
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(EventFd(self.0.try_clone()?))
+    }
+
     /// Wakes whoever waits on the fd. A saturated counter (EAGAIN) is already a wake-up.
     pub fn notify(&self) {
         let one: u64 = 1;
