@@ -79,6 +79,10 @@ fn ferrelay(ports: (u16, u16), workers: usize) -> Ferrelay {
         .args(["--port-min", &ports.0.to_string()])
         .args(["--port-max", &ports.1.to_string()])
         .args(["--delete-delay", "0"])
+        .args([
+            "--log-level",
+            &std::env::var("FERRELAY_BENCH_LOG_LEVEL").unwrap_or("info".into()),
+        ])
         // Its own HTTP port, so two relays (or another test) never collide.
         .args(["--listen-http", &format!("127.0.0.1:{}", free_port())])
         .stdout(Stdio::null())
