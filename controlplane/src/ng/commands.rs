@@ -84,15 +84,7 @@ pub fn frame(buf: &[u8]) -> Framing {
 /// Whether `body` may be a `query` (it holds the bencoded word): a quick test
 /// before decoding, jumping from one `5` to the next.
 fn mentions_query(body: &[u8]) -> bool {
-    const WORD: &[u8] = b"5:query";
-    let mut rest = body;
-    while let Some(i) = rest.iter().position(|b| *b == b'5') {
-        if rest[i..].starts_with(WORD) {
-            return true;
-        }
-        rest = &rest[i + 1..];
-    }
-    false
+    memchr::memmem::find(body, b"5:query").is_some()
 }
 
 /// NG requests by command and result. Unknown commands and undecodable messages

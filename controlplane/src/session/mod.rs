@@ -268,7 +268,13 @@ impl<B: MediaBackend> Sessions<B> {
         self.reindex(call_id, before);
         match res {
             Ok(()) => {
-                tracing::info!(call_id = %call_id, from_tag = %from_tag, new = is_new, "offer");
+                // One info line when a call starts and one when it ends (with
+                // its summary); each offer and answer of a call is debug detail.
+                if is_new {
+                    tracing::info!(call_id = %call_id, from_tag = %from_tag, "call created");
+                } else {
+                    tracing::debug!(call_id = %call_id, from_tag = %from_tag, "re-offer");
+                }
                 Ok(Value::Dict(vec![
                     (b"result".to_vec(), Value::str("ok")),
                     (b"sdp".to_vec(), Value::Bytes(sdp.to_bytes())),
@@ -313,7 +319,7 @@ impl<B: MediaBackend> Sessions<B> {
         }
         self.reindex(call_id, before);
         res?;
-        tracing::info!(call_id = %call_id, from_tag = %from_tag, to_tag = %to_tag, "answer");
+        tracing::debug!(call_id = %call_id, from_tag = %from_tag, to_tag = %to_tag, "answer");
         Ok(Value::Dict(vec![
             (b"result".to_vec(), Value::str("ok")),
             (b"sdp".to_vec(), Value::Bytes(sdp.to_bytes())),
@@ -661,7 +667,9 @@ impl<B: MediaBackend> Sessions<B> {
         self.load[call.worker] = self.load[call.worker].saturating_sub(1);
         let idx = reason as usize;
         self.totals.ended[idx] += 1;
-        self.totals.call_seconds += now.saturating_duration_since(call.created).as_secs();
+        let lasted = now.saturating_duration_since(call.created);
+        self.totals.call_seconds += lasted.as_secs();
+        let (answered, packets) = (call.answered, call.packets());
         let at = if release_now {
             now
         } else {
@@ -673,7 +681,14 @@ impl<B: MediaBackend> Sessions<B> {
         if release_now {
             self.release_due(now);
         }
-        tracing::info!(call_id = %call_id, reason = reason.as_str(), "call ended");
+        tracing::info!(
+            call_id = %call_id,
+            reason = reason.as_str(),
+            answered,
+            seconds = lasted.as_secs(),
+            packets,
+            "call ended"
+        );
     }
 }
 
