@@ -188,6 +188,31 @@ impl Side {
         self.crypto.get_or_insert_default()
     }
 
+    /// What this side learnt from its party's SDP, for when another fork takes
+    /// the side over (see [`ForkMemo`]); `peer` is the other party's side.
+    pub fn memo(&self, peer: &Side) -> SideMemo {
+        SideMemo {
+            remote_rtp: self.remote_rtp,
+            remote_rtcp: self.remote_rtcp,
+            mux_signalled: self.mux_signalled,
+            muxed: self.muxed,
+            peer_muxed: peer.muxed,
+            crypto: self.crypto.clone(),
+            peer_crypto: peer.crypto.clone(),
+        }
+    }
+
+    /// Puts back what [`Side::memo`] kept, on this side and its peer's.
+    pub fn restore(&mut self, peer: &mut Side, m: SideMemo) {
+        self.remote_rtp = m.remote_rtp;
+        self.remote_rtcp = m.remote_rtcp;
+        self.mux_signalled = m.mux_signalled;
+        self.muxed = m.muxed;
+        peer.muxed = m.peer_muxed;
+        self.crypto = m.crypto;
+        peer.crypto = m.peer_crypto;
+    }
+
     /// Frees the SDES state of a side that has none to keep.
     pub fn trim_crypto(&mut self) {
         if self.crypto.as_deref().is_some_and(SideCrypto::is_plain) {
@@ -309,12 +334,32 @@ pub struct Monologue {
     names: Option<Box<TagNames>>,
 }
 
+/// One stream as a fork's answer left it: where that fork wants media and the
+/// keys it agreed, with the offerer's side of the same answer.
+#[derive(Debug)]
+pub struct SideMemo {
+    remote_rtp: Option<Endpoint>,
+    remote_rtcp: Option<Endpoint>,
+    mux_signalled: bool,
+    muxed: bool,
+    peer_muxed: bool,
+    crypto: Option<Box<SideCrypto>>,
+    peer_crypto: Option<Box<SideCrypto>>,
+}
+
+/// A fork whose sides went to a later answer keeps, per stream, what its own
+/// answer said, so that if the fork holding the media is deleted this one takes
+/// over with its address and keys at once, not only once it sends or answers.
+pub type ForkMemo = Box<[SideMemo]>;
+
 /// `label` and `via-branch` of a monologue.
 #[derive(Debug, Default)]
 struct TagNames {
     label: Option<Box<str>>,
     /// `via-branch` of this party's last answer: names its fork in `delete`.
     via_branch: Option<Box<str>>,
+    /// A fork's own answer, kept while another fork holds the media.
+    memo: Option<ForkMemo>,
 }
 
 impl Monologue {
@@ -348,6 +393,16 @@ impl Monologue {
 
     pub fn set_via_branch(&mut self, via: &str) {
         self.names.get_or_insert_default().via_branch = Some(via.into());
+    }
+
+    /// Keeps this fork's answer while another fork takes its sides.
+    pub fn set_memo(&mut self, memo: ForkMemo) {
+        self.names.get_or_insert_default().memo = Some(memo);
+    }
+
+    /// Takes the kept answer back (the fork holds the media again).
+    pub fn take_memo(&mut self) -> Option<ForkMemo> {
+        self.names.as_mut()?.memo.take()
     }
 }
 

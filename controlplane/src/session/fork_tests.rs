@@ -125,11 +125,11 @@ fn delete_of_the_live_branch_hands_the_media_to_the_other_fork() {
     assert_eq!(tags(&s, "k"), [("A".into(), 1), ("B1".into(), 1)]);
     assert_eq!(s.calls["k"].monologues[0].peer.as_deref(), Some("B1"));
     assert_eq!((s.backend().flows.len(), s.ports_in_use()), (4, 2));
-    // Where B1 wants media is learnt again (its packets or a new answer).
-    assert_eq!(remote_of(&s, to_b), None);
-    assert!(s.calls["k"].deleting.is_none());
-    answer(&mut s, "k", "B1", 6000).unwrap();
+    // B1's own answer said where it wants media: it gets it at once.
     assert_eq!(remote_of(&s, to_b), Some(6000));
+    assert!(s.calls["k"].deleting.is_none());
+    answer(&mut s, "k", "B1", 6002).unwrap();
+    assert_eq!(remote_of(&s, to_b), Some(6002));
 }
 
 #[test]

@@ -400,13 +400,25 @@ impl<B: MediaBackend> Sessions<B> {
         call.monologues[root].peer = Some(call.monologues[heir].tag.clone());
         let (mr, mh) = negotiate::two(&mut call.monologues, root, heir);
         mh.sides = gone.sides;
+        // The heir's own answer (kept when the gone fork displaced it) says where
+        // it wants media and with which keys; without one, it is learnt again.
+        let mut memo = mh
+            .take_memo()
+            .map(Vec::from)
+            .unwrap_or_default()
+            .into_iter();
         let res = mr
             .sides
             .iter_mut()
             .zip(mh.sides.iter_mut())
             .try_for_each(|(sr, sh)| {
-                sh.remote_rtp = None;
-                sh.remote_rtcp = None;
+                match memo.next() {
+                    Some(m) => sh.restore(sr, m),
+                    None => {
+                        sh.remote_rtp = None;
+                        sh.remote_rtcp = None;
+                    }
+                }
                 negotiate::unlatch(&mut self.res.backend, worker, sh)?;
                 negotiate::sync_stream(&mut self.res.backend, worker, sr, sh)
             });

@@ -289,9 +289,18 @@ fn answerer(call: &mut Call, x: usize, to_tag: &str) -> Result<(usize, bool), St
     }) else {
         return Ok((y, false));
     };
-    // Another branch answers: the answerer slot's sides follow it.
+    // Another branch answers: the answerer slot's sides follow it, and the
+    // branch it displaces keeps what its own answer said.
+    let memo = call.monologues[l]
+        .sides
+        .iter()
+        .zip(&call.monologues[x].sides)
+        .map(|(sl, sx)| sl.memo(sx))
+        .collect();
+    call.monologues[l].set_memo(memo);
     let sides = std::mem::take(&mut call.monologues[l].sides);
     call.monologues[y].sides = sides;
+    call.monologues[y].take_memo();
     call.monologues[y].peer = Some(x_tag);
     call.monologues[x].peer = Some(to_tag.into());
     tracing::info!(call_id = %call.id, to_tag = %to_tag, "forked answer takes the media");

@@ -518,3 +518,40 @@ fn reoffer_from_the_answerer_keeps_each_legs_relay_key() {
         "B keeps the relay key it had"
     );
 }
+
+/// Two forks answer with their own keys; when the one holding the media is
+/// deleted, the other's key is in force at once (not the deleted fork's).
+#[test]
+fn the_fork_that_takes_over_decrypts_with_its_own_key() {
+    let mut s = sessions();
+    let out = offer(
+        &mut s,
+        &sdp("192.0.2.10", 5000, "RTP/AVP", &[]),
+        "RTP/SAVP",
+        &[],
+    );
+    let to_b = out.media()[0].port();
+    let answer_as = |s: &mut Sessions<FakeBackend>, tag: &str, fill: u8, port: u16| {
+        let b = line(5, Suite::AesCm128HmacSha1_80, fill);
+        let a = sdp("198.51.100.20", port, "RTP/SAVP", &[b]);
+        let cmd = [
+            ("call-id", "c"),
+            ("from-tag", "A"),
+            ("to-tag", tag),
+            ("sdp", a.as_str()),
+        ];
+        s.answer(&req(&cmd, &[], &[]), Instant::now()).unwrap();
+    };
+    let suite = Suite::AesCm128HmacSha1_80;
+    answer_as(&mut s, "B1", 0xB1, 6000);
+    answer_as(&mut s, "B2", 0xB2, 7000);
+    let (c, _) = crypto_on(&s, to_b);
+    assert_eq!(c.decrypt, Some(params(suite, key(suite, 0xB2))));
+    let cmd = [("call-id", "c"), ("from-tag", "B2"), ("to-tag", "A")];
+    s.delete(&req(&cmd, &[], &[]), Instant::now()).unwrap();
+    let (c, fwd) = crypto_on(&s, to_b);
+    assert!(fwd);
+    assert_eq!(c.decrypt, Some(params(suite, key(suite, 0xB1))));
+    let rule = &s.backend().rule_on(to_b).unwrap().1;
+    assert_eq!(rule.remote.map(|a| a.port()), Some(6000));
+}
