@@ -439,10 +439,14 @@ async fn ipv6_media_through_a_v6_interface() {
 
 /// Forking: two branches answer one offer. Media from the offerer goes to the
 /// branch that answered last, on the ports the offer told every fork; deleting
-/// the losing branch keeps the call and its media.
+/// the losing branch keeps the call and its media (the branch goes after
+/// delete-delay).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forked_answer_takes_the_media_and_the_losing_branch_can_go() {
-    let relay = relay().await;
+    let relay = relay_ticking(Duration::from_millis(50), |c| {
+        c.delete_delay = Duration::from_millis(300);
+    })
+    .await;
     let mut ng = Ng::new(relay.ng_udp).await;
     let (a, b1, b2) = (bind().await, bind().await, bind().await);
     let port = |s: &tokio::net::UdpSocket| s.local_addr().unwrap().port();
@@ -481,6 +485,10 @@ async fn forked_answer_takes_the_media_and_the_losing_branch_can_go() {
         d.push((b"to-tag".to_vec(), Value::str("B1")));
     }
     assert_eq!(result(&ng.call(&del).await), "ok");
+    // As a deleted call, the branch lives on for delete-delay, then goes.
+    let q = ng.call(&cmd("query", "fork")).await;
+    assert!(q.get("tags").unwrap().get("B1").is_some(), "{q:?}");
+    tokio::time::sleep(Duration::from_millis(450)).await;
     let q = ng.call(&cmd("query", "fork")).await;
     let tags = q.get("tags").unwrap();
     assert!(

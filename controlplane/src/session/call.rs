@@ -360,6 +360,8 @@ struct TagNames {
     via_branch: Option<Box<str>>,
     /// A fork's own answer, kept while another fork holds the media.
     memo: Option<ForkMemo>,
+    /// `delete` named this fork: it ends alone at this instant (`delete-delay`).
+    ending: Option<Instant>,
 }
 
 impl Monologue {
@@ -398,6 +400,18 @@ impl Monologue {
     /// Keeps this fork's answer while another fork takes its sides.
     pub fn set_memo(&mut self, memo: ForkMemo) {
         self.names.get_or_insert_default().memo = Some(memo);
+    }
+
+    /// When a `delete` of this fork takes effect, if one is pending.
+    pub fn ending(&self) -> Option<Instant> {
+        self.names.as_ref()?.ending
+    }
+
+    /// Schedules (or, with `None`, calls off) the end of this fork.
+    pub fn set_ending(&mut self, at: Option<Instant>) {
+        if at.is_some() || self.ending().is_some() {
+            self.names.get_or_insert_default().ending = at;
+        }
     }
 
     /// Takes the kept answer back (the fork holds the media again).
@@ -444,7 +458,7 @@ impl Call {
 
     /// The monologue `m` when it is one of several branches of its peer: then it
     /// can end alone and the call goes on with the others.
-    fn lone_branch(&self, m: usize, of: Option<usize>) -> Option<usize> {
+    pub fn lone_branch(&self, m: usize, of: Option<usize>) -> Option<usize> {
         let peer = self.monologues[m].peer.as_deref()?;
         let root = self.monologue(peer)?;
         (of.is_none_or(|o| o == root) && self.branches_of(peer) >= 2).then_some(m)

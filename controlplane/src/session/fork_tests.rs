@@ -1,13 +1,20 @@
 //! Forked calls: answers from several branches of one offer, and `delete` of one
 //! branch, checked against the flows a recording backend holds.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ferrelay_engine::LatchMode;
 
 use super::backend::fake::FakeBackend;
-use super::tests::{port_of, req, sdp, sessions};
+use super::tests::{cfg, port_of, req, sdp};
 use super::*;
+
+/// Sessions whose `delete` takes effect at once (the delay has a test of its own).
+fn sessions(pairs: u16) -> Sessions<FakeBackend> {
+    let mut c = cfg(pairs);
+    c.delete_delay = Duration::ZERO;
+    Sessions::new(c, FakeBackend::new(2), Instant::now())
+}
 
 fn offer(s: &mut Sessions<FakeBackend>, call: &str) -> u16 {
     let o = sdp("192.0.2.10", 5000, "");
@@ -100,14 +107,14 @@ fn delete_of_the_losing_branch_keeps_the_call_and_its_media() {
     assert_eq!(tags(&s, "k"), [("A".into(), 1), ("B2".into(), 1)]);
     assert_eq!((s.backend().flows.len(), s.ports_in_use()), (4, 2));
     assert_eq!(remote_of(&s, to_b), Some(7000));
-    // The last branch: the whole call (its delete-delay applies, 30 s here).
+    // The last branch: the whole call.
     delete(
         &mut s,
         &[("call-id", "k"), ("from-tag", "A"), ("to-tag", "B2")],
     )
     .unwrap();
-    assert!(s.calls["k"].deleting.is_some());
-    assert_eq!(tags(&s, "k").len(), 2);
+    assert!(!s.calls.contains_key("k"));
+    assert_eq!((s.backend().flows.len(), s.ports_in_use()), (0, 0));
 }
 
 #[test]
@@ -158,19 +165,65 @@ fn delete_by_via_branch_or_tag_alone_follows_rtpengine() {
     assert_eq!(tags(&s, "f"), [("A".into(), 1), ("B2".into(), 1)]);
     // ... the offerer's tag ends the whole call.
     delete(&mut s, &[("call-id", "f"), ("from-tag", "A")]).unwrap();
-    assert!(s.calls["f"].deleting.is_some());
+    assert!(!s.calls.contains_key("f"));
 
     // An unforked call ends whole whatever the tags say, as before.
     offer(&mut s, "u");
     answer(&mut s, "u", "B", 6000).unwrap();
+    assert_eq!(
+        delete(&mut s, &[("call-id", "u"), ("to-tag", "X")]).unwrap_err(),
+        "Unknown to-tag"
+    );
     delete(
         &mut s,
         &[("call-id", "u"), ("from-tag", "A"), ("to-tag", "B")],
     )
     .unwrap();
-    assert!(s.calls["u"].deleting.is_some());
-    assert_eq!(
-        delete(&mut s, &[("call-id", "u"), ("to-tag", "X")]).unwrap_err(),
-        "Unknown to-tag"
-    );
+    assert!(!s.calls.contains_key("u"));
+}
+
+#[test]
+fn a_branch_delete_waits_for_delete_delay_and_a_new_answer_calls_it_off() {
+    let t0 = Instant::now();
+    let mut c = cfg(10);
+    c.timeout = Duration::from_secs(3600); // no media in this test
+    let mut s = Sessions::new(c, FakeBackend::new(1), t0);
+    let to_b = offer(&mut s, "d");
+    answer(&mut s, "d", "B1", 6000).unwrap();
+    answer(&mut s, "d", "B2", 7000).unwrap();
+    let live = [("call-id", "d"), ("from-tag", "A"), ("to-tag", "B2")];
+    s.delete(&req(&live, &[]), t0).unwrap();
+    // As for a whole call (30 s here): the fork and its media go on meanwhile,
+    // and a repeated delete keeps the first deadline.
+    s.delete(&req(&live, &[]), t0 + Duration::from_secs(20))
+        .unwrap();
+    s.tick(t0 + Duration::from_secs(29));
+    assert_eq!(tags(&s, "d").len(), 3);
+    assert_eq!(remote_of(&s, to_b), Some(7000));
+    s.tick(t0 + Duration::from_secs(30));
+    assert_eq!(tags(&s, "d"), [("A".into(), 1), ("B1".into(), 1)]);
+    assert_eq!(remote_of(&s, to_b), Some(6000), "B1 takes over");
+
+    // A fork that answers again within the delay stays.
+    answer(&mut s, "d", "B2", 7002).unwrap();
+    let b1 = [("call-id", "d"), ("from-tag", "A"), ("to-tag", "B1")];
+    let b2 = [("call-id", "d"), ("from-tag", "A"), ("to-tag", "B2")];
+    s.delete(&req(&b2, &[]), t0 + Duration::from_secs(40))
+        .unwrap();
+    answer(&mut s, "d", "B2", 7004).unwrap();
+    s.tick(t0 + Duration::from_secs(75));
+    assert_eq!(tags(&s, "d").len(), 3);
+    assert_eq!(remote_of(&s, to_b), Some(7004));
+    // Both forks deleted: the first to come due ends alone, the last one ends
+    // the call with it.
+    s.delete(&req(&b1, &[]), t0 + Duration::from_secs(80))
+        .unwrap();
+    s.delete(&req(&b2, &[]), t0 + Duration::from_secs(81))
+        .unwrap();
+    s.tick(t0 + Duration::from_secs(110));
+    assert_eq!(tags(&s, "d"), [("A".into(), 1), ("B2".into(), 1)]);
+    s.tick(t0 + Duration::from_secs(111));
+    assert!(!s.calls.contains_key("d"));
+    // The delay has passed already: the ports are free at once.
+    assert_eq!((s.backend().flows.len(), s.ports_in_use()), (0, 0));
 }

@@ -353,8 +353,18 @@ impl<B: MediaBackend> Sessions<B> {
             d.insert(0, (b"result".to_vec(), Value::str("ok")));
         }
         if let Some(m) = call.branch_to_end(tags[0], tags[1], via.as_deref()) {
-            let call_id = call_id.to_owned();
-            self.end_branch(&call_id, m, now)?;
+            if delay.is_zero() {
+                let call_id = call_id.to_owned();
+                self.end_branch(&call_id, m, now)?;
+            } else if call.monologues[m].ending().is_none() {
+                // As for a whole call, the fork's media goes on for the delay
+                // (a repeated delete keeps the first deadline).
+                call.monologues[m].set_ending(Some(now + delay));
+                tracing::info!(
+                    call_id = %call_id, tag = %call.monologues[m].tag, delay_s = delay.as_secs(),
+                    "branch delete scheduled"
+                );
+            }
         } else if delay.is_zero() {
             let call_id = call_id.to_owned();
             self.end_call(&call_id, EndReason::Deleted, now, true);
@@ -368,9 +378,9 @@ impl<B: MediaBackend> Sessions<B> {
 
     /// Ends one fork of a call that has others (`delete` of a branch). A branch
     /// left behind by a later answer holds no sides and just goes. The branch
-    /// holding the media hands its sides to the most recent other fork, whose
-    /// remote is not known here any more: its flows forget where they sent and
-    /// learn again from that fork's packets or its next answer.
+    /// holding the media hands its sides to the most recent other fork, with
+    /// that fork's own answer (address, keys) when one was kept; its flows forget
+    /// what they latched and learn again from the heir's packets.
     fn end_branch(&mut self, call_id: &str, m: usize, now: Instant) -> Result<(), String> {
         let before = self.flows_of(call_id);
         let Some(call) = self.calls.get_mut(call_id) else {
@@ -634,6 +644,7 @@ impl<B: MediaBackend> Sessions<B> {
                 ended.push((call.id.to_string(), r));
             }
         }
+        self.end_due_branches(now);
         for (id, r) in &ended {
             // A deleted call already had its delay; the others rest their ports.
             self.end_call(id, *r, now, *r == EndReason::Deleted);
@@ -644,6 +655,36 @@ impl<B: MediaBackend> Sessions<B> {
         }
         self.release_due(now);
         ended
+    }
+
+    /// Ends the forks whose delayed `delete` is due: alone while the call has
+    /// other forks, else (the others went meanwhile) with the whole call.
+    fn end_due_branches(&mut self, now: Instant) {
+        let due: Vec<(Arc<str>, Box<str>)> = self
+            .calls
+            .values()
+            .flat_map(|c| {
+                c.monologues
+                    .iter()
+                    .filter(|m| m.ending().is_some_and(|at| at <= now))
+                    .map(|m| (c.id.clone(), m.tag.clone()))
+            })
+            .collect();
+        for (call_id, tag) in due {
+            let Some(call) = self.calls.get(&call_id) else {
+                continue;
+            };
+            let Some(m) = call.monologue(&tag) else {
+                continue;
+            };
+            if call.lone_branch(m, None).is_some() {
+                if let Err(e) = self.end_branch(&call_id, m, now) {
+                    tracing::warn!(call_id = %call_id, tag = %tag, error = %e, "ending a branch failed");
+                }
+            } else {
+                self.end_call(&call_id, EndReason::Deleted, now, true);
+            }
+        }
     }
 
     fn release_due(&mut self, now: Instant) {

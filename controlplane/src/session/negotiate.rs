@@ -340,6 +340,8 @@ pub(super) fn answer_call<B: MediaBackend>(
     }
     let worker = call.worker;
     let (mx, my) = two(&mut call.monologues, x, y);
+    // A fork that answers again is not ending any more.
+    my.set_ending(None);
     // Both parties hold a side per offered stream (an offer that failed half way
     // may have left one short; such streams are refused rather than indexed).
     if sdp.media().len() > mx.sides.len().min(my.sides.len()) {

@@ -548,7 +548,9 @@ fn the_fork_that_takes_over_decrypts_with_its_own_key() {
     let (c, _) = crypto_on(&s, to_b);
     assert_eq!(c.decrypt, Some(params(suite, key(suite, 0xB2))));
     let cmd = [("call-id", "c"), ("from-tag", "B2"), ("to-tag", "A")];
-    s.delete(&req(&cmd, &[], &[]), Instant::now()).unwrap();
+    let t0 = Instant::now();
+    s.delete(&req(&cmd, &[], &[]), t0).unwrap();
+    s.tick(t0 + Duration::from_secs(30)); // delete-delay
     let (c, fwd) = crypto_on(&s, to_b);
     assert!(fwd);
     assert_eq!(c.decrypt, Some(params(suite, key(suite, 0xB1))));
