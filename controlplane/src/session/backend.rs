@@ -105,6 +105,15 @@ pub(crate) mod fake {
                 .find(|(_, (p, _))| *p == port)
                 .map(|((_, i), (_, r))| (FlowId::new(*i, 0), r))
         }
+
+        /// Records a new flow on `port` under the next id.
+        fn install(&mut self, worker: usize, port: u16, rule: FlowRule) -> FlowId {
+            self.commands += 1;
+            let id = FlowId::new(self.next, 0);
+            self.next += 1;
+            self.flows.insert((worker, id.index), (port, rule));
+            id
+        }
     }
 
     impl MediaBackend for FakeBackend {
@@ -118,14 +127,10 @@ pub(crate) mod fake {
             socket: UdpSocket,
             rule: FlowRule,
         ) -> Result<FlowId, BackendError> {
-            self.commands += 1;
             let port = socket
                 .local_addr()
                 .map_err(|e| BackendError(e.to_string()))?;
-            let id = FlowId::new(self.next, 0);
-            self.next += 1;
-            self.flows.insert((worker, id.index), (port.port(), rule));
-            Ok(id)
+            Ok(self.install(worker, port.port(), rule))
         }
 
         fn update_flow(
@@ -170,16 +175,12 @@ pub(crate) mod fake {
             parked: FlowId,
             rule: FlowRule,
         ) -> Result<FlowId, BackendError> {
-            self.commands += 1;
             let port = self
                 .parked
                 .remove(&(worker, parked.index))
                 .ok_or_else(|| BackendError("not parked".into()))?;
-            let id = FlowId::new(self.next, 0);
-            self.next += 1;
             self.reused += 1;
-            self.flows.insert((worker, id.index), (port, rule));
-            Ok(id)
+            Ok(self.install(worker, port, rule))
         }
 
         fn set_blocked(

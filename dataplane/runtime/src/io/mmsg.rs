@@ -316,20 +316,10 @@ impl SocketSet for Mmsg {
     }
 
     fn rekey(&mut self, from: FlowId, to: FlowId) -> io::Result<()> {
-        let sock = self
-            .table
-            .remove(from)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        let fd = sock.as_raw_fd();
-        if let Err(sock) = self.table.insert(to, sock) {
-            let _ = self.table.insert(from, sock);
-            return Err(io::Error::from(io::ErrorKind::InvalidInput));
-        }
+        let fd = self.table.rekey(from, to)?;
         if let Err(e) = self.ctl(libc::EPOLL_CTL_MOD, fd, to.to_u64()) {
             // Still registered under `from`: put it back there.
-            if let Some(sock) = self.table.remove(to) {
-                let _ = self.table.insert(from, sock);
-            }
+            let _ = self.table.rekey(to, from);
             return Err(e);
         }
         Ok(())

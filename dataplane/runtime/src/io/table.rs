@@ -39,6 +39,19 @@ impl SocketTable {
         }
     }
 
+    /// Moves `from`'s socket to `to` and returns its fd; fails, changing nothing,
+    /// when `from` has no socket (`NotFound`) or `to` is out of range.
+    pub fn rekey(&mut self, from: FlowId, to: FlowId) -> std::io::Result<RawFd> {
+        if to.index as usize >= self.slots.len() {
+            return Err(std::io::ErrorKind::InvalidInput.into());
+        }
+        let sock = self.remove(from).ok_or(std::io::ErrorKind::NotFound)?;
+        let fd = sock.as_raw_fd();
+        // In range, checked above.
+        let _ = self.insert(to, sock);
+        Ok(fd)
+    }
+
     /// Takes the socket of `id` out (generation must match).
     pub fn remove(&mut self, id: FlowId) -> Option<UdpSocket> {
         let slot = self.slots.get_mut(id.index as usize)?;
@@ -70,5 +83,19 @@ mod tests {
             t.insert(FlowId::new(2, 0), s).is_err(),
             "index out of range"
         );
+    }
+
+    #[test]
+    fn rekey_moves_the_socket_or_changes_nothing() {
+        let mut t = SocketTable::new(2);
+        let (a, b) = (FlowId::new(0, 0), FlowId::new(1, 5));
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fd = s.as_raw_fd();
+        t.insert(a, s).unwrap();
+        assert!(t.rekey(a, FlowId::new(2, 0)).is_err(), "out of range");
+        assert_eq!(t.fd(a), Some(fd), "left where it was");
+        assert_eq!(t.rekey(a, b).unwrap(), fd);
+        assert_eq!((t.fd(a), t.fd(b)), (None, Some(fd)));
+        assert!(t.rekey(a, b).is_err(), "nothing left under a");
     }
 }

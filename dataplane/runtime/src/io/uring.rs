@@ -404,16 +404,7 @@ impl SocketSet for Uring {
     }
 
     fn rekey(&mut self, from: FlowId, to: FlowId) -> io::Result<()> {
-        let sock = self
-            .table
-            .remove(from)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        let fd = sock.as_raw_fd();
-        if let Err(sock) = self.table.insert(to, sock) {
-            // `to` is out of range: the socket stays with `from`, still receiving.
-            let _ = self.table.insert(from, sock);
-            return Err(io::Error::from(io::ErrorKind::InvalidInput));
-        }
+        let fd = self.table.rekey(from, to)?;
         // The old receive's completions now name a removed id and are dropped as
         // stale; datagrams queued meanwhile wait in the socket for the new one.
         self.cancel_recv(from);
