@@ -13,6 +13,8 @@
 use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
+/// The socket a new flow on a pair starts with: bound here, or a parked flow's.
+pub use ferrelay_dataplane::FlowSocket;
 use ferrelay_engine::FlowId;
 
 /// Parked pairs one worker may keep: each holds two descriptors.
@@ -40,14 +42,6 @@ pub struct PortPair {
     /// The even (RTP) port; RTCP is `port + 1`.
     pub port: u16,
     pub ip: IpAddr,
-}
-
-/// The socket a new flow on a pair starts with.
-#[derive(Debug)]
-pub enum FlowSocket {
-    New(UdpSocket),
-    /// Take over the socket of this parked flow.
-    Parked(FlowId),
 }
 
 impl PortPair {

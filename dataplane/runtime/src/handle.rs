@@ -126,7 +126,9 @@ impl WorkerHandle {
 
     /// Starts a new flow on the socket of `parked` (see `park_flow`), under a new
     /// id: the port is reused without a syscall on either side. `parked` is spent
-    /// once this returns `Ok`; on an error it is still parked.
+    /// once this returns `Ok`; on an error it is still parked. Datagrams that reach
+    /// the port before the worker applies this are still the parked flow's, and
+    /// dropped: nobody was told the port yet, so they are stale.
     pub fn reuse_flow(&mut self, parked: FlowId, rule: FlowRule) -> Result<FlowId, DataplaneError> {
         self.check_live(parked)?;
         self.ensure_room()?;
