@@ -160,15 +160,8 @@ pub(crate) fn tag_matches(full: &[u8; SHA1_LEN], got: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vectors::unhex;
     use hmac::{Hmac, KeyInit, Mac};
-
-    fn unhex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
 
     // RFC 2202 §3 test cases 1, 2, 3 and 6 (a key longer than a block).
     #[test]

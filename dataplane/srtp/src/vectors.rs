@@ -5,7 +5,8 @@ use crate::error::SrtpError;
 use crate::kdf::SessionKeys;
 use crate::params::{MasterKey, SrtpParams, Suite};
 
-fn unhex(s: &str) -> Vec<u8> {
+/// Bytes from hex text (whitespace ignored), for the vectors here and beside the code.
+pub(crate) fn unhex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
     (0..s.len())
         .step_by(2)
