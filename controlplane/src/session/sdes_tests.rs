@@ -87,10 +87,15 @@ fn offer_sdes(
 }
 
 fn answer(s: &mut Sessions<FakeBackend>, sdp: &str) -> Result<Sdp, String> {
+    answer_from(s, "B", sdp)
+}
+
+/// The answer of the party (or fork) tagged `tag`.
+fn answer_from(s: &mut Sessions<FakeBackend>, tag: &str, sdp: &str) -> Result<Sdp, String> {
     let cmd = [
         ("call-id", "c"),
         ("from-tag", "A"),
-        ("to-tag", "B"),
+        ("to-tag", tag),
         ("sdp", sdp),
     ];
     let r = s.answer(&req(&cmd, &[], &[]), Instant::now())?;
@@ -533,14 +538,7 @@ fn the_fork_that_takes_over_decrypts_with_its_own_key() {
     let to_b = out.media()[0].port();
     let answer_as = |s: &mut Sessions<FakeBackend>, tag: &str, fill: u8, port: u16| {
         let b = line(5, Suite::AesCm128HmacSha1_80, fill);
-        let a = sdp("198.51.100.20", port, "RTP/SAVP", &[b]);
-        let cmd = [
-            ("call-id", "c"),
-            ("from-tag", "A"),
-            ("to-tag", tag),
-            ("sdp", a.as_str()),
-        ];
-        s.answer(&req(&cmd, &[], &[]), Instant::now()).unwrap();
+        answer_from(s, tag, &sdp("198.51.100.20", port, "RTP/SAVP", &[b])).unwrap();
     };
     let suite = Suite::AesCm128HmacSha1_80;
     answer_as(&mut s, "B1", 0xB1, 6000);
