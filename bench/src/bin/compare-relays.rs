@@ -204,18 +204,7 @@ fn main() -> anyhow::Result<()> {
             suite,
         ));
     }
-    let plan = RunPlan {
-        ip: a.load.ip,
-        base_port: a.load.base_port,
-        calls: a.load.calls,
-        pps: a.load.pps,
-        payload: a.load.payload,
-        warmup: Duration::from_secs_f64(a.load.warmup),
-        window: Duration::from_secs_f64(a.load.window),
-        forwarder_core: a.load.forwarder_core,
-        load_cores: a.load.load_cores.clone(),
-        load_threads: a.load_threads,
-    };
+    let plan = a.load.run_plan(a.load_threads);
     let relay_cpus = a
         .relay_cpus
         .clone()

@@ -2,12 +2,10 @@
 //! relay (bench-relay, per backend) under the same RTP load, in alternating rounds.
 //! Writes `<out-dir>/e2e-forward-<date>.{json,md}` and lists them in `perf/README.md`.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use clap::Parser;
 use ferrelay_bench::e2e::args::{LoadArgs, ReportArgs};
-use ferrelay_bench::e2e::run::{Forwarder, RunPlan, RunResult, run_one};
+use ferrelay_bench::e2e::run::{Forwarder, RunResult, run_one};
 use ferrelay_bench::e2e::summary::{
     self, BASELINE, CPU_METHOD, Results, loadavg, machine, sh, summarise,
 };
@@ -79,18 +77,7 @@ fn main() -> anyhow::Result<()> {
             f.bin.display()
         );
     }
-    let plan = RunPlan {
-        ip: a.load.ip,
-        base_port: a.load.base_port,
-        calls: a.load.calls,
-        pps: a.load.pps,
-        payload: a.load.payload,
-        warmup: Duration::from_secs_f64(a.load.warmup),
-        window: Duration::from_secs_f64(a.load.window),
-        forwarder_core: a.load.forwarder_core,
-        load_cores: a.load.load_cores.clone(),
-        load_threads: 1,
-    };
+    let plan = a.load.run_plan(1);
     let mut machine = machine();
     // The harness's own threads (timing, procfs reads) stay with the load.
     if let Some(&c) = a.load.load_cores.first() {

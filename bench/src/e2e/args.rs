@@ -5,6 +5,9 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
+use super::run::RunPlan;
 use super::summary::PlanInfo;
 
 // The RTP load and the measurement rounds (a plain comment: clap would take a doc
@@ -45,6 +48,22 @@ impl LoadArgs {
             "--window must be 0.5..=60 s and --warmup 0..=30 s"
         );
         Ok(())
+    }
+
+    /// The run these flags describe, with `load_threads` load generator threads.
+    pub fn run_plan(&self, load_threads: usize) -> RunPlan {
+        RunPlan {
+            ip: self.ip,
+            base_port: self.base_port,
+            calls: self.calls,
+            pps: self.pps,
+            payload: self.payload,
+            warmup: Duration::from_secs_f64(self.warmup),
+            window: Duration::from_secs_f64(self.window),
+            forwarder_core: self.forwarder_core,
+            load_cores: self.load_cores.clone(),
+            load_threads,
+        }
     }
 
     /// The load as the report records it (12-byte RTP header plus payload).
