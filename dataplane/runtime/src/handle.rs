@@ -314,6 +314,14 @@ impl WaitCanceller {
     }
 }
 
+/// The worker's event eventfd, for a caller that waits on it in its own poll or
+/// epoll set next to other descriptors (then `ack` and drain, as after `wait`).
+impl AsFd for EventWaiter {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.events.as_fd()
+    }
+}
+
 impl EventWaiter {
     pub fn canceller(&self) -> WaitCanceller {
         WaitCanceller(self.cancel.clone())
