@@ -474,7 +474,15 @@ async fn forked_answer_takes_the_media_and_the_losing_branch_can_go() {
     assert_eq!((got, src), (pkt, at(to_b_side)));
     let pkt = rtp(0, 1, 0xB2B2_0001, 4);
     assert_eq!(send_until(&b2, at(to_b_side), &pkt, &a).await.0, pkt);
+    // The reply goes out before the worker applies the new rule, so a packet
+    // sent in that window may still reach B1: drop what B1 has so far, then
+    // nothing more of A's may reach it.
     let mut buf = [0u8; 2048];
+    while b1.try_recv_from(&mut buf).is_ok() {}
+    let pkt = rtp(0, 3, 0xAAAA_0001, 4);
+    a.send_to(&pkt, at(to_a_side)).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(2), b2.recv_from(&mut buf)).await;
+    assert_eq!(&buf[..got.expect("B2 gets A's media").unwrap().0], &pkt[..]);
     let stray = tokio::time::timeout(Duration::from_millis(200), b1.recv_from(&mut buf)).await;
     assert!(stray.is_err(), "nothing of A's reaches the losing branch");
 
@@ -495,7 +503,7 @@ async fn forked_answer_takes_the_media_and_the_losing_branch_can_go() {
         tags.get("B1").is_none() && tags.get("B2").is_some(),
         "{q:?}"
     );
-    let pkt = rtp(0, 3, 0xAAAA_0001, 5);
+    let pkt = rtp(0, 4, 0xAAAA_0001, 5);
     assert_eq!(send_until(&a, at(to_a_side), &pkt, &b2).await.0, pkt);
     let pkt = rtp(0, 2, 0xB2B2_0001, 6);
     assert_eq!(send_until(&b2, at(to_b_side), &pkt, &a).await.0, pkt);
