@@ -3,22 +3,23 @@
 //! calls. `start` returns a handle whose `shutdown` releases every port and thread.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ferrelay_dataplane::{
-    Backend, Dataplane, DataplaneConfig, Event, EventWaiter, WaitCanceller, Wake,
-};
+use ferrelay_dataplane::{Backend, Dataplane, DataplaneConfig, DataplaneError, Event};
 use ferrelay_engine::{FlowId, FlowRule, FlowStats};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, IoBackend};
 use crate::metrics::Observatory;
 use crate::ng::commands::Controller;
 use crate::ng::server::{self, Shared};
+use crate::ng::shards::Shards;
+use crate::ng::udp::{self, WorkerEventFd, WorkerEvents};
 use crate::session::backend::{BackendError, FlowCounters, MediaBackend};
-use crate::session::{SessionConfig, Sessions};
+use crate::session::{SessionConfig, Sessions, port_pools};
 
 /// Stats queries per worker per tick: a small share of the command ring, so
 /// signalling always finds room (each offer or answer queues about eight commands).
@@ -28,31 +29,101 @@ const POLL_BUDGET: usize = 256;
 /// where the data plane's default of 1024 filled).
 const COMMAND_RING: usize = 16_384;
 
-/// The data plane as the sessions see it.
+/// Control-plane shards per NG thread: with a few per thread, two threads rarely
+/// want the same shard at once.
+const SHARDS_PER_NG_THREAD: usize = 4;
+
+/// The data plane, shared by every shard: one lock around the worker handles,
+/// held for a ring push, and the shard that started each flow slot, so worker
+/// events go to the shard of their call.
 #[derive(Debug)]
-pub struct DataplaneBackend {
-    dp: Option<Dataplane>,
+pub struct SharedDataplane {
+    dp: Mutex<Option<Dataplane>>,
+    workers: usize,
+    /// Per worker, per flow slot: the generation of the flow last started there
+    /// (high 48 bits) and its shard (low 16).
+    owners: Vec<Box<[AtomicU64]>>,
 }
 
-impl DataplaneBackend {
-    fn dp(&mut self) -> Result<&mut Dataplane, BackendError> {
-        self.dp
-            .as_mut()
-            .ok_or_else(|| BackendError("data plane stopped".into()))
+/// Where a worker event goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Shard(usize),
+    /// The slot has been reused since (its id was freed before this late event
+    /// came): only the flow's own shard knows it, so every shard is asked.
+    Unknown,
+}
+
+impl SharedDataplane {
+    fn new(dp: Dataplane, max_flows: u32) -> Self {
+        let workers = dp.workers();
+        let owners = (0..workers)
+            .map(|_| (0..max_flows).map(|_| AtomicU64::new(u64::MAX)).collect())
+            .collect();
+        SharedDataplane {
+            dp: Mutex::new(Some(dp)),
+            workers,
+            owners,
+        }
     }
 
-    fn worker(&mut self, w: usize) -> Result<&mut ferrelay_dataplane::WorkerHandle, BackendError> {
-        self.dp()?
+    fn lock(&self) -> MutexGuard<'_, Option<Dataplane>> {
+        self.dp.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on worker `w`'s handle under the lock.
+    fn with<R>(
+        &self,
+        w: usize,
+        f: impl FnOnce(&mut ferrelay_dataplane::WorkerHandle) -> Result<R, DataplaneError>,
+    ) -> Result<R, BackendError> {
+        let mut dp = self.lock();
+        let dp = dp
+            .as_mut()
+            .ok_or_else(|| BackendError("data plane stopped".into()))?;
+        let h = dp
             .worker(w)
-            .ok_or_else(|| BackendError(format!("no worker {w}")))
+            .ok_or_else(|| BackendError(format!("no worker {w}")))?;
+        f(h).map_err(err)
+    }
+
+    fn set_owner(&self, w: usize, id: FlowId, shard: u16) {
+        if let Some(o) = self.owners.get(w).and_then(|o| o.get(id.index as usize)) {
+            o.store(
+                (u64::from(id.generation) << 16) | u64::from(shard),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// The shard of flow `id` on worker `w`.
+    fn owner(&self, w: usize, id: FlowId) -> Owner {
+        match self.owners.get(w).and_then(|o| o.get(id.index as usize)) {
+            Some(o) => {
+                let v = o.load(Ordering::Relaxed);
+                if v >> 16 == u64::from(id.generation) {
+                    Owner::Shard((v & 0xffff) as usize)
+                } else {
+                    Owner::Unknown
+                }
+            }
+            None => Owner::Unknown,
+        }
     }
 
     /// Stops and joins every worker thread.
-    pub fn shutdown(&mut self) {
-        if let Some(dp) = self.dp.take() {
+    pub fn shutdown(&self) {
+        if let Some(dp) = self.lock().take() {
             dp.shutdown();
         }
     }
+}
+
+/// The data plane as one shard's sessions see it.
+#[derive(Debug)]
+pub struct DataplaneBackend {
+    shard: u16,
+    dp: Arc<SharedDataplane>,
 }
 
 fn err(e: impl std::fmt::Display) -> BackendError {
@@ -61,23 +132,25 @@ fn err(e: impl std::fmt::Display) -> BackendError {
 
 impl MediaBackend for DataplaneBackend {
     fn workers(&self) -> usize {
-        self.dp.as_ref().map_or(0, Dataplane::workers)
+        self.dp.workers
     }
 
     fn add_flow(&mut self, w: usize, s: UdpSocket, rule: FlowRule) -> Result<FlowId, BackendError> {
-        self.worker(w)?.add_flow(s, rule).map_err(err)
+        let id = self.dp.with(w, |h| h.add_flow(s, rule))?;
+        self.dp.set_owner(w, id, self.shard);
+        Ok(id)
     }
 
     fn update_flow(&mut self, w: usize, id: FlowId, rule: FlowRule) -> Result<(), BackendError> {
-        self.worker(w)?.update_flow(id, rule).map_err(err)
+        self.dp.with(w, |h| h.update_flow(id, rule))
     }
 
     fn remove_flow(&mut self, w: usize, id: FlowId) -> Result<(), BackendError> {
-        self.worker(w)?.remove_flow(id).map_err(err)
+        self.dp.with(w, |h| h.remove_flow(id))
     }
 
     fn park_flow(&mut self, w: usize, id: FlowId) -> Result<bool, BackendError> {
-        self.worker(w)?.park_flow(id).map(|()| true).map_err(err)
+        self.dp.with(w, |h| h.park_flow(id)).map(|()| true)
     }
 
     fn reuse_flow(
@@ -86,19 +159,21 @@ impl MediaBackend for DataplaneBackend {
         parked: FlowId,
         rule: FlowRule,
     ) -> Result<FlowId, BackendError> {
-        self.worker(w)?.reuse_flow(parked, rule).map_err(err)
+        let id = self.dp.with(w, |h| h.reuse_flow(parked, rule))?;
+        self.dp.set_owner(w, id, self.shard);
+        Ok(id)
     }
 
     fn set_blocked(&mut self, w: usize, id: FlowId, b: bool) -> Result<(), BackendError> {
-        self.worker(w)?.set_blocked(id, b).map_err(err)
+        self.dp.with(w, |h| h.set_blocked(id, b))
     }
 
     fn query_flow(&mut self, w: usize, id: FlowId) -> Result<(), BackendError> {
-        self.worker(w)?.query(0, Some(id)).map_err(err)
+        self.dp.with(w, |h| h.query(0, Some(id)))
     }
 
     fn flush(&mut self) {
-        if let Some(dp) = self.dp.as_mut() {
+        if let Some(dp) = self.dp.lock().as_mut() {
             for h in dp.handles_mut() {
                 h.flush_wakes();
             }
@@ -140,10 +215,11 @@ pub struct RelayHandle {
     /// Where the SIP front end listens (UDP and TCP), when enabled.
     pub sip: Option<SocketAddr>,
     stop: watch::Sender<bool>,
+    /// The threads answering NG over UDP.
+    ng_threads: udp::UdpThreads,
     tasks: Vec<JoinHandle<()>>,
-    /// One event thread per worker, with what wakes it for shutdown.
-    pumps: Vec<(WaitCanceller, std::thread::JoinHandle<()>)>,
     ctl: Shared<DataplaneBackend>,
+    dp: Arc<SharedDataplane>,
     obs: Arc<Observatory>,
 }
 
@@ -162,9 +238,7 @@ pub enum StartError {
 /// Starts workers, NG listeners, the event pump and the timers.
 pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, StartError> {
     let listen = |addr: SocketAddr, e| StartError::Listen { addr, source: e };
-    let udp = tokio::net::UdpSocket::bind(cfg.listen_ng)
-        .await
-        .map_err(|e| listen(cfg.listen_ng, e))?;
+    let udp = UdpSocket::bind(cfg.listen_ng).map_err(|e| listen(cfg.listen_ng, e))?;
     let tcp = tokio::net::TcpListener::bind(cfg.listen_tcp_ng)
         .await
         .map_err(|e| listen(cfg.listen_tcp_ng, e))?;
@@ -175,6 +249,11 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
         .map_err(|(a, e)| listen(a, e))?;
     let sip = sip_front.as_ref().map(|b| b.addr);
 
+    // One flow per port; all flows of a call share a worker, so any worker may
+    // end up holding every port of the range.
+    let max_flows = ((u32::from(cfg.port_max) - u32::from(cfg.port_min) + 1)
+        * cfg.interfaces.len() as u32)
+        .min(ferrelay_dataplane::MAX_INDEX);
     let mut dp = Dataplane::start(DataplaneConfig {
         workers: cfg.workers,
         backend: match cfg.io_backend {
@@ -184,11 +263,7 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
         },
         idle_after: cfg.timeout,
         command_ring: COMMAND_RING,
-        // One flow per port; all flows of a call share a worker, so any worker may
-        // end up holding every port of the range.
-        max_flows_per_worker: ((u32::from(cfg.port_max) - u32::from(cfg.port_min) + 1)
-            * cfg.interfaces.len() as u32)
-            .min(ferrelay_dataplane::MAX_INDEX),
+        max_flows_per_worker: max_flows,
         ..Default::default()
     })?;
     for (i, b) in dp.backend_in_use().iter().enumerate() {
@@ -208,178 +283,218 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
             source,
         })?;
     let now = Instant::now();
-    let sessions = Sessions::new(
-        SessionConfig::from(cfg),
-        DataplaneBackend { dp: Some(dp) },
-        now,
-    );
-    let ctl: Shared<DataplaneBackend> = Arc::new(Mutex::new(Controller::new(sessions, now)));
+    let shared = Arc::new(SharedDataplane::new(dp, max_flows));
+    let scfg = SessionConfig::from(cfg);
+    let pools = port_pools(&scfg, shared.workers.max(1));
+    let shards = (0..(cfg.ng_threads * SHARDS_PER_NG_THREAD).min(usize::from(u16::MAX)))
+        .map(|i| {
+            let backend = DataplaneBackend {
+                shard: i as u16,
+                dp: shared.clone(),
+            };
+            let sessions = Sessions::with_pools(scfg.clone(), pools.clone(), backend, now);
+            Controller::new(sessions, now)
+        })
+        .collect();
+    let ctl: Shared<DataplaneBackend> = Arc::new(Shards::new(shards));
     let obs = Arc::new(Observatory::new(cfg.workers, COMMAND_RING, now));
     let (stop, stop_rx) = watch::channel(false);
     // One bound on waiting queries for both transports.
     let waits = server::QueryWaits::default();
-    let mut tasks = vec![
-        tokio::spawn(server::serve_udp(
-            udp,
-            ctl.clone(),
-            waits.clone(),
-            stop_rx.clone(),
-        )),
-        tokio::spawn(server::serve_tcp(tcp, ctl.clone(), waits, stop_rx.clone())),
-    ];
+    // The NG threads also apply the workers' events, each under the lock of its
+    // call's shard.
+    let events = {
+        let (ctl, dp, obs) = (ctl.clone(), shared.clone(), obs.clone());
+        WorkerEvents {
+            fds: waiters
+                .into_iter()
+                .map(|w| Arc::new(w) as Arc<dyn WorkerEventFd>)
+                .collect(),
+            handler: Arc::new(move |w| worker_events(w, &ctl, &dp, &obs)),
+        }
+    };
+    let ng_threads = udp::spawn(
+        udp,
+        cfg.ng_threads,
+        ctl.clone(),
+        waits.clone(),
+        events,
+        tokio::runtime::Handle::current(),
+    )
+    .map_err(|source| ferrelay_dataplane::DataplaneError::Io {
+        context: "starting the NG threads",
+        source,
+    })?;
+    let mut tasks = vec![tokio::spawn(server::serve_tcp(
+        tcp,
+        ctl.clone(),
+        waits,
+        stop_rx.clone(),
+    ))];
     if let Some(front) = sip_front {
         tasks.push(front.spawn(ctl.clone(), stop_rx.clone()));
     }
-    // Worker events are handled on the control thread, which runs every other
-    // use of the sessions: no lock hand-off per event batch. The event threads
-    // only turn a worker's eventfd into a wake-up of that task.
-    let wake = Arc::new(Notify::new());
-    tasks.push(tokio::spawn(handle_events(
-        ctl.clone(),
-        obs.clone(),
-        wake.clone(),
-        stop_rx.clone(),
-    )));
-    let mut pumps = Vec::new();
-    for (w, waiter) in waiters.into_iter().enumerate() {
-        let cancel = waiter.canceller();
-        let wake = wake.clone();
-        let t = std::thread::Builder::new()
-            .name(format!("ferrelay-events-{w}"))
-            .spawn(move || pump(w, &waiter, &wake))
-            .map_err(|source| ferrelay_dataplane::DataplaneError::Io {
-                context: "starting an event thread",
-                source,
-            })?;
-        pumps.push((cancel, t));
-    }
     tasks.push(tokio::spawn(ticker(opts.tick, ctl.clone(), stop_rx)));
-    tracing::info!(%ng_udp, %ng_tcp, workers = cfg.workers, "ferrelay listening");
+    tracing::info!(
+        %ng_udp,
+        %ng_tcp,
+        workers = cfg.workers,
+        ng_threads = cfg.ng_threads,
+        "ferrelay listening"
+    );
     Ok(RelayHandle {
+        ng_threads,
         ng_udp,
         ng_tcp,
         sip,
         stop,
         tasks,
-        pumps,
         ctl,
+        dp: shared,
         obs,
     })
 }
 
-/// Wakes the event task as soon as worker `w`'s eventfd fires: a thread of its own
-/// sleeps in the runtime's `EventWaiter` (tokio 1.54's `AsyncFd` registration is
-/// `unsafe`, which this crate forbids), so an idle relay never wakes for events.
-fn pump(w: usize, waiter: &EventWaiter, wake: &Notify) {
-    loop {
-        match waiter.wait(None) {
-            Ok(Wake::Events) => {}
-            Ok(Wake::Cancelled) => return,
-            Ok(Wake::TimedOut) => continue,
-            Err(e) => {
-                tracing::error!(worker = w, error = %e, "waiting for worker events failed");
-                return;
-            }
-        }
-        // Reset before the task drains: an event queued after this wakes the next
-        // wait (and the task again; wake-ups meanwhile coalesce into one).
-        waiter.ack();
-        wake.notify_one();
-    }
-}
-
-/// Drains every worker's events into the sessions each time an event thread
-/// signals, on the control thread.
-async fn handle_events(
-    ctl: Shared<DataplaneBackend>,
-    obs: Arc<Observatory>,
-    wake: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
+/// Applies the events worker `w` has queued, each under the lock of its call's
+/// shard (run by an NG thread when the worker's eventfd fires).
+fn worker_events(
+    w: usize,
+    ctl: &Shards<DataplaneBackend>,
+    dp: &SharedDataplane,
+    obs: &Observatory,
 ) {
+    let now = Instant::now();
     let mut events = Vec::new();
-    loop {
-        tokio::select! {
-            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
-            () = wake.notified() => {}
+    let rejected = {
+        let mut guard = dp.lock();
+        let Some(h) = guard.as_mut().and_then(|d| d.worker(w)) else {
+            return;
+        };
+        while let Some(ev) = h.try_recv_event() {
+            events.push(ev);
         }
-        let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        for w in 0..c.sessions.backend().workers() {
-            drain_worker(&mut c, w, &obs, &mut events, now);
+        h.rejected_commands()
+    };
+    // Per shard, the events of its flows.
+    let mut routed: Vec<Vec<(usize, FlowEvent)>> = (0..ctl.len()).map(|_| Vec::new()).collect();
+    route_events(w, &mut events, dp, obs, rejected, &mut routed, now);
+    for (i, evs) in routed.into_iter().enumerate() {
+        if evs.is_empty() {
+            continue;
+        }
+        let mut c = ctl.lock(i);
+        for (w, ev) in evs {
+            apply_event(&mut c, w, ev, now);
         }
         // Refused flows were removed: their commands go out now.
-        c.sessions.backend_mut().flush();
+        c.flush();
     }
 }
 
-/// Applies the events worker `w` has queued.
-fn drain_worker(
-    c: &mut Controller<DataplaneBackend>,
+/// A worker event about one flow, in the sessions' terms.
+#[derive(Debug, Clone)]
+enum FlowEvent {
+    Stats(FlowId, FlowCounters),
+    Removed(FlowId, FlowCounters),
+    Latched(FlowId, SocketAddr),
+    Refused(FlowId, String),
+}
+
+impl FlowEvent {
+    fn id(&self) -> FlowId {
+        match self {
+            FlowEvent::Stats(id, _)
+            | FlowEvent::Removed(id, _)
+            | FlowEvent::Latched(id, _)
+            | FlowEvent::Refused(id, _) => *id,
+        }
+    }
+}
+
+/// Sorts worker `w`'s events by the shard of their flow; publishes its stats.
+fn route_events(
     w: usize,
-    obs: &Observatory,
     events: &mut Vec<Event>,
+    dp: &SharedDataplane,
+    obs: &Observatory,
+    rejected: u64,
+    routed: &mut [Vec<(usize, FlowEvent)>],
     now: Instant,
 ) {
-    let Ok(h) = c.sessions.backend_mut().worker(w) else {
-        return;
-    };
-    while let Some(ev) = h.try_recv_event() {
-        events.push(ev);
-    }
-    let rejected = h.rejected_commands();
     for ev in events.drain(..) {
-        match ev {
-            Event::FlowStats { id, stats, .. } => {
-                c.sessions.on_flow_stats(w, id, counters(&stats), now);
-            }
-            Event::FlowRemoved { id, stats } => {
-                c.sessions.on_flow_removed(w, id, counters(&stats));
-            }
-            Event::Latched { id, addr } => {
-                if let Some(call_id) = c.sessions.call_of(w, id) {
-                    tracing::info!(call_id = %call_id, flow = id.index, remote = %addr, "latched");
+        let fe = match ev {
+            Event::FlowStats { id, stats, .. } => FlowEvent::Stats(id, counters(&stats)),
+            Event::FlowRemoved { id, stats } => FlowEvent::Removed(id, counters(&stats)),
+            Event::Latched { id, addr } => FlowEvent::Latched(id, addr),
+            Event::CommandFailed { id, error } => {
+                tracing::warn!(worker = w, flow = ?id, error = %error, "worker refused a command");
+                match id {
+                    Some(id) => FlowEvent::Refused(id, error.to_string()),
+                    None => continue,
                 }
             }
             Event::WorkerStats(report) => {
                 obs.publish(*report, rejected, now);
+                continue;
             }
-            Event::CommandFailed { id, error } => {
-                tracing::warn!(worker = w, flow = ?id, error = %error, "worker refused a command");
-                if let Some(id) = id {
-                    c.sessions.on_flow_refused(w, id, &error.to_string());
+            _ => continue,
+        };
+        match dp.owner(w, fe.id()) {
+            Owner::Shard(i) if i < routed.len() => routed[i].push((w, fe)),
+            _ => {
+                for r in routed.iter_mut() {
+                    r.push((w, fe.clone()));
                 }
             }
-            _ => {}
         }
     }
 }
 
-/// Polls flow stats (bounded per tick) and runs the session timers.
+/// Applies one event of worker `w` to a shard's sessions (which ignore flows
+/// they do not hold).
+fn apply_event(c: &mut Controller<DataplaneBackend>, w: usize, ev: FlowEvent, now: Instant) {
+    match ev {
+        FlowEvent::Stats(id, counters) => c.sessions.on_flow_stats(w, id, counters, now),
+        FlowEvent::Removed(id, counters) => c.sessions.on_flow_removed(w, id, counters),
+        FlowEvent::Latched(id, addr) => {
+            if let Some(call_id) = c.sessions.call_of(w, id) {
+                tracing::info!(call_id = %call_id, flow = id.index, remote = %addr, "latched");
+            }
+        }
+        FlowEvent::Refused(id, why) => c.sessions.on_flow_refused(w, id, &why),
+    }
+}
+
+/// Polls flow stats (bounded per tick) and runs the session timers, shard by shard.
 async fn ticker(every: Duration, ctl: Shared<DataplaneBackend>, mut stop: watch::Receiver<bool>) {
     let mut iv = tokio::time::interval(every);
     iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut cursor = 0usize;
+    let mut cursors = vec![0usize; ctl.len()];
+    // The per-worker budget is shared by the shards.
+    let budget = (POLL_BUDGET / ctl.len()).max(1);
     loop {
         tokio::select! {
             r = stop.changed() => if r.is_err() || *stop.borrow() { return },
             _ = iv.tick() => {}
         }
-        let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
-        c.sessions.tick(Instant::now());
-        let flows = c.sessions.flows_to_poll();
-        let workers = c.sessions.backend().workers().max(1);
-        let mut sent = vec![0usize; workers];
-        let n = flows.len();
-        for k in 0..n {
-            let (w, id) = flows[(cursor + k) % n];
-            if sent[w] >= POLL_BUDGET {
-                continue;
+        for (i, cursor) in cursors.iter_mut().enumerate() {
+            let mut c = ctl.lock(i);
+            c.sessions.tick(Instant::now());
+            let flows = c.sessions.flows_to_poll();
+            let workers = c.sessions.backend().workers().max(1);
+            let mut sent = vec![0usize; workers];
+            let n = flows.len();
+            for k in 0..n {
+                let (w, id) = flows[(*cursor + k) % n];
+                if sent[w] >= budget {
+                    continue;
+                }
+                sent[w] += 1;
+                let _ = c.sessions.backend_mut().query_flow(w, id);
             }
-            sent[w] += 1;
-            let _ = c.sessions.backend_mut().query_flow(w, id);
+            c.sessions.backend_mut().flush();
+            *cursor = cursor.wrapping_add(budget * workers);
         }
-        c.sessions.backend_mut().flush();
-        cursor = cursor.wrapping_add(POLL_BUDGET * workers);
     }
 }
 
@@ -397,17 +512,15 @@ impl RelayHandle {
     /// Stops taking commands, ends every call, releases every port and joins the
     /// workers.
     pub async fn shutdown(self) {
+        self.ng_threads.stop();
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
-        for (cancel, t) in self.pumps {
-            cancel.cancel();
-            let _ = t.join();
+        for i in 0..self.ctl.len() {
+            self.ctl.lock(i).sessions.shutdown(Instant::now());
         }
-        let mut c = self.ctl.lock().unwrap_or_else(|p| p.into_inner());
-        c.sessions.shutdown(Instant::now());
-        c.sessions.backend_mut().shutdown();
+        self.dp.shutdown();
         tracing::info!("ferrelay stopped");
     }
 }

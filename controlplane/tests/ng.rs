@@ -197,15 +197,17 @@ async fn retransmitted_cookie_gets_identical_reply_once_executed() {
     let mut msg = b"same ".to_vec();
     msg.extend(offer("rt", "A", &sdp(5000, ""), vec![]).encode());
     let first = ng.raw(&msg).await;
-    let executed = relay.controller().lock().unwrap().executed;
-    let ports = relay.controller().lock().unwrap().sessions.ports_in_use();
+    let shards = relay.controller();
+    let executed = shards.sum(|c| c.executed);
+    let ports = shards.lock(0).sessions.ports_in_use();
     let second = ng.raw(&msg).await;
     assert_eq!(first, second, "identical bytes");
-    {
-        let c = relay.controller().lock().unwrap();
-        assert_eq!(c.executed, executed, "not executed again");
-        assert_eq!(c.sessions.ports_in_use(), ports, "no second allocation");
-    }
+    assert_eq!(shards.sum(|c| c.executed), executed, "not executed again");
+    assert_eq!(
+        shards.lock(0).sessions.ports_in_use(),
+        ports,
+        "no second allocation"
+    );
     relay.shutdown().await;
 }
 

@@ -12,7 +12,8 @@
 //! The non-ignored smoke test runs 200 cycles against both so the harness cannot
 //! rot; the benchmarks are `--ignored` (see `perf/ng/README.md` for the commands).
 //! `FERRELAY_BENCH_CALLS`, `FERRELAY_BENCH_CLIENTS`, `FERRELAY_BENCH_WORKERS`,
-//! `FERRELAY_BENCH_WARM` and `FERRELAY_BENCH_MUX` change the load;
+//! `FERRELAY_BENCH_WARM`, `FERRELAY_BENCH_MUX` and `FERRELAY_BENCH_NG_THREADS` change
+//! the load and the relay;
 //! `FERRELAY_BENCH_JSON` names a file the numbers are written to.
 
 mod common;
@@ -70,12 +71,20 @@ fn wait_ping(ng: SocketAddr, who: &str) {
     panic!("{who} did not answer ping on {ng}");
 }
 
+/// `--ng-threads` from `FERRELAY_BENCH_NG_THREADS`, or the relay's default.
+fn ng_threads_arg() -> Vec<String> {
+    std::env::var("FERRELAY_BENCH_NG_THREADS")
+        .map(|n| vec!["--ng-threads".into(), n])
+        .unwrap_or_default()
+}
+
 fn ferrelay(ports: (u16, u16), workers: usize) -> Ferrelay {
     let ng: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let child = Command::new(BIN)
         .args(["--listen-ng", &ng.to_string()])
         .args(["--listen-tcp-ng", &ng.to_string()])
         .args(["--workers", &workers.to_string()])
+        .args(ng_threads_arg().iter())
         .args(["--port-min", &ports.0.to_string()])
         .args(["--port-max", &ports.1.to_string()])
         .args(["--delete-delay", "0"])

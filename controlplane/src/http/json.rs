@@ -1,6 +1,7 @@
 //! The NG replies as JSON: `query` and `statistics` keep rtpengine's shape, so the
 //! HTTP API and NG tell the same facts with the same names.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use serde_json::{Map, Value as Json};
@@ -74,37 +75,27 @@ fn pairs_in(min: u16, max: u16) -> u64 {
 }
 
 impl HttpState {
-    /// Every call through the sessions' own `list` and `query`, under one short lock.
+    /// Every call through the sessions' own `query`, one shard's lock at a time.
     pub fn calls(&self) -> Vec<CallView> {
-        let c = self.ctl.lock().unwrap_or_else(|p| p.into_inner());
-        let s = &c.sessions;
-        let req = dict([("limit", Value::Int(i64::MAX))]);
-        let ids: Vec<String> = s
-            .list(&req)
-            .ok()
-            .and_then(|v| {
-                v.get("calls").and_then(Value::as_list).map(|l| {
-                    l.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-            })
-            .unwrap_or_default();
-        ids.into_iter()
-            .filter_map(|id| {
-                let q = s.query(&dict([("call-id", Value::str(&id))])).ok()?;
+        let mut out = Vec::new();
+        for i in 0..self.ctl.len() {
+            let c = self.ctl.lock(i);
+            let s = &c.sessions;
+            out.extend(s.call_ids().filter_map(|id| {
+                let q = s.query(&dict([("call-id", Value::str(id))])).ok()?;
                 Some(CallView {
-                    call_id: id,
+                    call_id: id.to_string(),
                     info: q,
                 })
-            })
-            .collect()
+            }));
+        }
+        out.sort_unstable_by(|a, b| a.call_id.cmp(&b.call_id));
+        out
     }
 
     /// One call, or `None` if the relay does not know it.
     pub fn call(&self, call_id: &str) -> Option<CallView> {
-        let c = self.ctl.lock().unwrap_or_else(|p| p.into_inner());
+        let c = self.ctl.lock(self.ctl.shard_of(call_id.as_bytes()));
         let q = c
             .sessions
             .query(&dict([("call-id", Value::str(call_id))]))
@@ -117,16 +108,15 @@ impl HttpState {
 
     /// NG `statistics`, as JSON.
     pub fn statistics(&self) -> Json {
-        let c = self.ctl.lock().unwrap_or_else(|p| p.into_inner());
-        to_json(&c.sessions.statistics(Instant::now()))
+        to_json(&self.ctl.statistics(Instant::now()))
     }
 
     /// What `/metrics` and the live feed need from the control plane.
     pub fn facts(&self, calls: &[CallView]) -> RelayFacts {
         let now = Instant::now();
-        let c = self.ctl.lock().unwrap_or_else(|p| p.into_inner());
-        let s = &c.sessions;
-        let t = &s.totals;
+        let st = self.ctl.stats_input(now);
+        let t = &st.totals;
+        let parked = self.ctl.lock(0).sessions.ports_parked() as u64;
         use crate::session::EndReason as R;
         let reasons = [
             R::Deleted,
@@ -137,16 +127,17 @@ impl HttpState {
             R::Shutdown,
         ];
         RelayFacts {
-            calls: s.call_count() as u64,
+            calls: st.calls,
             legs: calls.iter().map(|c| c.legs() as u64).sum(),
-            port_pairs_in_use: s.ports_in_use() as u64,
-            port_pairs_parked: s.ports_parked() as u64,
+            port_pairs_in_use: st.port_pairs,
+            // The pools are shared: any shard tells the whole count.
+            port_pairs_parked: parked,
             port_pairs_total: self.port_pairs_total,
-            ng_requests: c.executed,
-            ng_commands: c.counts.iter().collect(),
-            ng_cache_evictions: c.cache_evictions(),
-            ng_queries_not_waited: c.queries_not_waited,
-            ng_tcp_refused: c.tcp_refused,
+            ng_requests: self.ctl.sum(|c| c.executed),
+            ng_commands: self.ctl.counts().iter().collect(),
+            ng_cache_evictions: self.ctl.sum(|c| c.cache_evictions()),
+            ng_queries_not_waited: self.ctl.queries_not_waited.load(Ordering::Relaxed),
+            ng_tcp_refused: self.ctl.tcp_refused.load(Ordering::Relaxed),
             calls_managed: t.managed,
             calls_rejected: t.rejected,
             calls_ended: reasons

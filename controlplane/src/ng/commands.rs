@@ -22,11 +22,6 @@ pub struct Controller<B> {
     cache: CookieCache,
     /// Commands executed (cache hits excluded), for tests and statistics.
     pub executed: u64,
-    /// `query` requests answered at once from the last polled counters because
-    /// too many were already waiting for fresh ones (see `ng::server`).
-    pub queries_not_waited: u64,
-    /// NG TCP connections closed at once at the connection cap (`ng::server`).
-    pub tcp_refused: u64,
     /// Requests by command and result, for `ferrelay_ng_commands_total`.
     pub counts: NgCounts,
 }
@@ -83,7 +78,7 @@ pub fn frame(buf: &[u8]) -> Framing {
 
 /// Whether `body` may be a `query` (it holds the bencoded word): a quick test
 /// before decoding, jumping from one `5` to the next.
-fn mentions_query(body: &[u8]) -> bool {
+pub(crate) fn mentions_query(body: &[u8]) -> bool {
     memchr::memmem::find(body, b"5:query").is_some()
 }
 
@@ -132,6 +127,14 @@ impl NgCounts {
         slot[i] += 1;
     }
 
+    /// Adds another shard's counts.
+    pub fn add(&mut self, other: &NgCounts) {
+        for i in 0..Self::COMMANDS.len() {
+            self.ok[i] += other.ok[i];
+            self.error[i] += other.error[i];
+        }
+    }
+
     /// `(command, result, count)` for every pair, zeros included so series exist
     /// from the start.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &'static str, u64)> + '_ {
@@ -165,8 +168,6 @@ impl<B: MediaBackend> Controller<B> {
             sessions,
             cache: CookieCache::new(CACHE_PERIOD, now),
             executed: 0,
-            queries_not_waited: 0,
-            tcp_refused: 0,
             counts: NgCounts::default(),
         }
     }
@@ -227,6 +228,14 @@ impl<B: MediaBackend> Controller<B> {
         };
         self.sessions.backend_mut().flush();
         asked
+    }
+
+    /// Counts a read-only `command` answered across every shard (`ng::shards`).
+    /// Its reply is not cached: a retransmission reads the shards again, which
+    /// changes nothing.
+    pub fn answered(&mut self, command: &str, ok: bool) {
+        self.executed += 1;
+        self.counts.record(NgCounts::index(command), ok);
     }
 
     /// Wakes every worker that has commands queued since the last flush.
@@ -291,8 +300,17 @@ pub(crate) mod tests {
 
     /// A controller over the recording fake backend, for the NG tests.
     pub(crate) fn controller() -> Controller<FakeBackend> {
+        let now = Instant::now();
+        Controller::new(
+            Sessions::new(session_config(), FakeBackend::new(1), now),
+            now,
+        )
+    }
+
+    /// The sessions' limits for the NG tests: 50 port pairs on loopback.
+    pub(crate) fn session_config() -> SessionConfig {
         let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let cfg = SessionConfig {
+        SessionConfig {
             interfaces: vec![InterfaceSpec {
                 name: "default".into(),
                 local: lo,
@@ -305,9 +323,7 @@ pub(crate) mod tests {
             final_timeout: None,
             offer_timeout: Duration::from_secs(60),
             delete_delay: Duration::from_secs(0),
-        };
-        let now = Instant::now();
-        Controller::new(Sessions::new(cfg, FakeBackend::new(1), now), now)
+        }
     }
 
     fn reply(c: &mut Controller<FakeBackend>, msg: &[u8]) -> String {

@@ -5,6 +5,8 @@ pub mod bencode;
 pub mod commands;
 pub mod cookie_cache;
 pub mod server;
+pub mod shards;
+pub mod udp;
 
 pub use bencode::{DecodeError, Value};
 pub use cookie_cache::CookieCache;

@@ -1,24 +1,26 @@
-//! The NG listeners: one UDP socket (a datagram is a message) and one TCP listener
-//! (a stream of self-delimiting `<cookie> <bencode>` messages). Both hand complete
-//! messages to the shared [`Controller`] and stop when told to.
+//! The NG TCP listener (a stream of self-delimiting `<cookie> <bencode>` messages)
+//! on the runtime, and what it shares with the UDP threads (`ng::udp`): both hand
+//! complete messages to the shards and stop when told to.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::bencode::Scan;
-use super::commands::{Controller, Framing, MAX_COOKIE, error_reply, frame, with_cookie};
+use super::commands::{Framing, MAX_COOKIE, error_reply, frame, with_cookie};
+use super::shards::Shards;
 use crate::session::backend::MediaBackend;
 
 /// Largest NG message over TCP; past it the connection is closed (SDPs are a few KiB).
 pub const MAX_TCP_MESSAGE: usize = 1 << 20;
 
-/// The shared controller: commands run one at a time, none of them blocks.
-pub type Shared<B> = Arc<Mutex<Controller<B>>>;
+/// The shared controllers: commands on one call run one at a time, none of them
+/// blocks.
+pub type Shared<B> = Arc<Shards<B>>;
 
 /// How long a `query` waits for the counters it asked the workers for:
 /// a worker answers within its loop turn and its events are handled on arrival.
@@ -54,129 +56,23 @@ impl QueryWaits {
         }
     }
 
-    /// A permit to wait, or `None` (counted on the controller) when `max` already do.
-    fn try_wait<B>(&self, ctl: &mut Controller<B>) -> Option<OwnedSemaphorePermit> {
+    /// How long a query waits.
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
+    /// A permit to wait, or `None` (counted on the shards) when `max` already do.
+    pub fn try_wait<B: MediaBackend>(&self, ctl: &Shards<B>) -> Option<OwnedSemaphorePermit> {
         let p = self.permits.clone().try_acquire_owned().ok();
         if p.is_none() {
-            ctl.queries_not_waited += 1;
+            ctl.query_not_waited();
         }
         p
     }
 }
 
-/// The controller; a panic while holding the lock would poison it, but the state
-/// is still usable.
-fn lock<B: MediaBackend>(ctl: &Shared<B>) -> MutexGuard<'_, Controller<B>> {
-    ctl.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn handle<B: MediaBackend>(ctl: &Shared<B>, msg: &[u8]) -> Option<Vec<u8>> {
-    lock(ctl).handle(msg, Instant::now())
-}
-
-/// Sends one reply without a poll when the socket has room (it almost always has).
-async fn reply_to(sock: &UdpSocket, reply: &[u8], peer: SocketAddr) {
-    let r = match sock.try_send_to(reply, peer) {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => sock.send_to(reply, peer).await,
-        r => r,
-    };
-    if let Err(e) = r {
-        tracing::warn!(%peer, error = %e, "NG UDP reply failed");
-    }
-}
-
-/// Answers NG datagrams until `stop` turns true.
-pub async fn serve_udp<B: MediaBackend + 'static>(
-    sock: UdpSocket,
-    ctl: Shared<B>,
-    waits: QueryWaits,
-    mut stop: watch::Receiver<bool>,
-) {
-    let sock = Arc::new(sock);
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        let mut r = tokio::select! {
-            r = stop.changed() => if r.is_err() || *stop.borrow() { return } else { continue },
-            r = sock.recv_from(&mut buf) => r,
-        };
-        let (mut served, mut unflushed) = (0, false);
-        loop {
-            match r {
-                Ok((n, peer)) => {
-                    unflushed |= serve_datagram(&sock, &ctl, &waits, &buf[..n], peer).await;
-                }
-                // ICMP errors from earlier replies surface here; keep serving.
-                Err(e) => tracing::debug!(error = %e, "NG UDP receive error"),
-            }
-            served += 1;
-            if served == UDP_BATCH {
-                break;
-            }
-            r = match sock.try_recv_from(&mut buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                r => r,
-            };
-        }
-        // Wake the workers once for every request of the batch, after their
-        // replies went out (the sockets are bound, so no media is lost meanwhile).
-        if unflushed {
-            lock(&ctl).flush();
-        }
-        if served == UDP_BATCH {
-            tokio::task::yield_now().await;
-        }
-    }
-}
-
-/// What to do with one datagram, decided under the controller lock.
-enum Action {
-    /// Send this reply (worker commands it queued are not yet flushed).
-    Reply(Option<Vec<u8>>),
-    /// A query that may wait for fresh counters, holding this permit.
-    Wait(OwnedSemaphorePermit),
-}
-
-fn decide<B: MediaBackend>(ctl: &Shared<B>, waits: &QueryWaits, msg: &[u8]) -> Action {
-    let now = Instant::now();
-    let mut c = lock(ctl);
-    if c.prefetch(msg, now)
-        && let Some(permit) = waits.try_wait(&mut c)
-    {
-        return Action::Wait(permit);
-    }
-    Action::Reply(c.handle_unflushed(msg, now))
-}
-
-/// Answers one datagram; true when it may have queued worker commands not yet
-/// flushed.
-async fn serve_datagram<B: MediaBackend + 'static>(
-    sock: &Arc<UdpSocket>,
-    ctl: &Shared<B>,
-    waits: &QueryWaits,
-    msg: &[u8],
-    peer: SocketAddr,
-) -> bool {
-    match decide(ctl, waits, msg) {
-        Action::Reply(reply) => {
-            if let Some(reply) = reply {
-                reply_to(sock, &reply, peer).await;
-            }
-            true
-        }
-        Action::Wait(permit) => {
-            // Answered from a task so other requests are not held up.
-            let (ctl, sock, msg, wait) = (ctl.clone(), sock.clone(), msg.to_vec(), waits.wait);
-            tokio::spawn(async move {
-                tokio::time::sleep(wait).await;
-                let reply = handle(&ctl, &msg);
-                drop(permit);
-                if let Some(reply) = reply {
-                    reply_to(&sock, &reply, peer).await;
-                }
-            });
-            false
-        }
-    }
+    ctl.handle(msg, Instant::now())
 }
 
 /// Accepts NG TCP connections until `stop` turns true.
@@ -195,7 +91,7 @@ pub async fn serve_tcp<B: MediaBackend + 'static>(
 pub const MAX_TCP_CONNECTIONS: usize = 256;
 
 /// [`serve_tcp`] with the connection cap given: past it an accepted connection is
-/// closed at once and counted (`Controller::tcp_refused`).
+/// closed at once and counted (`Shards::tcp_refused`).
 pub async fn serve_tcp_capped<B: MediaBackend + 'static>(
     listener: TcpListener,
     ctl: Shared<B>,
@@ -212,7 +108,7 @@ pub async fn serve_tcp_capped<B: MediaBackend + 'static>(
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        lock(&ctl).tcp_refused += 1;
+                        ctl.tcp_refused.fetch_add(1, Ordering::Relaxed);
                         if !refusing {
                             tracing::warn!(%peer, max = max_connections, "NG TCP connection limit reached, refusing");
                             refusing = true;
@@ -268,13 +164,10 @@ async fn connection<B: MediaBackend>(
                 Framing::Partial => break,
                 Framing::Message(n) => {
                     scan = Scan::default();
-                    let permit = {
-                        let mut c = lock(&ctl);
-                        if c.prefetch(&buf[..n], Instant::now()) {
-                            waits.try_wait(&mut c)
-                        } else {
-                            None
-                        }
+                    let permit = if ctl.prefetch(&buf[..n], Instant::now()) {
+                        waits.try_wait(&ctl)
+                    } else {
+                        None
                     };
                     if permit.is_some() {
                         tokio::time::sleep(waits.wait).await;
@@ -314,66 +207,10 @@ async fn connection<B: MediaBackend>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
     use crate::ng::bencode::dict;
     use crate::ng::commands::{tests::controller, with_cookie};
     use crate::ng::{Value, commands::split_cookie};
-
-    #[tokio::test]
-    async fn queries_past_the_cap_are_answered_at_once() {
-        let ctl = Arc::new(Mutex::new(controller()));
-        let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
-        let offer = dict([
-            ("command", Value::str("offer")),
-            ("call-id", Value::str("q")),
-            ("from-tag", Value::str("a")),
-            ("sdp", Value::str(sdp)),
-        ]);
-        let r = handle(&ctl, &with_cookie(b"o", &offer)).unwrap();
-        assert!(String::from_utf8_lossy(&r).contains("6:result2:ok"));
-
-        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = sock.local_addr().unwrap();
-        // Two may wait, and long enough that none of them answers during the test.
-        let waits = QueryWaits::new(2, Duration::from_secs(30));
-        let (stop, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(serve_udp(sock, ctl.clone(), waits, stop_rx));
-
-        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let query = dict([
-            ("command", Value::str("query")),
-            ("call-id", Value::str("q")),
-        ]);
-        for i in 0..5 {
-            let msg = with_cookie(format!("q{i}").as_bytes(), &query);
-            client.send_to(&msg, addr).await.unwrap();
-        }
-        let mut cookies = BTreeSet::new();
-        let mut buf = vec![0u8; 65_536];
-        for _ in 0..3 {
-            let (n, _) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
-                .await
-                .expect("queries past the cap are answered without waiting")
-                .unwrap();
-            let (cookie, body) = split_cookie(&buf[..n]).unwrap();
-            let reply = Value::decode(body).unwrap();
-            assert_eq!(reply.get("result").and_then(Value::as_str), Some("ok"));
-            cookies.insert(String::from_utf8(cookie.to_vec()).unwrap());
-        }
-        // The first two hold the permits and wait; the other three did not.
-        assert_eq!(
-            cookies,
-            BTreeSet::from(["q2".into(), "q3".into(), "q4".into()])
-        );
-        assert_eq!(lock(&ctl).queries_not_waited, 3);
-        let more = tokio::time::timeout(Duration::from_millis(100), client.recv_from(&mut buf));
-        assert!(more.await.is_err(), "a waiting query answered early");
-
-        stop.send(true).unwrap();
-        server.await.unwrap();
-    }
 
     /// Sends an NG `ping` over `s` and reads the `pong`.
     async fn ping(s: &mut TcpStream, cookie: &str) {
@@ -397,7 +234,7 @@ mod tests {
 
     #[tokio::test]
     async fn tcp_connections_past_the_cap_are_closed_and_counted() {
-        let ctl = Arc::new(Mutex::new(controller()));
+        let ctl = Arc::new(Shards::new(vec![controller()]));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stop_rx) = watch::channel(false);
@@ -420,7 +257,7 @@ mod tests {
             .expect("closed in time")
             .unwrap_or(0);
         assert_eq!(n, 0);
-        assert_eq!(lock(&ctl).tcp_refused, 1);
+        assert_eq!(ctl.tcp_refused.load(Ordering::Relaxed), 1);
         ping(&mut a, "a2").await;
         // A closed connection frees its slot.
         drop(b);

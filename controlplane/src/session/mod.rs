@@ -16,12 +16,12 @@ pub mod flags;
 mod negotiate;
 mod owners;
 pub mod ports;
-mod query;
+pub mod query;
 mod rewrite;
 pub mod sdes;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use ferrelay_engine::FlowId;
@@ -98,15 +98,32 @@ pub struct Totals {
     pub call_seconds: u64,
 }
 
+/// The port pool of each interface, shared by every shard of the control plane
+/// (each shard takes the lock only to hand out or take back a pair).
+pub type SharedPools = Arc<[Mutex<PortPool>]>;
+
+/// One pool per interface of `cfg`, for `workers` workers.
+pub fn port_pools(cfg: &SessionConfig, workers: usize) -> SharedPools {
+    cfg.interfaces
+        .iter()
+        .map(|i| Mutex::new(PortPool::new(i.local, cfg.port_min, cfg.port_max, workers)))
+        .collect()
+}
+
 /// The port pools and the data plane: what a call consumes.
 #[derive(Debug)]
 struct Resources<B> {
     cfg: SessionConfig,
-    pools: Vec<PortPool>,
+    pools: SharedPools,
     backend: B,
 }
 
 impl<B: MediaBackend> Resources<B> {
+    /// Interface `iface`'s pool; a panic elsewhere while it was held leaves it usable.
+    fn pool(&self, iface: usize) -> MutexGuard<'_, PortPool> {
+        self.pools[iface].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Removes the parked flows of a pair whose ports were freed (closing its
     /// sockets in the worker).
     fn close_parked(&mut self, worker: usize, pair: &PortPair) {
@@ -119,7 +136,8 @@ impl<B: MediaBackend> Resources<B> {
 
     /// Closes the parked pairs interface `iface`'s pool took back.
     fn close_evicted(&mut self, iface: usize) {
-        for (w, pair) in self.pools[iface].take_evicted() {
+        let evicted = self.pool(iface).take_evicted();
+        for (w, pair) in evicted {
             self.close_parked(w, &pair);
         }
     }
@@ -127,7 +145,8 @@ impl<B: MediaBackend> Resources<B> {
     /// Frees a pair released by a call on `worker`: parked for its next call, or
     /// closed.
     fn release(&mut self, iface: usize, worker: usize, pair: PortPair) {
-        if let Some(pair) = self.pools[iface].release(pair, worker) {
+        let closed = self.pool(iface).release(pair, worker);
+        if let Some(pair) = closed {
             self.close_parked(worker, &pair);
         }
     }
@@ -169,13 +188,13 @@ fn required<'a>(req: &'a Value, key: &str) -> Result<&'a str, String> {
 
 impl<B: MediaBackend> Sessions<B> {
     pub fn new(cfg: SessionConfig, backend: B, now: Instant) -> Self {
-        let workers = backend.workers().max(1);
-        let pools = cfg
-            .interfaces
-            .iter()
-            .map(|i| PortPool::new(i.local, cfg.port_min, cfg.port_max, workers))
-            .collect();
-        let load = vec![0; workers];
+        let pools = port_pools(&cfg, backend.workers().max(1));
+        Self::with_pools(cfg, pools, backend, now)
+    }
+
+    /// Sessions drawing ports from `pools`, which other shards share.
+    pub fn with_pools(cfg: SessionConfig, pools: SharedPools, backend: B, now: Instant) -> Self {
+        let load = vec![0; backend.workers().max(1)];
         Sessions {
             res: Resources {
                 cfg,
@@ -206,12 +225,16 @@ impl<B: MediaBackend> Sessions<B> {
 
     /// Port pairs held by live and draining calls.
     pub fn ports_in_use(&self) -> usize {
-        self.res.pools.iter().map(PortPool::in_use).sum()
+        (0..self.res.pools.len())
+            .map(|i| self.res.pool(i).in_use())
+            .sum()
     }
 
     /// Released port pairs whose sockets wait in their workers for the next call.
     pub fn ports_parked(&self) -> usize {
-        self.res.pools.iter().map(PortPool::parked).sum()
+        (0..self.res.pools.len())
+            .map(|i| self.res.pool(i).parked())
+            .sum()
     }
 
     pub fn uptime(&self, now: Instant) -> Duration {
@@ -452,28 +475,30 @@ impl<B: MediaBackend> Sessions<B> {
 
     /// `list`: call-ids, at most `limit` (default 32, as rtpengine).
     pub fn list(&self, req: &Value) -> Result<Value, String> {
-        let limit = match flags::lookup(req, "limit") {
-            None => 32,
-            Some(Value::Int(n)) if *n >= 0 => *n as usize,
-            Some(v) => v
-                .as_str()
-                .and_then(|s| s.parse().ok())
-                .ok_or("'limit' must be a non-negative number")?,
-        };
+        let limit = query::list_limit(req)?;
         let mut ids: Vec<&Arc<str>> = self.calls.keys().collect();
         ids.sort();
-        Ok(Value::Dict(vec![
-            (b"result".to_vec(), Value::str("ok")),
-            (
-                b"calls".to_vec(),
-                Value::List(ids.into_iter().take(limit).map(|s| Value::str(s)).collect()),
-            ),
-        ]))
+        Ok(query::list_reply(ids.into_iter().take(limit)))
+    }
+
+    /// The ids of every call here.
+    pub fn call_ids(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.calls.keys()
+    }
+
+    /// Whether the call `call_id` is here.
+    pub fn has_call(&self, call_id: &str) -> bool {
+        self.calls.contains_key(call_id)
     }
 
     /// `statistics`: current and lifetime totals in rtpengine's shape.
     pub fn statistics(&self, now: Instant) -> Value {
-        query::statistics(self, now)
+        query::statistics_reply(&self.stats_input(now))
+    }
+
+    /// This shard's part of `statistics`.
+    pub fn stats_input(&self, now: Instant) -> query::StatsInput {
+        query::stats_input(self, now)
     }
 
     /// `block media` / `unblock media`: drop (and count) what a party sends.

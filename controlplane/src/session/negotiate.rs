@@ -60,7 +60,7 @@ fn ensure_side<B: MediaBackend>(
     mono.sides
         .reserve_exact((i + 1).saturating_sub(mono.sides.len()));
     while mono.sides.len() <= i {
-        let pair = res.pools[iface].alloc(worker);
+        let pair = res.pool(iface).alloc(worker);
         res.close_evicted(iface);
         let pair = pair.map_err(|_| "Ran out of ports".to_owned())?;
         mono.sides.push(Side::new(iface, pair));

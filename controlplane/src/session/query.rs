@@ -3,11 +3,12 @@
 //! for rtpengine read them unchanged.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
-use super::Sessions;
 use super::backend::{FlowCounters, MediaBackend};
 use super::call::{Call, Side};
+use super::{Sessions, Totals, flags};
 use crate::ng::Value;
 
 fn entry(k: &str, v: Value) -> (Vec<u8>, Value) {
@@ -144,8 +145,40 @@ pub fn call_info(call: &Call) -> Value {
     ])
 }
 
-/// The `statistics` reply.
-pub fn statistics<B: MediaBackend>(s: &Sessions<B>, now: Instant) -> Value {
+/// What `statistics` reports, from one shard of the sessions or summed over all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StatsInput {
+    pub calls: u64,
+    pub totals: Totals,
+    /// Media counters of the calls still up.
+    pub live: FlowCounters,
+    pub uptime_s: u64,
+    /// Port pairs held. The pools are shared by the shards, so this is not summed.
+    pub port_pairs: u64,
+}
+
+impl StatsInput {
+    /// Adds another shard's part.
+    pub fn add(&mut self, o: &StatsInput) {
+        fn media(a: &mut FlowCounters, b: &FlowCounters) {
+            a.packets += b.packets;
+            a.bytes += b.bytes;
+            a.errors += b.errors;
+        }
+        self.calls += o.calls;
+        let (t, u) = (&mut self.totals, &o.totals);
+        t.managed += u.managed;
+        t.rejected += u.rejected;
+        t.ended.iter_mut().zip(u.ended).for_each(|(a, b)| *a += b);
+        media(&mut t.media, &u.media);
+        t.call_seconds += u.call_seconds;
+        media(&mut self.live, &o.live);
+        self.uptime_s = self.uptime_s.max(o.uptime_s);
+    }
+}
+
+/// This shard's part of `statistics`.
+pub fn stats_input<B: MediaBackend>(s: &Sessions<B>, now: Instant) -> StatsInput {
     let mut live = FlowCounters::default();
     for call in s.calls.values() {
         for side in call.monologues.iter().flat_map(|m| m.sides.iter()) {
@@ -155,17 +188,28 @@ pub fn statistics<B: MediaBackend>(s: &Sessions<B>, now: Instant) -> Value {
             live.errors += t.errors;
         }
     }
-    let t = &s.totals;
+    StatsInput {
+        calls: s.calls.len() as u64,
+        totals: s.totals,
+        live,
+        uptime_s: s.uptime(now).as_secs(),
+        port_pairs: s.ports_in_use() as u64,
+    }
+}
+
+/// The `statistics` reply.
+pub fn statistics_reply(i: &StatsInput) -> Value {
+    let (t, live) = (&i.totals, &i.live);
     let ended: u64 = t.ended.iter().sum();
     let avg = t.call_seconds.checked_div(ended).unwrap_or(0);
     let current = Value::Dict(vec![
-        entry("sessionsown", int(s.calls.len() as u64)),
+        entry("sessionsown", int(i.calls)),
         entry("sessionsforeign", int(0)),
-        entry("sessionstotal", int(s.calls.len() as u64)),
+        entry("sessionstotal", int(i.calls)),
         entry("transcodedmedia", int(0)),
     ]);
     let total = Value::Dict(vec![
-        entry("uptime", int(s.uptime(now).as_secs())),
+        entry("uptime", int(i.uptime_s)),
         entry("managedsessions", int(t.managed)),
         entry("rejectedsessions", int(t.rejected)),
         entry("timeoutsessions", int(t.ended[1])),
@@ -178,7 +222,7 @@ pub fn statistics<B: MediaBackend>(s: &Sessions<B>, now: Instant) -> Value {
         entry("relayedpacketerrors", int(t.media.errors + live.errors)),
         entry("relayedbytes", int(t.media.bytes + live.bytes)),
         entry("avgcallduration", int(avg)),
-        entry("portsinuse", int(s.ports_in_use() as u64 * 2)),
+        entry("portsinuse", int(i.port_pairs * 2)),
     ]);
     Value::Dict(vec![
         entry("result", Value::str("ok")),
@@ -189,5 +233,25 @@ pub fn statistics<B: MediaBackend>(s: &Sessions<B>, now: Instant) -> Value {
                 entry("totalstatistics", total),
             ]),
         ),
+    ])
+}
+
+/// The `limit` of a `list` request (rtpengine's default is 32).
+pub fn list_limit(req: &Value) -> Result<usize, String> {
+    match flags::lookup(req, "limit") {
+        None => Ok(32),
+        Some(Value::Int(n)) if *n >= 0 => Ok(*n as usize),
+        Some(v) => v
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| "'limit' must be a non-negative number".to_owned()),
+    }
+}
+
+/// The `list` reply naming `ids`.
+pub fn list_reply<'a>(ids: impl Iterator<Item = &'a Arc<str>>) -> Value {
+    Value::Dict(vec![
+        entry("result", Value::str("ok")),
+        entry("calls", Value::List(ids.map(|s| Value::str(s)).collect())),
     ])
 }

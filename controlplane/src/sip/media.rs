@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use crate::ng::Value;
 use crate::ng::commands::Controller;
+use crate::ng::shards::Shards;
 use crate::session::backend::MediaBackend;
 
 /// Whatever runs NG commands: the controller, or a test double.
@@ -15,6 +16,13 @@ pub trait Media {
 }
 
 impl<B: MediaBackend> Media for Controller<B> {
+    fn ng(&mut self, req: &Value, now: Instant) -> Value {
+        self.execute(req, now)
+    }
+}
+
+/// The relay's shards: each request runs on its call's shard.
+impl<B: MediaBackend> Media for &Shards<B> {
     fn ng(&mut self, req: &Value, now: Instant) -> Value {
         self.execute(req, now)
     }

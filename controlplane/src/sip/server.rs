@@ -201,8 +201,7 @@ pub async fn serve<B: MediaBackend + 'static>(
             r = udp.recv_from(&mut buf) => match r {
                 Ok((n, from)) => {
                     let peer = Peer { transport: Transport::Udp, addr: from };
-                    let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
-                    proxy.on_message(&buf[..n], peer, Instant::now(), &mut *c)
+                    proxy.on_message(&buf[..n], peer, Instant::now(), &mut &*ctl)
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "SIP UDP receive error");
@@ -221,15 +220,13 @@ pub async fn serve<B: MediaBackend + 'static>(
             },
             Some(ev) = rx.recv() => match ev {
                 Event::Message(peer, bytes) => {
-                    let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
-                    proxy.on_message(&bytes, peer, Instant::now(), &mut *c)
+                    proxy.on_message(&bytes, peer, Instant::now(), &mut &*ctl)
                 }
                 Event::Unreachable(peer, id) => {
                     if !tcp.closed(peer.addr, id) {
                         continue;
                     }
-                    let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
-                    proxy.on_unreachable(peer, Instant::now(), &mut *c)
+                    proxy.on_unreachable(peer, Instant::now(), &mut &*ctl)
                 }
                 Event::Closed(addr, id) => {
                     tcp.closed(addr, id);
@@ -237,8 +234,7 @@ pub async fn serve<B: MediaBackend + 'static>(
                 }
             },
             _ = tokio::time::sleep(sleep) => {
-                let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
-                proxy.poll(Instant::now(), &mut *c)
+                proxy.poll(Instant::now(), &mut &*ctl)
             }
         };
         // What cannot be sent is reported to the proxy at once (a 503 upstream), and
@@ -246,8 +242,7 @@ pub async fn serve<B: MediaBackend + 'static>(
         let mut queue: VecDeque<Outgoing> = out.into();
         while let Some(o) = queue.pop_front() {
             if !send(&udp, &mut tcp, &o).await {
-                let mut c = ctl.lock().unwrap_or_else(|p| p.into_inner());
-                queue.extend(proxy.on_unreachable(o.to, Instant::now(), &mut *c));
+                queue.extend(proxy.on_unreachable(o.to, Instant::now(), &mut &*ctl));
             }
         }
     }
