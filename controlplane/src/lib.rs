@@ -3,10 +3,11 @@
 //! rules for the data plane.
 //!
 //! - [`config::Config`]: rtpengine's flags (and the same keys in TOML), validated.
-//! - [`relay::start`]: starts workers, NG listeners, event pump and timers; the
+//! - [`relay::start`]: starts workers, NG threads and listener, and timers; the
 //!   returned [`relay::RelayHandle`] gives the bound NG addresses and `shutdown()`.
 //! - [`ng::commands::Controller`]: one NG message in, the reply out (sans-IO), with
-//!   the cookie cache; [`ng::Value`] is the lossless bencode value.
+//!   the cookie cache; [`ng::shards::Shards`] spreads calls over several of them
+//!   by call-id; [`ng::Value`] is the lossless bencode value.
 //! - [`session::Sessions`]: calls, port pools and flow rules over any
 //!   [`session::backend::MediaBackend`] (the real workers, or a test fake).
 //! - [`http::start`]: `/metrics`, the JSON API and the live dashboard over the

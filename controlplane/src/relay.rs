@@ -1,6 +1,7 @@
-//! The running relay: data-plane workers, NG listeners, the event pump that turns
-//! worker events into session counters, and the timer that polls stats and expires
-//! calls. `start` returns a handle whose `shutdown` releases every port and thread.
+//! The running relay: data-plane workers shared by the control-plane shards, the
+//! NG threads (which also turn worker events into session counters), the NG TCP
+//! listener, and the timer that polls stats and expires calls. `start` returns a
+//! handle whose `shutdown` releases every port and thread.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -235,7 +236,7 @@ pub enum StartError {
     Dataplane(#[from] ferrelay_dataplane::DataplaneError),
 }
 
-/// Starts workers, NG listeners, the event pump and the timers.
+/// Starts workers, the shards, NG threads and listener, and the timers.
 pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, StartError> {
     let listen = |addr: SocketAddr, e| StartError::Listen { addr, source: e };
     let udp = UdpSocket::bind(cfg.listen_ng).map_err(|e| listen(cfg.listen_ng, e))?;

@@ -1,5 +1,5 @@
 //! What the HTTP side reads: the latest `WorkerStats` report of every worker, kept
-//! by the event pump. Workers publish snapshots on their own schedule
+//! by the NG threads as they apply worker events. Workers publish snapshots on their own schedule
 //! (`stats_interval`); reading metrics takes this small lock, never a worker's time.
 
 mod prom;
@@ -20,7 +20,7 @@ pub struct WorkerSample {
     pub rejected_commands: u64,
 }
 
-/// The latest snapshot per worker, shared between the event pump and HTTP.
+/// The latest snapshot per worker, shared between the NG threads and HTTP.
 #[derive(Debug)]
 pub struct Observatory {
     started: Instant,

@@ -201,7 +201,7 @@ impl<B: MediaBackend> Controller<B> {
     }
 
     /// For a `query` not yet answered, asks the workers for the call's current
-    /// counters; true when the caller should let the event pump run (a few ms)
+    /// counters; true when the caller should let the workers' events in (a few ms)
     /// before `handle`, so the reply carries them. `delete` does not wait: proxies
     /// block on its reply, and its counters are at most one poll interval old.
     pub fn prefetch(&mut self, msg: &[u8], now: Instant) -> bool {
