@@ -267,3 +267,132 @@ async fn a_burst_of_requests_is_answered_and_its_flows_installed() {
     assert_eq!(&got[12..], &pkt[12..], "payload forwarded");
     relay.shutdown().await;
 }
+
+/// Several NG threads and shards under concurrent clients: every request of
+/// every client is answered `ok`, the calls left up are all listed and counted
+/// once across the shards, the ended calls' ports come back (their slots reused
+/// by other shards' calls), and media flows through a call placed in the rush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_over_several_ng_threads_and_shards() {
+    let relay = relay_with(|c| {
+        c.ng_threads = 3;
+        c.workers = 2;
+        // Ports come back at once, so the rush reuses them (and their flow slots).
+        c.delete_delay = std::time::Duration::ZERO;
+    })
+    .await;
+    let (clients, cycles, kept) = (6usize, 25usize, 2usize);
+    let (a, b) = (bind().await, bind().await);
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    let mut tasks = Vec::new();
+    for k in 0..clients {
+        let to = relay.ng_udp;
+        tasks.push(tokio::spawn(async move {
+            let mut ng = Ng::new(to).await;
+            for i in 0..cycles + kept {
+                let id = format!("rush-{k}-{i}");
+                let r = ng.call(&offer(&id, "A", &sdp(pa, ""), vec![])).await;
+                assert_eq!(result(&r), "ok", "{r:?}");
+                let r = ng.call(&answer(&id, "A", "B", &sdp(pb, ""), vec![])).await;
+                assert_eq!(result(&r), "ok", "{r:?}");
+                // The first calls of each client stay up; the rest end.
+                if i < kept {
+                    continue;
+                }
+                let r = ng.call(&cmd("delete", &id)).await;
+                assert_eq!(result(&r), "ok", "{r:?}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut ng = Ng::new(relay.ng_udp).await;
+    let list = ng
+        .call(&dict([
+            ("command", Value::str("list")),
+            ("limit", Value::Int(1000)),
+        ]))
+        .await;
+    let mut listed: Vec<String> = list
+        .get("calls")
+        .and_then(Value::as_list)
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    listed.sort();
+    let mut want: Vec<String> = (0..clients)
+        .flat_map(|k| (0..kept).map(move |i| format!("rush-{k}-{i}")))
+        .collect();
+    want.sort();
+    assert_eq!(listed, want);
+    let st = ng
+        .call(&dict([("command", Value::str("statistics"))]))
+        .await;
+    let stat = |part: &str, key: &str| {
+        st.get("statistics")
+            .and_then(|s| s.get(part))
+            .and_then(|p| p.get(key))
+            .and_then(Value::as_int)
+    };
+    let all = (clients * (cycles + kept)) as i64;
+    assert_eq!(stat("totalstatistics", "managedsessions"), Some(all));
+    assert_eq!(
+        stat("totalstatistics", "regularterminatedsessions"),
+        Some((clients * cycles) as i64)
+    );
+    assert_eq!(
+        stat("currentstatistics", "sessionstotal"),
+        Some((clients * kept) as i64)
+    );
+    // Only the calls still up hold ports (two pairs each); the others' came back.
+    let mut in_use = None;
+    for _ in 0..20 {
+        let st = ng
+            .call(&dict([("command", Value::str("statistics"))]))
+            .await;
+        in_use = st
+            .get("statistics")
+            .and_then(|s| s.get("totalstatistics"))
+            .and_then(|t| t.get("portsinuse"))
+            .and_then(Value::as_int);
+        if in_use == Some((clients * kept * 4) as i64) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(in_use, Some((clients * kept * 4) as i64));
+
+    // Media through a call placed in the rush (its offer told B where to send).
+    let q = ng.call(&cmd("query", "rush-3-1")).await;
+    assert_eq!(result(&q), "ok", "{q:?}");
+    let r = ng
+        .call(&answer("rush-3-1", "A", "B", &sdp(pb, ""), vec![]))
+        .await;
+    let to_a = media_port(&reply_sdp(&r));
+    let pkt = rtp(0, 1, 0x5151, 9);
+    let at = std::net::SocketAddr::from(([127, 0, 0, 1], to_a));
+    assert_eq!(send_until(&a, at, &pkt, &b).await.0, pkt);
+    // The worker's counters reach the call's shard.
+    let mut packets = 0;
+    for _ in 0..20 {
+        let q = ng.call(&cmd("query", "rush-3-1")).await;
+        packets = q
+            .get("totals")
+            .and_then(|t| t.get("RTP"))
+            .and_then(|r| r.get("packets"))
+            .and_then(Value::as_int)
+            .unwrap_or(0);
+        if packets > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(packets > 0, "the relayed packets are counted on the call");
+    relay.shutdown().await;
+}
