@@ -12,6 +12,7 @@
 //! <https://www.bittorrent.org/beps/bep_0003.html#bencoding>
 
 use std::fmt;
+use std::net::IpAddr;
 
 /// Deepest nesting accepted; NG messages nest three or four levels.
 pub const MAX_DEPTH: usize = 32;
@@ -126,12 +127,7 @@ impl Value {
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         match self {
             Value::Int(i) => {
-                out.push(b'i');
-                if *i < 0 {
-                    out.push(b'-');
-                }
-                decimal(i.unsigned_abs(), out);
-                out.push(b'e');
+                Writer::new(out).int(*i);
             }
             Value::Bytes(b) => encode_bytes(b, out),
             Value::List(l) => {
@@ -202,6 +198,129 @@ fn encode_bytes(b: &[u8], out: &mut Vec<u8>) {
     decimal(b.len() as u64, out);
     out.push(b':');
     out.extend_from_slice(b);
+}
+
+/// Streams bencode straight into a reply buffer, for replies built from session
+/// state (`query`, `delete`, `statistics`): no value tree, no key copies, no
+/// allocation but the buffer's own growth. The caller balances `dict`/`list` with
+/// `end`; keys are written like any byte string, in the order the reply needs.
+#[derive(Debug)]
+pub struct Writer<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl<'a> Writer<'a> {
+    /// Appends to `out` after what it already holds (a cookie, say).
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
+        Writer { out }
+    }
+
+    /// Opens a dict: then alternate keys (`bytes`) and values, then `end`.
+    pub fn dict(&mut self) -> &mut Self {
+        self.out.push(b'd');
+        self
+    }
+
+    /// Opens a list, closed by `end`.
+    pub fn list(&mut self) -> &mut Self {
+        self.out.push(b'l');
+        self
+    }
+
+    /// Closes the innermost open dict or list.
+    pub fn end(&mut self) -> &mut Self {
+        self.out.push(b'e');
+        self
+    }
+
+    /// A byte string: a dict key or a value.
+    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        encode_bytes(b, self.out);
+        self
+    }
+
+    pub fn str(&mut self, s: &str) -> &mut Self {
+        self.bytes(s.as_bytes())
+    }
+
+    pub fn int(&mut self, i: i64) -> &mut Self {
+        self.out.push(b'i');
+        if i < 0 {
+            self.out.push(b'-');
+        }
+        decimal(i.unsigned_abs(), self.out);
+        self.out.push(b'e');
+        self
+    }
+
+    /// A counter, saturating at `i64::MAX` (bencode integers are signed here).
+    pub fn uint(&mut self, u: u64) -> &mut Self {
+        self.int(i64::try_from(u).unwrap_or(i64::MAX))
+    }
+
+    /// An address as the string `IpAddr`'s `Display` gives, written in place:
+    /// IPv4 digit by digit, IPv6 through `fmt` into a stack buffer.
+    pub fn ip(&mut self, ip: IpAddr) -> &mut Self {
+        // "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255" is the longest text.
+        let mut buf = [0u8; 45];
+        let len = match ip {
+            IpAddr::V4(v4) => {
+                let mut at = 0;
+                for (i, o) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        buf[at] = b'.';
+                        at += 1;
+                    }
+                    at += octet(o, &mut buf[at..]);
+                }
+                at
+            }
+            IpAddr::V6(v6) => {
+                let mut w = StackText {
+                    buf: &mut buf,
+                    len: 0,
+                };
+                // Cannot fail: the buffer holds the longest IPv6 text.
+                let _ = fmt::write(&mut w, format_args!("{v6}"));
+                w.len
+            }
+        };
+        self.bytes(&buf[..len])
+    }
+}
+
+/// Writes `o` in decimal at the front of `buf` (at least 3 bytes), returns its length.
+fn octet(o: u8, buf: &mut [u8]) -> usize {
+    let (h, t, u) = (o / 100, o / 10 % 10, o % 10);
+    let mut n = 0;
+    if h > 0 {
+        buf[n] = b'0' + h;
+        n += 1;
+    }
+    if h > 0 || t > 0 {
+        buf[n] = b'0' + t;
+        n += 1;
+    }
+    buf[n] = b'0' + u;
+    n + 1
+}
+
+/// `fmt::Write` into a fixed stack buffer; refuses what does not fit.
+struct StackText<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl fmt::Write for StackText<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 impl fmt::Debug for Value {
@@ -572,6 +691,55 @@ mod tests {
         let v = dict([("result", Value::str("pong")), ("n", Value::Int(3))]);
         assert_eq!(v.encode(), b"d6:result4:pong1:ni3ee");
         assert_eq!(format!("{v:?}"), r#"{"result": "pong", "n": 3}"#);
+    }
+
+    #[test]
+    fn writer_matches_the_value_encoding() {
+        let v = dict([
+            ("result", Value::str("ok")),
+            ("n", Value::Int(-7)),
+            ("big", Value::Int(i64::MAX)),
+            (
+                "l",
+                Value::List(vec![
+                    Value::str(""),
+                    Value::Dict(vec![]),
+                    Value::List(vec![]),
+                ]),
+            ),
+        ]);
+        let mut out = b"cookie ".to_vec();
+        let mut w = Writer::new(&mut out);
+        w.dict().str("result").str("ok").str("n").int(-7);
+        w.str("big").uint(u64::MAX).str("l").list().str("");
+        w.dict().end().list().end().end().end();
+        assert_eq!(&out[..7], b"cookie ");
+        assert_eq!(out[7..], v.encode());
+    }
+
+    #[test]
+    fn writer_addresses_read_as_display() {
+        let addrs = [
+            "0.0.0.0",
+            "1.2.3.4",
+            "9.10.99.100",
+            "127.0.0.1",
+            "192.168.109.255",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "2001:db8::8:800:200c:417a",
+            "::ffff:192.0.2.128",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
+            "fe80::1:2",
+        ];
+        for a in addrs {
+            let ip: IpAddr = a.parse().unwrap();
+            let mut out = Vec::new();
+            Writer::new(&mut out).ip(ip);
+            assert_eq!(out, Value::str(&ip.to_string()).encode(), "{a}");
+        }
     }
 
     /// Feeds `input` one byte at a time; a scan must say "decode" whenever a decode

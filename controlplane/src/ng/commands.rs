@@ -159,6 +159,12 @@ pub fn with_cookie(cookie: &[u8], v: &Value) -> Vec<u8> {
     out
 }
 
+/// Appends `v`, growing `out` once at most.
+fn encode(v: &Value, out: &mut Vec<u8>) {
+    out.reserve(v.encoded_len());
+    v.encode_into(out);
+}
+
 impl<B: MediaBackend> Controller<B> {
     pub fn new(sessions: Sessions<B>, now: Instant) -> Self {
         Controller {
@@ -187,14 +193,20 @@ impl<B: MediaBackend> Controller<B> {
             tracing::debug!(cookie = %String::from_utf8_lossy(cookie), "reply from cache");
             return Some(r.to_vec());
         }
-        let reply = match Value::decode(body) {
-            Ok(req) => self.execute_unflushed(&req, now),
+        // Room for an offer's or answer's reply; a delete's grows it once or twice.
+        let mut out = Vec::with_capacity(cookie.len() + 1 + 1024);
+        out.extend_from_slice(cookie);
+        out.push(b' ');
+        match Value::decode(body) {
+            Ok(req) => self.execute_unflushed(&req, now, &mut out),
             Err(e) => {
                 self.counts.record(NgCounts::OTHER, false);
-                error_reply(&format!("Failed to decode bencode: {e}"))
+                encode(
+                    &error_reply(&format!("Failed to decode bencode: {e}")),
+                    &mut out,
+                );
             }
-        };
-        let out = with_cookie(cookie, &reply);
+        }
         self.cache.insert(cookie, &out, now);
         Some(out)
     }
@@ -242,13 +254,18 @@ impl<B: MediaBackend> Controller<B> {
 
     /// Runs one decoded request; every failure becomes an error reply.
     pub fn execute(&mut self, req: &Value, now: Instant) -> Value {
-        let reply = self.execute_unflushed(req, now);
+        let mut out = Vec::new();
+        self.execute_unflushed(req, now, &mut out);
         // One wake per worker for everything this request queued.
         self.flush();
-        reply
+        Value::decode(&out)
+            .unwrap_or_else(|e| error_reply(&format!("internal: reply does not decode: {e}")))
     }
 
-    fn execute_unflushed(&mut self, req: &Value, now: Instant) -> Value {
+    /// Runs one decoded request and appends its encoded reply to `out`: the
+    /// replies built from session state (`delete`, `query`, `statistics`) are
+    /// streamed there, the others encoded from their value.
+    fn execute_unflushed(&mut self, req: &Value, now: Instant, out: &mut Vec<u8>) {
         let command = match req {
             Value::Dict(_) => flags::string(req, "command")
                 .and_then(|c| c.ok_or_else(|| "No command in message".to_owned())),
@@ -258,25 +275,33 @@ impl<B: MediaBackend> Controller<B> {
             Ok(c) => norm(&c),
             Err(e) => {
                 self.counts.record(NgCounts::OTHER, false);
-                return error_reply(&e);
+                return encode(&error_reply(&e), out);
             }
         };
         self.executed += 1;
         let s = &mut self.sessions;
+        // `None`: the reply is in `out` already.
         let res = match command.as_str() {
-            "ping" => Ok(dict([("result", Value::str("pong"))])),
-            "offer" => s.offer(req, now),
-            "answer" => s.answer(req, now),
-            "delete" => s.delete(req, now),
-            "query" => s.query(req),
-            "list" => s.list(req),
-            "statistics" => Ok(s.statistics(now)),
-            "block media" => s.set_blocked(req, true),
-            "unblock media" => s.set_blocked(req, false),
+            "ping" => Ok(Some(dict([("result", Value::str("pong"))]))),
+            "offer" => s.offer(req, now).map(Some),
+            "answer" => s.answer(req, now).map(Some),
+            "delete" => s.delete_into(req, now, out).map(|()| None),
+            "query" => s.query_into(req, out).map(|()| None),
+            "list" => s.list(req).map(Some),
+            "statistics" => {
+                s.statistics_into(now, out);
+                Ok(None)
+            }
+            "block media" => s.set_blocked(req, true).map(Some),
+            "unblock media" => s.set_blocked(req, false).map(Some),
             _ => Err("Unrecognized command".to_owned()),
         };
         self.counts.record(NgCounts::index(&command), res.is_ok());
-        res.unwrap_or_else(|e| error_reply(&e))
+        match res {
+            Ok(Some(v)) => encode(&v, out),
+            Ok(None) => {}
+            Err(e) => encode(&error_reply(&e), out),
+        }
     }
 }
 

@@ -331,7 +331,14 @@ impl<B: MediaBackend> Sessions<B> {
     /// and late signalling are not lost; then the flows go and the ports are
     /// free at once. With no delay the call ends now. Tags that name one fork
     /// among several (see [`Call::branch_to_end`]) end that fork alone, at once.
-    pub fn delete(&mut self, req: &Value, now: Instant) -> Result<Value, String> {
+    /// The reply (the call as `query` tells it) is appended to `out`; on an error
+    /// nothing is.
+    pub fn delete_into(
+        &mut self,
+        req: &Value,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
         let call_id = required(req, "call-id")?;
         let delay = self.res.cfg.delete_delay;
         let call = self
@@ -348,14 +355,13 @@ impl<B: MediaBackend> Sessions<B> {
             }
         }
         let via = flags::string(req, "via-branch")?;
-        let mut reply = query::call_info(call);
-        if let Value::Dict(d) = &mut reply {
-            d.insert(0, (b"result".to_vec(), Value::str("ok")));
-        }
+        let start = out.len();
+        query::call_info(call, out);
         if let Some(m) = call.branch_to_end(tags[0], tags[1], via.as_deref()) {
             if delay.is_zero() {
                 let call_id = call_id.to_owned();
-                self.end_branch(&call_id, m, now)?;
+                self.end_branch(&call_id, m, now)
+                    .inspect_err(|_| out.truncate(start))?;
             } else if call.monologues[m].ending().is_none() {
                 // As for a whole call, the fork's media goes on for the delay
                 // (a repeated delete keeps the first deadline).
@@ -373,7 +379,14 @@ impl<B: MediaBackend> Sessions<B> {
             call.deleting = Some(now + delay);
             tracing::info!(call_id = %call_id, delay_s = delay.as_secs(), "delete scheduled");
         }
-        Ok(reply)
+        Ok(())
+    }
+
+    /// `delete` with its reply as a value, for callers that read it.
+    pub fn delete(&mut self, req: &Value, now: Instant) -> Result<Value, String> {
+        let mut out = Vec::new();
+        self.delete_into(req, now, &mut out)?;
+        decoded(&out)
     }
 
     /// Ends one fork of a call that has others (`delete` of a branch). A branch
@@ -436,18 +449,23 @@ impl<B: MediaBackend> Sessions<B> {
         res
     }
 
-    /// `query`: the call's tags, streams and counters in rtpengine's shape.
-    pub fn query(&self, req: &Value) -> Result<Value, String> {
+    /// `query`: the call's tags, streams and counters in rtpengine's shape,
+    /// appended to `out` (nothing on an error).
+    pub fn query_into(&self, req: &Value, out: &mut Vec<u8>) -> Result<(), String> {
         let call_id = required(req, "call-id")?;
         let call = self
             .calls
             .get(call_id)
             .ok_or_else(|| "Unknown call-id".to_owned())?;
-        let mut reply = query::call_info(call);
-        if let Value::Dict(d) = &mut reply {
-            d.insert(0, (b"result".to_vec(), Value::str("ok")));
-        }
-        Ok(reply)
+        query::call_info(call, out);
+        Ok(())
+    }
+
+    /// `query` as a value, for the dashboard and tests.
+    pub fn query(&self, req: &Value) -> Result<Value, String> {
+        let mut out = Vec::new();
+        self.query_into(req, &mut out)?;
+        decoded(&out)
     }
 
     /// `list`: call-ids, at most `limit` (default 32, as rtpengine).
@@ -471,9 +489,18 @@ impl<B: MediaBackend> Sessions<B> {
         ]))
     }
 
-    /// `statistics`: current and lifetime totals in rtpengine's shape.
+    /// `statistics`: current and lifetime totals in rtpengine's shape, appended
+    /// to `out`.
+    pub fn statistics_into(&self, now: Instant, out: &mut Vec<u8>) {
+        query::statistics(self, now, out);
+    }
+
+    /// `statistics` as a value, for the dashboard and tests.
     pub fn statistics(&self, now: Instant) -> Value {
-        query::statistics(self, now)
+        let mut out = Vec::new();
+        self.statistics_into(now, &mut out);
+        // The writer's own output always decodes; an empty dict is unreachable.
+        Value::decode(&out).unwrap_or(Value::Dict(Vec::new()))
     }
 
     /// `block media` / `unblock media`: drop (and count) what a party sends.
@@ -765,6 +792,11 @@ impl<B: MediaBackend> Sessions<B> {
             self.draining.push((at, side.iface, worker, side.pair));
         }
     }
+}
+
+/// A reply the writer streamed, back as a value.
+fn decoded(out: &[u8]) -> Result<Value, String> {
+    Value::decode(out).map_err(|e| format!("internal: reply does not decode: {e}"))
 }
 
 fn parse_sdp(req: &Value) -> Result<Sdp, String> {
