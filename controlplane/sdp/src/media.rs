@@ -329,7 +329,7 @@ impl Media {
 
     /// Writes one direction attribute in this section (replacing any), e.g. to forward hold.
     pub fn set_direction(&mut self, direction: Direction) {
-        let text = format!("a={direction}");
+        let text = ["a=", direction.as_str()].concat();
         self.replace_or_append(
             |k| matches!(k, Attr::Direction(_)),
             text,

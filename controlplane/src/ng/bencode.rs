@@ -14,6 +14,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use ferrelay_sdp::IpText;
+
 /// Deepest nesting accepted; NG messages nest three or four levels.
 pub const MAX_DEPTH: usize = 32;
 /// Most elements (list items + dict entries) in one message.
@@ -181,6 +183,16 @@ fn digits(n: u64) -> usize {
 /// Appends `n` in decimal without going through `fmt` (which costs an allocation
 /// and a formatter per length prefix on the reply path).
 fn decimal(mut n: u64, out: &mut Vec<u8>) {
+    // Most numbers in a reply are short key lengths and small counters: fixed-size
+    // copies the compiler inlines, where a variable-length one calls memmove.
+    if n < 10 {
+        out.push(b'0' + n as u8);
+        return;
+    }
+    if n < 100 {
+        out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+        return;
+    }
     let mut buf = [0u8; 20];
     let mut at = buf.len();
     loop {
@@ -258,68 +270,9 @@ impl<'a> Writer<'a> {
         self.int(i64::try_from(u).unwrap_or(i64::MAX))
     }
 
-    /// An address as the string `IpAddr`'s `Display` gives, written in place:
-    /// IPv4 digit by digit, IPv6 through `fmt` into a stack buffer.
+    /// An address as the string `IpAddr`'s `Display` gives, without `to_string`.
     pub fn ip(&mut self, ip: IpAddr) -> &mut Self {
-        // "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255" is the longest text.
-        let mut buf = [0u8; 45];
-        let len = match ip {
-            IpAddr::V4(v4) => {
-                let mut at = 0;
-                for (i, o) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        buf[at] = b'.';
-                        at += 1;
-                    }
-                    at += octet(o, &mut buf[at..]);
-                }
-                at
-            }
-            IpAddr::V6(v6) => {
-                let mut w = StackText {
-                    buf: &mut buf,
-                    len: 0,
-                };
-                // Cannot fail: the buffer holds the longest IPv6 text.
-                let _ = fmt::write(&mut w, format_args!("{v6}"));
-                w.len
-            }
-        };
-        self.bytes(&buf[..len])
-    }
-}
-
-/// Writes `o` in decimal at the front of `buf` (at least 3 bytes), returns its length.
-fn octet(o: u8, buf: &mut [u8]) -> usize {
-    let (h, t, u) = (o / 100, o / 10 % 10, o % 10);
-    let mut n = 0;
-    if h > 0 {
-        buf[n] = b'0' + h;
-        n += 1;
-    }
-    if h > 0 || t > 0 {
-        buf[n] = b'0' + t;
-        n += 1;
-    }
-    buf[n] = b'0' + u;
-    n + 1
-}
-
-/// `fmt::Write` into a fixed stack buffer; refuses what does not fit.
-struct StackText<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl fmt::Write for StackText<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        self.buf
-            .get_mut(self.len..end)
-            .ok_or(fmt::Error)?
-            .copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
+        self.str(IpText::new(ip).as_str())
     }
 }
 
@@ -583,7 +536,10 @@ mod tests {
             (0, "i0e"),
             (9, "i9e"),
             (10, "i10e"),
+            (99, "i99e"),
+            (100, "i100e"),
             (-1, "i-1e"),
+            (-42, "i-42e"),
             (i64::MAX, "i9223372036854775807e"),
             (i64::MIN, "i-9223372036854775808e"),
         ] {
