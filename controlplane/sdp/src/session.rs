@@ -55,13 +55,14 @@ impl Sdp {
         } else {
             first_eol
         };
-        // Sized from a scan of the text: a `Line` is large, and growing each
+        // Sized from one scan of the text: a `Line` is large, and growing each
         // vector line by line cost several copies per description.
-        let mut session_lines = Vec::with_capacity(lines_before_media(input));
+        let counts = LineCounts::of(input);
+        let mut session_lines = Vec::with_capacity(counts.lines(0));
         session_lines.push(Line::new(first.to_owned(), first_eol, Kind::Other));
         let mut sdp = Self {
             lines: session_lines,
-            media: Vec::with_capacity(input.matches("\nm=").count()),
+            media: Vec::with_capacity(counts.media),
             eol,
         };
         for (number, text, eol) in lines {
@@ -72,11 +73,7 @@ impl Sdp {
                 let m = MediaLine::parse(value).map_err(|r| SdpError::new(number, r))?;
                 let header = Line::new(text.to_owned(), eol, Kind::Media);
                 let eol = sdp.eol;
-                // The section's lines run from after its m= line to the next one.
-                let after = text.as_ptr() as usize - input.as_ptr() as usize + text.len();
-                let below = input[after..]
-                    .split_once('\n')
-                    .map_or(0, |(_, rest)| lines_before_media(rest));
+                let below = counts.lines(sdp.media.len() + 1);
                 sdp.media.push(Media {
                     header,
                     m,
@@ -288,14 +285,42 @@ impl Sdp {
     }
 }
 
-/// How many lines `text` has before its first `m=` line (all of them without one).
-fn lines_before_media(text: &str) -> usize {
-    if text.is_empty() || text.starts_with("m=") {
-        return 0;
+/// Lines of the session part and of each media section (m= lines not counted),
+/// from one pass over the bytes, so `parse` allocates each vector once.
+struct LineCounts {
+    /// `[0]` the session part, `[k]` the k-th media section.
+    per_part: [u16; MAX_MEDIA + 1],
+    /// m= lines seen (past `MAX_MEDIA` the parse fails anyway).
+    media: usize,
+}
+
+impl LineCounts {
+    fn of(input: &str) -> Self {
+        let mut c = LineCounts {
+            per_part: [0; MAX_MEDIA + 1],
+            media: 0,
+        };
+        let bytes = input.as_bytes();
+        let mut start = 0;
+        while start < bytes.len() {
+            if bytes[start..].starts_with(b"m=") {
+                c.media += 1;
+            } else {
+                let part = &mut c.per_part[c.media.min(MAX_MEDIA)];
+                *part = part.saturating_add(1);
+            }
+            start = match bytes[start..].iter().position(|b| *b == b'\n') {
+                Some(i) => start + i + 1,
+                None => bytes.len(),
+            };
+        }
+        c
     }
-    let head = text.find("\nm=").map_or(text, |i| &text[..=i]);
-    // A last line without a line end is a line too.
-    head.bytes().filter(|b| *b == b'\n').count() + usize::from(!head.ends_with('\n'))
+
+    /// Lines of part `k` (0: session), 0 past the table.
+    fn lines(&self, k: usize) -> usize {
+        self.per_part.get(k).map_or(0, |n| usize::from(*n))
+    }
 }
 
 /// Replaces the first c= (dropping any further ones) or inserts one before the first line
@@ -365,8 +390,8 @@ mod tests {
             assert_eq!(sdp.to_bytes(), t.as_bytes());
             assert_eq!(sdp.to_string(), t);
         }
-        assert_eq!(lines_before_media(""), 0);
-        assert_eq!(lines_before_media("a=1\r\nb=2"), 2);
-        assert_eq!(lines_before_media("a=1\r\nm=x\r\n"), 1);
+        let c = LineCounts::of("a=1\r\nb=2\r\nm=x\r\nm=y\nc=3");
+        assert_eq!((c.media, c.lines(0), c.lines(1), c.lines(2)), (2, 2, 0, 1));
+        assert_eq!(LineCounts::of("").lines(0), 0);
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::bencode::{DecodeError, Value, dict};
 use super::cookie_cache::CookieCache;
 use crate::session::backend::MediaBackend;
-use crate::session::flags::norm;
+use crate::session::flags::eq_norm;
 use crate::session::{Sessions, flags};
 
 /// Longest cookie accepted; rtpengine's proxies send a few dozen bytes.
@@ -111,20 +111,19 @@ impl NgCounts {
     ];
     const OTHER: usize = Self::COMMANDS.len() - 1;
 
-    /// The counter slot of a normalised command name.
+    /// The counter slot of a command as the request spells it (any case, `-`,
+    /// `_` or space between words, as rtpengine accepts), found without
+    /// building its normal form.
     fn index(command: &str) -> usize {
-        // Labels spell the normalised command's spaces as `_`.
-        let same = |label: &str| {
-            label.len() == command.len()
-                && label
-                    .bytes()
-                    .zip(command.bytes())
-                    .all(|(l, c)| l == c || (l == b'_' && c == b' '))
-        };
         Self::COMMANDS[..Self::OTHER]
             .iter()
-            .position(|c| same(c))
+            .position(|c| eq_norm(c.as_bytes(), command.as_bytes()))
             .unwrap_or(Self::OTHER)
+    }
+
+    /// The label of a command as the request spells it; `other` when unknown.
+    fn label(command: &str) -> &'static str {
+        Self::COMMANDS[Self::index(command)]
     }
 
     fn record(&mut self, i: usize, ok: bool) {
@@ -230,11 +229,11 @@ impl<B: MediaBackend> Controller<B> {
         let Ok(Some(command)) = flags::string(&req, "command") else {
             return false;
         };
-        if norm(&command) != "query" {
+        if !eq_norm(command.as_bytes(), b"query") {
             return false;
         }
         let asked = match flags::string(&req, "call-id") {
-            Ok(Some(id)) => self.sessions.refresh(&id) > 0,
+            Ok(Some(id)) => self.sessions.refresh(id) > 0,
             _ => false,
         };
         self.sessions.backend_mut().flush();
@@ -272,7 +271,7 @@ impl<B: MediaBackend> Controller<B> {
             _ => Err("Message is not a dictionary".to_owned()),
         };
         let command = match command {
-            Ok(c) => norm(&c),
+            Ok(c) => NgCounts::label(c),
             Err(e) => {
                 self.counts.record(NgCounts::OTHER, false);
                 return encode(&error_reply(&e), out);
@@ -281,7 +280,7 @@ impl<B: MediaBackend> Controller<B> {
         self.executed += 1;
         let s = &mut self.sessions;
         // `None`: the reply is in `out` already.
-        let res = match command.as_str() {
+        let res = match command {
             "ping" => Ok(Some(dict([("result", Value::str("pong"))]))),
             "offer" => s.offer(req, now).map(Some),
             "answer" => s.answer(req, now).map(Some),
@@ -292,11 +291,11 @@ impl<B: MediaBackend> Controller<B> {
                 s.statistics_into(now, out);
                 Ok(None)
             }
-            "block media" => s.set_blocked(req, true).map(Some),
-            "unblock media" => s.set_blocked(req, false).map(Some),
+            "block_media" => s.set_blocked(req, true).map(Some),
+            "unblock_media" => s.set_blocked(req, false).map(Some),
             _ => Err("Unrecognized command".to_owned()),
         };
-        self.counts.record(NgCounts::index(&command), res.is_ok());
+        self.counts.record(NgCounts::index(command), res.is_ok());
         match res {
             Ok(Some(v)) => encode(&v, out),
             Ok(None) => {}
@@ -354,6 +353,12 @@ pub(crate) mod tests {
         assert!(reply(&mut c, b"k3 i1e").contains("Message is not a dictionary"));
         assert!(reply(&mut c, b"k4 d1:xi1ee").contains("No command in message"));
         assert!(reply(&mut c, b"k5 d7:command5:offere").contains("No call-id in message"));
+        // Commands match in any case and with `-`, `_` or space between words.
+        assert_eq!(
+            reply(&mut c, b"k6 d7:command4:PiNGe"),
+            "k6 d6:result4:ponge"
+        );
+        assert!(reply(&mut c, b"k7 d7:command11:Block-MEDIAe").contains("No call-id in message"));
         assert_eq!(c.handle(b"nocookie", Instant::now()), None);
         assert_eq!(c.handle(b" d7:command4:pinge", Instant::now()), None);
         let count = |cmd: &str, res: &str| {
@@ -363,11 +368,12 @@ pub(crate) mod tests {
                 .map(|(_, _, n)| n)
                 .unwrap()
         };
-        assert_eq!(count("ping", "ok"), 1);
+        assert_eq!(count("ping", "ok"), 2);
         assert_eq!(count("offer", "error"), 1);
+        assert_eq!(count("block_media", "error"), 1);
         // Unknown command, bad bencode, not a dict, no command.
         assert_eq!(count("other", "error"), 4);
-        assert_eq!(c.counts.iter().map(|(_, _, n)| n).sum::<u64>(), 6);
+        assert_eq!(c.counts.iter().map(|(_, _, n)| n).sum::<u64>(), 8);
     }
 
     #[test]

@@ -256,15 +256,8 @@ impl<B: MediaBackend> Sessions<B> {
         }
         let call = self.calls.get_mut(call_id).expect("inserted above");
         call.deleting = None;
-        let res = negotiate::offer_call(
-            &mut self.res,
-            call,
-            from_tag,
-            to_tag.as_deref(),
-            &flags,
-            &mut sdp,
-            now,
-        );
+        let res =
+            negotiate::offer_call(&mut self.res, call, from_tag, to_tag, &flags, &mut sdp, now);
         self.reindex(call_id, before);
         match res {
             Ok(()) => {
@@ -315,7 +308,7 @@ impl<B: MediaBackend> Sessions<B> {
             && res.is_ok()
             && let Some(m) = call.monologue(to_tag)
         {
-            call.monologues[m].set_via_branch(&v);
+            call.monologues[m].set_via_branch(v);
         }
         self.reindex(call_id, before);
         res?;
@@ -349,7 +342,7 @@ impl<B: MediaBackend> Sessions<B> {
         for (slot, key) in tags.iter_mut().zip(["from-tag", "to-tag"]) {
             if let Some(tag) = flags::string(req, key)? {
                 *slot = Some(
-                    call.monologue(&tag)
+                    call.monologue(tag)
                         .ok_or_else(|| format!("Unknown {key}"))?,
                 );
             }
@@ -357,7 +350,7 @@ impl<B: MediaBackend> Sessions<B> {
         let via = flags::string(req, "via-branch")?;
         let start = out.len();
         query::call_info(call, out);
-        if let Some(m) = call.branch_to_end(tags[0], tags[1], via.as_deref()) {
+        if let Some(m) = call.branch_to_end(tags[0], tags[1], via) {
             if delay.is_zero() {
                 let call_id = call_id.to_owned();
                 self.end_branch(&call_id, m, now)
