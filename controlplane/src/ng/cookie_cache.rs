@@ -13,6 +13,8 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
+use foldhash::fast::RandomState;
+
 /// Bound on entries per generation so a flood of distinct cookies cannot grow
 /// memory without limit; past it the current generation rotates early.
 pub const MAX_ENTRIES: usize = 100_000;
@@ -67,8 +69,8 @@ impl Eq for Entry {}
 /// The two-generation reply cache.
 #[derive(Debug)]
 pub struct CookieCache {
-    current: HashSet<Entry>,
-    previous: HashSet<Entry>,
+    current: HashSet<Entry, RandomState>,
+    previous: HashSet<Entry, RandomState>,
     /// Bytes held by each generation (see `cost`).
     current_bytes: usize,
     previous_bytes: usize,
@@ -92,8 +94,8 @@ impl CookieCache {
     /// A cache holding at most `max_bytes` over both generations.
     pub fn with_limit(period: Duration, max_bytes: usize, now: Instant) -> Self {
         CookieCache {
-            current: HashSet::new(),
-            previous: HashSet::new(),
+            current: HashSet::default(),
+            previous: HashSet::default(),
             current_bytes: 0,
             previous_bytes: 0,
             max_bytes,

@@ -26,6 +26,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ferrelay_engine::FlowId;
 use ferrelay_sdp::Sdp;
+// Seeded at random per process (so call-ids cannot be chosen to collide), and
+// cheaper than SipHash on the several lookups each request makes.
+use foldhash::fast::RandomState;
 
 use crate::config::{Config, InterfaceSpec};
 use crate::ng::Value;
@@ -139,11 +142,11 @@ pub struct Sessions<B> {
     res: Resources<B>,
     /// Boxed: a map entry is then 24 bytes, and the map's spare buckets (up to
     /// half of them after it grows) cost little.
-    calls: HashMap<Arc<str>, Box<Call>>,
+    calls: HashMap<Arc<str>, Box<Call>, RandomState>,
     /// Which call owns each installed flow, so worker events find it at once.
     owners: FlowOwners,
     /// Last counters of flows being removed, until the worker's final count arrives.
-    retiring: HashMap<(usize, FlowId), FlowCounters>,
+    retiring: HashMap<(usize, FlowId), FlowCounters, RandomState>,
     /// Port pairs of ended calls (due time, interface, worker), released once
     /// `delete_delay` has passed.
     draining: Vec<(Instant, usize, usize, PortPair)>,
@@ -182,9 +185,9 @@ impl<B: MediaBackend> Sessions<B> {
                 pools,
                 backend,
             },
-            calls: HashMap::new(),
+            calls: HashMap::default(),
             owners: FlowOwners::default(),
-            retiring: HashMap::new(),
+            retiring: HashMap::default(),
             draining: Vec::new(),
             load,
             totals: Totals::default(),
