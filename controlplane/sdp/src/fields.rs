@@ -241,10 +241,17 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Writes the text after `c=` (also the tail of `a=rtcp`) without `fmt::write`.
+    pub(crate) fn write_into(&self, w: &mut impl fmt::Write) -> fmt::Result {
+        let ip = IpText::new(self.address);
+        self.pieces(&ip).iter().try_for_each(|p| w.write_str(p))
+    }
+}
+
 impl fmt::Display for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ip = IpText::new(self.address);
-        self.pieces(&ip).iter().try_for_each(|p| f.write_str(p))
+        self.write_into(f)
     }
 }
 
@@ -366,17 +373,58 @@ fn parse_u16(s: &str) -> Result<u16, Reason> {
     s.parse().map_err(|_| Reason::BadMediaPort)
 }
 
-impl fmt::Display for MediaLine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.media, self.port)?;
+impl MediaLine {
+    /// Writes the line's value piece by piece: into a `String` when the relay
+    /// rewrites m= on every offer and answer (no `fmt::write`), or a formatter.
+    pub(crate) fn write_into(&self, w: &mut impl fmt::Write) -> fmt::Result {
+        w.write_str(&self.media)?;
+        w.write_str(" ")?;
+        w.write_str(Decimal::new(self.port).as_str())?;
         if let Some(n) = self.port_count {
-            write!(f, "/{n}")?;
+            w.write_str("/")?;
+            w.write_str(Decimal::new(n).as_str())?;
         }
-        write!(f, " {}", self.proto)?;
+        w.write_str(" ")?;
+        w.write_str(self.proto.as_str())?;
         for fmt in &self.formats {
-            write!(f, " {fmt}")?;
+            w.write_str(" ")?;
+            w.write_str(fmt)?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for MediaLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_into(f)
+    }
+}
+
+/// A `u16` in decimal on the stack, without `fmt`.
+pub(crate) struct Decimal {
+    buf: [u8; 5],
+    start: usize,
+}
+
+impl Decimal {
+    pub(crate) fn new(mut n: u16) -> Self {
+        let mut d = Decimal {
+            buf: [b'0'; 5],
+            start: 5,
+        };
+        loop {
+            d.start -= 1;
+            d.buf[d.start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                return d;
+            }
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII digits are ever written.
+        core::str::from_utf8(&self.buf[self.start..]).unwrap_or_default()
     }
 }
 
@@ -450,6 +498,9 @@ mod tests {
         assert_eq!((m.port, m.port_count), (49170, Some(2)));
         assert_eq!(m.formats, ["31", "32"]);
         assert_eq!(m.to_string(), "video 49170/2 RTP/AVP 31 32");
+        for n in [0, 7, 10, 99, 100, 9999, 10000, u16::MAX] {
+            assert_eq!(Decimal::new(n).as_str(), n.to_string());
+        }
         let m = MediaLine::parse("application 9 UDP/DTLS/SCTP webrtc-datachannel").unwrap();
         assert_eq!(m.proto, Proto::Other("UDP/DTLS/SCTP".into()));
         for bad in [
