@@ -675,22 +675,8 @@ mod tests {
 
     #[test]
     fn writer_addresses_read_as_display() {
-        let addrs = [
-            "0.0.0.0",
-            "1.2.3.4",
-            "9.10.99.100",
-            "127.0.0.1",
-            "192.168.109.255",
-            "255.255.255.255",
-            "::",
-            "::1",
-            "2001:db8::8:800:200c:417a",
-            "::ffff:192.0.2.128",
-            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
-            "::ffff:255.255.255.255",
-            "fe80::1:2",
-        ];
-        for a in addrs {
+        // The text itself is `ferrelay_sdp::IpText`'s, tested there edge by edge.
+        for a in ["192.168.109.255", "::ffff:192.0.2.128"] {
             let ip: IpAddr = a.parse().unwrap();
             let mut out = Vec::new();
             Writer::new(&mut out).ip(ip);
