@@ -13,7 +13,7 @@ use core::fmt;
 
 use crate::crypto::Crypto;
 use crate::error::Reason;
-use crate::fields::Connection;
+use crate::fields::{Connection, Decimal};
 
 /// Which way media flows on a stream; `sendonly`/`inactive` from an offerer means hold.
 ///
@@ -187,13 +187,22 @@ impl Rtcp {
     }
 }
 
-impl fmt::Display for Rtcp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.port)?;
+impl Rtcp {
+    /// Writes the value after `a=rtcp:` without `fmt::write` (every offer and
+    /// answer rewrites it).
+    pub(crate) fn write_into(&self, w: &mut impl fmt::Write) -> fmt::Result {
+        w.write_str(Decimal::new(self.port).as_str())?;
         if let Some(c) = &self.connection {
-            write!(f, " {c}")?;
+            w.write_str(" ")?;
+            c.write_into(w)?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for Rtcp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_into(f)
     }
 }
 

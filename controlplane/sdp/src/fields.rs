@@ -93,6 +93,68 @@ impl fmt::Display for Origin {
     }
 }
 
+/// An address as text in a stack buffer, the same text as `IpAddr`'s `Display`:
+/// IPv4 is written digit by digit, without `fmt`, for the lines and replies the
+/// relay writes on every offer and answer.
+#[derive(Debug, Clone, Copy)]
+pub struct IpText {
+    /// `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255` is the longest text.
+    buf: [u8; 45],
+    len: usize,
+}
+
+impl IpText {
+    pub fn new(ip: IpAddr) -> Self {
+        let mut t = IpText {
+            buf: [0; 45],
+            len: 0,
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, o) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        t.push(b'.');
+                    }
+                    if o >= 100 {
+                        t.push(b'0' + o / 100);
+                    }
+                    if o >= 10 {
+                        t.push(b'0' + o / 10 % 10);
+                    }
+                    t.push(b'0' + o % 10);
+                }
+            }
+            IpAddr::V6(v6) => {
+                // Cannot fail: the buffer holds the longest IPv6 text.
+                let _ = fmt::write(&mut t, format_args!("{v6}"));
+            }
+        }
+        t
+    }
+
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever written.
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for IpText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 /// The `IP4` / `IP6` address type word for an address.
 pub(crate) const fn addrtype(addr: IpAddr) -> &'static str {
     match addr {
@@ -156,17 +218,40 @@ impl Connection {
     pub(crate) fn parse(value: &str) -> Result<Self, Reason> {
         Self::parse_fields(value.split_ascii_whitespace())
     }
+
+    /// The text after `c=` in pieces, so a line is built in one allocation.
+    fn pieces<'a>(&'a self, ip: &'a IpText) -> [&'a str; 5] {
+        [
+            "IN ",
+            addrtype(self.address),
+            " ",
+            ip.as_str(),
+            &self.suffix,
+        ]
+    }
+
+    /// The whole `c=` line, without `fmt`.
+    pub(crate) fn line(&self) -> String {
+        let ip = IpText::new(self.address);
+        let pieces = self.pieces(&ip);
+        let mut text = String::with_capacity(2 + pieces.iter().map(|p| p.len()).sum::<usize>());
+        text.push_str("c=");
+        pieces.iter().for_each(|p| text.push_str(p));
+        text
+    }
+}
+
+impl Connection {
+    /// Writes the text after `c=` (also the tail of `a=rtcp`) without `fmt::write`.
+    pub(crate) fn write_into(&self, w: &mut impl fmt::Write) -> fmt::Result {
+        let ip = IpText::new(self.address);
+        self.pieces(&ip).iter().try_for_each(|p| w.write_str(p))
+    }
 }
 
 impl fmt::Display for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "IN {} {}{}",
-            addrtype(self.address),
-            self.address,
-            self.suffix
-        )
+        self.write_into(f)
     }
 }
 
@@ -288,17 +373,58 @@ fn parse_u16(s: &str) -> Result<u16, Reason> {
     s.parse().map_err(|_| Reason::BadMediaPort)
 }
 
-impl fmt::Display for MediaLine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.media, self.port)?;
+impl MediaLine {
+    /// Writes the line's value piece by piece: into a `String` when the relay
+    /// rewrites m= on every offer and answer (no `fmt::write`), or a formatter.
+    pub(crate) fn write_into(&self, w: &mut impl fmt::Write) -> fmt::Result {
+        w.write_str(&self.media)?;
+        w.write_str(" ")?;
+        w.write_str(Decimal::new(self.port).as_str())?;
         if let Some(n) = self.port_count {
-            write!(f, "/{n}")?;
+            w.write_str("/")?;
+            w.write_str(Decimal::new(n).as_str())?;
         }
-        write!(f, " {}", self.proto)?;
+        w.write_str(" ")?;
+        w.write_str(self.proto.as_str())?;
         for fmt in &self.formats {
-            write!(f, " {fmt}")?;
+            w.write_str(" ")?;
+            w.write_str(fmt)?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for MediaLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_into(f)
+    }
+}
+
+/// A `u16` in decimal on the stack, without `fmt`.
+pub(crate) struct Decimal {
+    buf: [u8; 5],
+    start: usize,
+}
+
+impl Decimal {
+    pub(crate) fn new(mut n: u16) -> Self {
+        let mut d = Decimal {
+            buf: [b'0'; 5],
+            start: 5,
+        };
+        loop {
+            d.start -= 1;
+            d.buf[d.start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                return d;
+            }
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII digits are ever written.
+        core::str::from_utf8(&self.buf[self.start..]).unwrap_or_default()
     }
 }
 
@@ -323,12 +449,32 @@ mod tests {
     }
 
     #[test]
+    fn ip_text_reads_as_display() {
+        for a in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "192.168.109.255",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "2001:db8::8:800:200c:417a",
+            "::ffff:192.0.2.128",
+            "::ffff:255.255.255.255",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let ip: IpAddr = a.parse().unwrap();
+            assert_eq!(IpText::new(ip).as_str(), ip.to_string(), "{a}");
+        }
+    }
+
+    #[test]
     fn connection_families_and_suffix() {
         let c = Connection::parse("IN IP4 224.2.1.1/127/3").unwrap();
         assert_eq!(c.address, "224.2.1.1".parse::<IpAddr>().unwrap());
         assert_eq!(c.to_string(), "IN IP4 224.2.1.1/127/3");
         let c = Connection::parse("IN IP6 2001:db8::1").unwrap();
         assert_eq!(c.to_string(), "IN IP6 2001:db8::1");
+        assert_eq!(c.line(), "c=IN IP6 2001:db8::1");
         assert!(
             Connection::parse("IN IP4 0.0.0.0")
                 .unwrap()
@@ -352,6 +498,9 @@ mod tests {
         assert_eq!((m.port, m.port_count), (49170, Some(2)));
         assert_eq!(m.formats, ["31", "32"]);
         assert_eq!(m.to_string(), "video 49170/2 RTP/AVP 31 32");
+        for n in [0, 7, 10, 99, 100, 9999, 10000, u16::MAX] {
+            assert_eq!(Decimal::new(n).as_str(), n.to_string());
+        }
         let m = MediaLine::parse("application 9 UDP/DTLS/SCTP webrtc-datachannel").unwrap();
         assert_eq!(m.proto, Proto::Other("UDP/DTLS/SCTP".into()));
         for bad in [

@@ -79,6 +79,6 @@ mod session;
 pub use attr::{Direction, Rtcp, Rtpmap, static_payload_type};
 pub use crypto::{Crypto, InlineKey, KeyParam, Lifetime, Mki};
 pub use error::{Reason, SdpError};
-pub use fields::{Connection, Origin, Proto};
+pub use fields::{Connection, IpText, Origin, Proto};
 pub use media::Media;
 pub use session::{MAX_MEDIA, Sdp};

@@ -252,7 +252,12 @@ impl Media {
     // ---- rewrites: each touches only its own lines and leaves the rest in place ----
 
     fn refresh_header(&mut self) {
-        self.header.replace(format!("m={}", self.m), Kind::Media);
+        // Sized from the old line; a port or protocol change moves it a few bytes.
+        let mut text = String::with_capacity(self.header.text.len() + 8);
+        text.push_str("m=");
+        // Writing into a String cannot fail.
+        let _ = self.m.write_into(&mut text);
+        self.header.replace(text, Kind::Media);
     }
 
     /// Puts the relay's port on m= (0 rejects the stream).
@@ -307,7 +312,10 @@ impl Media {
                 .retain(|l| !matches!(l.kind, Kind::Attr(Attr::Rtcp(_))));
             return;
         };
-        let text = format!("a=rtcp:{rtcp}");
+        let mut text = String::with_capacity(16);
+        text.push_str("a=rtcp:");
+        // Writing into a String cannot fail.
+        let _ = rtcp.write_into(&mut text);
         self.replace_or_append(|k| matches!(k, Attr::Rtcp(_)), text, Attr::Rtcp(rtcp));
     }
 
@@ -329,7 +337,7 @@ impl Media {
 
     /// Writes one direction attribute in this section (replacing any), e.g. to forward hold.
     pub fn set_direction(&mut self, direction: Direction) {
-        let text = format!("a={direction}");
+        let text = ["a=", direction.as_str()].concat();
         self.replace_or_append(
             |k| matches!(k, Attr::Direction(_)),
             text,

@@ -55,9 +55,14 @@ impl Sdp {
         } else {
             first_eol
         };
+        // Sized from one scan of the text: a `Line` is large, and growing each
+        // vector line by line cost several copies per description.
+        let counts = LineCounts::of(input);
+        let mut session_lines = Vec::with_capacity(counts.lines(0));
+        session_lines.push(Line::new(first.to_owned(), first_eol, Kind::Other));
         let mut sdp = Self {
-            lines: vec![Line::new(first.to_owned(), first_eol, Kind::Other)],
-            media: Vec::new(),
+            lines: session_lines,
+            media: Vec::with_capacity(counts.media),
             eol,
         };
         for (number, text, eol) in lines {
@@ -68,10 +73,11 @@ impl Sdp {
                 let m = MediaLine::parse(value).map_err(|r| SdpError::new(number, r))?;
                 let header = Line::new(text.to_owned(), eol, Kind::Media);
                 let eol = sdp.eol;
+                let below = counts.lines(sdp.media.len() + 1);
                 sdp.media.push(Media {
                     header,
                     m,
-                    lines: Vec::new(),
+                    lines: Vec::with_capacity(below),
                     eol,
                 });
                 continue;
@@ -238,9 +244,28 @@ impl Sdp {
         }
     }
 
-    /// The serialised SDP as bytes, ready for a SIP body or an NG reply.
+    /// The serialised SDP as bytes, ready for a SIP body or an NG reply: sized
+    /// once, copied line by line, no `fmt`.
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.to_string().into_bytes()
+        let mut out = Vec::with_capacity(self.pieces().map(str::len).sum());
+        self.pieces()
+            .for_each(|p| out.extend_from_slice(p.as_bytes()));
+        out
+    }
+
+    /// Each line's text, then its line end: the text as written out. A line
+    /// without one gets the default unless last.
+    fn pieces(&self) -> impl Iterator<Item = &str> {
+        let mut lines = self.all_lines().peekable();
+        core::iter::from_fn(move || {
+            let line = lines.next()?;
+            let eol = match line.eol {
+                Eol::None if lines.peek().is_some() => self.eol,
+                eol => eol,
+            };
+            Some([line.text.as_str(), eol.as_str()])
+        })
+        .flatten()
     }
 
     fn all_lines(&self) -> impl Iterator<Item = &Line> {
@@ -260,10 +285,48 @@ impl Sdp {
     }
 }
 
+/// Lines of the session part and of each media section (m= lines not counted),
+/// from one pass over the bytes, so `parse` allocates each vector once.
+struct LineCounts {
+    /// `[0]` the session part, `[k]` the k-th media section.
+    per_part: [u16; MAX_MEDIA + 1],
+    /// m= lines seen (past `MAX_MEDIA` the parse fails anyway).
+    media: usize,
+}
+
+impl LineCounts {
+    fn of(input: &str) -> Self {
+        let mut c = LineCounts {
+            per_part: [0; MAX_MEDIA + 1],
+            media: 0,
+        };
+        let bytes = input.as_bytes();
+        let mut start = 0;
+        while start < bytes.len() {
+            if bytes[start..].starts_with(b"m=") {
+                c.media += 1;
+            } else {
+                let part = &mut c.per_part[c.media.min(MAX_MEDIA)];
+                *part = part.saturating_add(1);
+            }
+            start = match bytes[start..].iter().position(|b| *b == b'\n') {
+                Some(i) => start + i + 1,
+                None => bytes.len(),
+            };
+        }
+        c
+    }
+
+    /// Lines of part `k` (0: session), 0 past the table.
+    fn lines(&self, k: usize) -> usize {
+        self.per_part.get(k).map_or(0, |n| usize::from(*n))
+    }
+}
+
 /// Replaces the first c= (dropping any further ones) or inserts one before the first line
 /// whose letter is in `before` (the RFC 8866 §5 order), else at the end.
 pub(crate) fn set_connection_in(lines: &mut Vec<Line>, conn: Connection, eol: Eol, before: &[u8]) {
-    let text = format!("c={conn}");
+    let text = conn.line();
     let kind = Kind::Connection(conn);
     match lines
         .iter()
@@ -291,16 +354,7 @@ pub(crate) fn set_connection_in(lines: &mut Vec<Line>, conn: Connection, eol: Eo
 impl fmt::Display for Sdp {
     /// Writes each line with its own line end; a line without one gets the default unless last.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut lines = self.all_lines().peekable();
-        while let Some(line) = lines.next() {
-            f.write_str(&line.text)?;
-            let eol = match line.eol {
-                Eol::None if lines.peek().is_some() => self.eol,
-                eol => eol,
-            };
-            f.write_str(eol.as_str())?;
-        }
-        Ok(())
+        self.pieces().try_for_each(|p| f.write_str(p))
     }
 }
 
@@ -309,5 +363,35 @@ impl FromStr for Sdp {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_sizes_every_line_vector_exactly() {
+        let texts = [
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+             m=audio 4000 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n\
+             m=video 4002 RTP/AVP 96\r\nm=text 0 RTP/AVP 98\r\na=x\r\n",
+            "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=-\nt=0 0\nm=audio 4000 RTP/AVP 0\na=x",
+            "v=0\r\ns=-\r\n\r\nm=audio 4000 RTP/AVP 0",
+            "v=0\r\ns=-",
+        ];
+        for t in texts {
+            let sdp = Sdp::parse(t).unwrap();
+            assert_eq!(sdp.lines.capacity(), sdp.lines.len(), "{t:?}");
+            assert_eq!(sdp.media.capacity(), sdp.media.len(), "{t:?}");
+            for m in &sdp.media {
+                assert_eq!(m.lines.capacity(), m.lines.len(), "{t:?}");
+            }
+            assert_eq!(sdp.to_bytes(), t.as_bytes());
+            assert_eq!(sdp.to_string(), t);
+        }
+        let c = LineCounts::of("a=1\r\nb=2\r\nm=x\r\nm=y\nc=3");
+        assert_eq!((c.media, c.lines(0), c.lines(1), c.lines(2)), (2, 2, 0, 1));
+        assert_eq!(LineCounts::of("").lines(0), 0);
     }
 }

@@ -12,6 +12,9 @@
 //! <https://www.bittorrent.org/beps/bep_0003.html#bencoding>
 
 use std::fmt;
+use std::net::IpAddr;
+
+use ferrelay_sdp::IpText;
 
 /// Deepest nesting accepted; NG messages nest three or four levels.
 pub const MAX_DEPTH: usize = 32;
@@ -126,12 +129,7 @@ impl Value {
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         match self {
             Value::Int(i) => {
-                out.push(b'i');
-                if *i < 0 {
-                    out.push(b'-');
-                }
-                decimal(i.unsigned_abs(), out);
-                out.push(b'e');
+                Writer::new(out).int(*i);
             }
             Value::Bytes(b) => encode_bytes(b, out),
             Value::List(l) => {
@@ -185,6 +183,16 @@ fn digits(n: u64) -> usize {
 /// Appends `n` in decimal without going through `fmt` (which costs an allocation
 /// and a formatter per length prefix on the reply path).
 fn decimal(mut n: u64, out: &mut Vec<u8>) {
+    // Most numbers in a reply are short key lengths and small counters: fixed-size
+    // copies the compiler inlines, where a variable-length one calls memmove.
+    if n < 10 {
+        out.push(b'0' + n as u8);
+        return;
+    }
+    if n < 100 {
+        out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+        return;
+    }
     let mut buf = [0u8; 20];
     let mut at = buf.len();
     loop {
@@ -202,6 +210,70 @@ fn encode_bytes(b: &[u8], out: &mut Vec<u8>) {
     decimal(b.len() as u64, out);
     out.push(b':');
     out.extend_from_slice(b);
+}
+
+/// Streams bencode straight into a reply buffer, for replies built from session
+/// state (`query`, `delete`, `statistics`): no value tree, no key copies, no
+/// allocation but the buffer's own growth. The caller balances `dict`/`list` with
+/// `end`; keys are written like any byte string, in the order the reply needs.
+#[derive(Debug)]
+pub struct Writer<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl<'a> Writer<'a> {
+    /// Appends to `out` after what it already holds (a cookie, say).
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
+        Writer { out }
+    }
+
+    /// Opens a dict: then alternate keys (`bytes`) and values, then `end`.
+    pub fn dict(&mut self) -> &mut Self {
+        self.out.push(b'd');
+        self
+    }
+
+    /// Opens a list, closed by `end`.
+    pub fn list(&mut self) -> &mut Self {
+        self.out.push(b'l');
+        self
+    }
+
+    /// Closes the innermost open dict or list.
+    pub fn end(&mut self) -> &mut Self {
+        self.out.push(b'e');
+        self
+    }
+
+    /// A byte string: a dict key or a value.
+    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        encode_bytes(b, self.out);
+        self
+    }
+
+    pub fn str(&mut self, s: &str) -> &mut Self {
+        self.bytes(s.as_bytes())
+    }
+
+    pub fn int(&mut self, i: i64) -> &mut Self {
+        self.out.push(b'i');
+        if i < 0 {
+            self.out.push(b'-');
+        }
+        decimal(i.unsigned_abs(), self.out);
+        self.out.push(b'e');
+        self
+    }
+
+    /// A counter, saturating at `i64::MAX` (bencode integers are signed here).
+    pub fn uint(&mut self, u: u64) -> &mut Self {
+        self.int(i64::try_from(u).unwrap_or(i64::MAX))
+    }
+
+    /// An address as the string `IpAddr`'s `Display` gives, without `to_string`.
+    pub fn ip(&mut self, ip: IpAddr) -> &mut Self {
+        self.str(IpText::new(ip).as_str())
+    }
 }
 
 impl fmt::Debug for Value {
@@ -464,7 +536,10 @@ mod tests {
             (0, "i0e"),
             (9, "i9e"),
             (10, "i10e"),
+            (99, "i99e"),
+            (100, "i100e"),
             (-1, "i-1e"),
+            (-42, "i-42e"),
             (i64::MAX, "i9223372036854775807e"),
             (i64::MIN, "i-9223372036854775808e"),
         ] {
@@ -572,6 +647,41 @@ mod tests {
         let v = dict([("result", Value::str("pong")), ("n", Value::Int(3))]);
         assert_eq!(v.encode(), b"d6:result4:pong1:ni3ee");
         assert_eq!(format!("{v:?}"), r#"{"result": "pong", "n": 3}"#);
+    }
+
+    #[test]
+    fn writer_matches_the_value_encoding() {
+        let v = dict([
+            ("result", Value::str("ok")),
+            ("n", Value::Int(-7)),
+            ("big", Value::Int(i64::MAX)),
+            (
+                "l",
+                Value::List(vec![
+                    Value::str(""),
+                    Value::Dict(vec![]),
+                    Value::List(vec![]),
+                ]),
+            ),
+        ]);
+        let mut out = b"cookie ".to_vec();
+        let mut w = Writer::new(&mut out);
+        w.dict().str("result").str("ok").str("n").int(-7);
+        w.str("big").uint(u64::MAX).str("l").list().str("");
+        w.dict().end().list().end().end().end();
+        assert_eq!(&out[..7], b"cookie ");
+        assert_eq!(out[7..], v.encode());
+    }
+
+    #[test]
+    fn writer_addresses_read_as_display() {
+        // The text itself is `ferrelay_sdp::IpText`'s, tested there edge by edge.
+        for a in ["192.168.109.255", "::ffff:192.0.2.128"] {
+            let ip: IpAddr = a.parse().unwrap();
+            let mut out = Vec::new();
+            Writer::new(&mut out).ip(ip);
+            assert_eq!(out, Value::str(&ip.to_string()).encode(), "{a}");
+        }
     }
 
     /// Feeds `input` one byte at a time; a scan must say "decode" whenever a decode

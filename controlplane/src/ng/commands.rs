@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::bencode::{DecodeError, Value, dict};
 use super::cookie_cache::CookieCache;
 use crate::session::backend::MediaBackend;
-use crate::session::flags::norm;
+use crate::session::flags::eq_norm;
 use crate::session::{Sessions, flags};
 
 /// Longest cookie accepted; rtpengine's proxies send a few dozen bytes.
@@ -106,20 +106,19 @@ impl NgCounts {
     ];
     const OTHER: usize = Self::COMMANDS.len() - 1;
 
-    /// The counter slot of a normalised command name.
+    /// The counter slot of a command as the request spells it (any case, `-`,
+    /// `_` or space between words, as rtpengine accepts), found without
+    /// building its normal form.
     fn index(command: &str) -> usize {
-        // Labels spell the normalised command's spaces as `_`.
-        let same = |label: &str| {
-            label.len() == command.len()
-                && label
-                    .bytes()
-                    .zip(command.bytes())
-                    .all(|(l, c)| l == c || (l == b'_' && c == b' '))
-        };
         Self::COMMANDS[..Self::OTHER]
             .iter()
-            .position(|c| same(c))
+            .position(|c| eq_norm(c.as_bytes(), command.as_bytes()))
             .unwrap_or(Self::OTHER)
+    }
+
+    /// The label of a command as the request spells it; `other` when unknown.
+    fn label(command: &str) -> &'static str {
+        Self::COMMANDS[Self::index(command)]
     }
 
     fn record(&mut self, i: usize, ok: bool) {
@@ -162,6 +161,12 @@ pub fn with_cookie(cookie: &[u8], v: &Value) -> Vec<u8> {
     out
 }
 
+/// Appends `v`, growing `out` once at most.
+fn encode(v: &Value, out: &mut Vec<u8>) {
+    out.reserve(v.encoded_len());
+    v.encode_into(out);
+}
+
 impl<B: MediaBackend> Controller<B> {
     pub fn new(sessions: Sessions<B>, now: Instant) -> Self {
         Controller {
@@ -188,14 +193,20 @@ impl<B: MediaBackend> Controller<B> {
             tracing::debug!(cookie = %String::from_utf8_lossy(cookie), "reply from cache");
             return Some(r.to_vec());
         }
-        let reply = match Value::decode(body) {
-            Ok(req) => self.execute_unflushed(&req, now),
+        // Room for an offer's or answer's reply; a delete's grows it once or twice.
+        let mut out = Vec::with_capacity(cookie.len() + 1 + 1024);
+        out.extend_from_slice(cookie);
+        out.push(b' ');
+        match Value::decode(body) {
+            Ok(req) => self.execute_unflushed(&req, now, &mut out),
             Err(e) => {
                 self.counts.record(NgCounts::OTHER, false);
-                error_reply(&format!("Failed to decode bencode: {e}"))
+                encode(
+                    &error_reply(&format!("Failed to decode bencode: {e}")),
+                    &mut out,
+                );
             }
-        };
-        let out = with_cookie(cookie, &reply);
+        }
         self.cache.insert(cookie, &out, now);
         Some(out)
     }
@@ -219,11 +230,11 @@ impl<B: MediaBackend> Controller<B> {
         let Ok(Some(command)) = flags::string(&req, "command") else {
             return false;
         };
-        if norm(&command) != "query" {
+        if !eq_norm(command.as_bytes(), b"query") {
             return false;
         }
         let asked = match flags::string(&req, "call-id") {
-            Ok(Some(id)) => self.sessions.refresh(&id) > 0,
+            Ok(Some(id)) => self.sessions.refresh(id) > 0,
             _ => false,
         };
         self.sessions.backend_mut().flush();
@@ -251,41 +262,54 @@ impl<B: MediaBackend> Controller<B> {
 
     /// Runs one decoded request; every failure becomes an error reply.
     pub fn execute(&mut self, req: &Value, now: Instant) -> Value {
-        let reply = self.execute_unflushed(req, now);
+        let mut out = Vec::new();
+        self.execute_unflushed(req, now, &mut out);
         // One wake per worker for everything this request queued.
         self.flush();
-        reply
+        Value::decode(&out)
+            .unwrap_or_else(|e| error_reply(&format!("internal: reply does not decode: {e}")))
     }
 
-    fn execute_unflushed(&mut self, req: &Value, now: Instant) -> Value {
+    /// Runs one decoded request and appends its encoded reply to `out`: the
+    /// replies built from session state (`delete`, `query`, `statistics`) are
+    /// streamed there, the others encoded from their value.
+    fn execute_unflushed(&mut self, req: &Value, now: Instant, out: &mut Vec<u8>) {
         let command = match req {
             Value::Dict(_) => flags::string(req, "command")
                 .and_then(|c| c.ok_or_else(|| "No command in message".to_owned())),
             _ => Err("Message is not a dictionary".to_owned()),
         };
         let command = match command {
-            Ok(c) => norm(&c),
+            Ok(c) => NgCounts::label(c),
             Err(e) => {
                 self.counts.record(NgCounts::OTHER, false);
-                return error_reply(&e);
+                return encode(&error_reply(&e), out);
             }
         };
         self.executed += 1;
         let s = &mut self.sessions;
-        let res = match command.as_str() {
-            "ping" => Ok(dict([("result", Value::str("pong"))])),
-            "offer" => s.offer(req, now),
-            "answer" => s.answer(req, now),
-            "delete" => s.delete(req, now),
-            "query" => s.query(req),
-            "list" => s.list(req),
-            "statistics" => Ok(s.statistics(now)),
-            "block media" => s.set_blocked(req, true),
-            "unblock media" => s.set_blocked(req, false),
+        // `None`: the reply is in `out` already.
+        let res = match command {
+            "ping" => Ok(Some(dict([("result", Value::str("pong"))]))),
+            "offer" => s.offer(req, now).map(Some),
+            "answer" => s.answer(req, now).map(Some),
+            "delete" => s.delete_into(req, now, out).map(|()| None),
+            "query" => s.query_into(req, out).map(|()| None),
+            "list" => s.list(req).map(Some),
+            "statistics" => {
+                s.statistics_into(now, out);
+                Ok(None)
+            }
+            "block_media" => s.set_blocked(req, true).map(Some),
+            "unblock_media" => s.set_blocked(req, false).map(Some),
             _ => Err("Unrecognized command".to_owned()),
         };
-        self.counts.record(NgCounts::index(&command), res.is_ok());
-        res.unwrap_or_else(|e| error_reply(&e))
+        self.counts.record(NgCounts::index(command), res.is_ok());
+        match res {
+            Ok(Some(v)) => encode(&v, out),
+            Ok(None) => {}
+            Err(e) => encode(&error_reply(&e), out),
+        }
     }
 }
 
@@ -345,6 +369,12 @@ pub(crate) mod tests {
         assert!(reply(&mut c, b"k3 i1e").contains("Message is not a dictionary"));
         assert!(reply(&mut c, b"k4 d1:xi1ee").contains("No command in message"));
         assert!(reply(&mut c, b"k5 d7:command5:offere").contains("No call-id in message"));
+        // Commands match in any case and with `-`, `_` or space between words.
+        assert_eq!(
+            reply(&mut c, b"k6 d7:command4:PiNGe"),
+            "k6 d6:result4:ponge"
+        );
+        assert!(reply(&mut c, b"k7 d7:command11:Block-MEDIAe").contains("No call-id in message"));
         assert_eq!(c.handle(b"nocookie", Instant::now()), None);
         assert_eq!(c.handle(b" d7:command4:pinge", Instant::now()), None);
         let count = |cmd: &str, res: &str| {
@@ -354,11 +384,12 @@ pub(crate) mod tests {
                 .map(|(_, _, n)| n)
                 .unwrap()
         };
-        assert_eq!(count("ping", "ok"), 1);
+        assert_eq!(count("ping", "ok"), 2);
         assert_eq!(count("offer", "error"), 1);
+        assert_eq!(count("block_media", "error"), 1);
         // Unknown command, bad bencode, not a dict, no command.
         assert_eq!(count("other", "error"), 4);
-        assert_eq!(c.counts.iter().map(|(_, _, n)| n).sum::<u64>(), 6);
+        assert_eq!(c.counts.iter().map(|(_, _, n)| n).sum::<u64>(), 8);
     }
 
     #[test]

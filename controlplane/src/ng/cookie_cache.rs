@@ -8,8 +8,12 @@
 //! current generation early, so the cache never holds more than two generations'
 //! worth (`max_bytes` in all) whatever the request rate.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
+
+use foldhash::fast::RandomState;
 
 /// Bound on entries per generation so a flood of distinct cookies cannot grow
 /// memory without limit; past it the current generation rotates early.
@@ -18,15 +22,55 @@ pub const MAX_ENTRIES: usize = 100_000;
 /// An offer's reply is about 0.5–2 KiB, so this keeps a minute of replies up to
 /// several hundred offers per second before retransmission cover shrinks.
 pub const MAX_BYTES: usize = 64 << 20;
-/// What one entry costs beyond its key and reply: the two `Vec` headers and the
-/// hash table slot, rounded up.
+/// What one entry costs beyond its key and reply: the entry header and the hash
+/// table slot, rounded up.
 const ENTRY_OVERHEAD: usize = 64;
+
+/// A cookie and its reply in one allocation (one per cached request, not two),
+/// found in the set by the cookie alone.
+#[derive(Debug)]
+struct Entry {
+    /// The cookie, then the reply.
+    bytes: Box<[u8]>,
+    cookie_len: usize,
+}
+
+impl Entry {
+    fn cookie(&self) -> &[u8] {
+        &self.bytes[..self.cookie_len]
+    }
+
+    fn reply(&self) -> &[u8] {
+        &self.bytes[self.cookie_len..]
+    }
+}
+
+// Hash, Eq and Borrow all see the cookie only, so a set lookup by `&[u8]` works.
+impl Borrow<[u8]> for Entry {
+    fn borrow(&self) -> &[u8] {
+        self.cookie()
+    }
+}
+
+impl Hash for Entry {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.cookie().hash(state);
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cookie() == other.cookie()
+    }
+}
+
+impl Eq for Entry {}
 
 /// The two-generation reply cache.
 #[derive(Debug)]
 pub struct CookieCache {
-    current: HashMap<Vec<u8>, Vec<u8>>,
-    previous: HashMap<Vec<u8>, Vec<u8>>,
+    current: HashSet<Entry, RandomState>,
+    previous: HashSet<Entry, RandomState>,
     /// Bytes held by each generation (see `cost`).
     current_bytes: usize,
     previous_bytes: usize,
@@ -50,8 +94,8 @@ impl CookieCache {
     /// A cache holding at most `max_bytes` over both generations.
     pub fn with_limit(period: Duration, max_bytes: usize, now: Instant) -> Self {
         CookieCache {
-            current: HashMap::new(),
-            previous: HashMap::new(),
+            current: HashSet::default(),
+            previous: HashSet::default(),
             current_bytes: 0,
             previous_bytes: 0,
             max_bytes,
@@ -66,7 +110,10 @@ impl CookieCache {
         if early {
             self.evicted += self.previous.len() as u64;
         }
-        self.previous = std::mem::take(&mut self.current);
+        // The dropped generation's table, emptied, is the new current one: no
+        // regrowth from nothing after every rotation.
+        std::mem::swap(&mut self.previous, &mut self.current);
+        self.current.clear();
         self.previous_bytes = std::mem::replace(&mut self.current_bytes, 0);
         self.rotated_at = now;
     }
@@ -91,7 +138,7 @@ impl CookieCache {
         self.current
             .get(cookie)
             .or_else(|| self.previous.get(cookie))
-            .map(Vec::as_slice)
+            .map(Entry::reply)
     }
 
     /// Remembers the reply sent for `cookie`. A reply larger than half the byte
@@ -107,8 +154,12 @@ impl CookieCache {
         if self.current_bytes + c > half {
             self.rotate(now, true);
         }
-        if let Some(old) = self.current.insert(cookie.to_vec(), reply.to_vec()) {
-            self.current_bytes -= cost(cookie, &old);
+        let entry = Entry {
+            bytes: [cookie, reply].concat().into_boxed_slice(),
+            cookie_len: cookie.len(),
+        };
+        if let Some(old) = self.current.replace(entry) {
+            self.current_bytes -= cost(cookie, old.reply());
         }
         self.current_bytes += c;
     }
@@ -206,7 +257,12 @@ mod tests {
         let t0 = Instant::now();
         let mut c = CookieCache::new(Duration::from_secs(30), t0);
         c.insert(b"a", &[0; 100], t0);
-        c.insert(b"a", &[0; 10], t0);
+        c.insert(b"a", &[1; 10], t0);
         assert_eq!(c.bytes(), 1 + 10 + ENTRY_OVERHEAD);
+        assert_eq!(c.get(b"a", t0), Some(&[1; 10][..]));
+        // A cookie that is a prefix of another is its own entry.
+        c.insert(b"ab", b"x", t0);
+        assert_eq!(c.get(b"a", t0), Some(&[1; 10][..]));
+        assert_eq!(c.get(b"ab", t0), Some(&b"x"[..]));
     }
 }

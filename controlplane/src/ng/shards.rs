@@ -15,9 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::Value;
-use super::commands::{
-    Controller, NgCounts, error_reply, mentions_query, split_cookie, with_cookie,
-};
+use super::commands::{Controller, NgCounts, error_reply, mentions_query, split_cookie};
 use crate::session::backend::MediaBackend;
 use crate::session::flags::{self, eq_norm};
 use crate::session::query::{self, StatsInput};
@@ -141,35 +139,40 @@ impl<B: MediaBackend> Shards<B> {
 
     /// `list` or `statistics` over every shard, counted on shard 0.
     fn global(&self, cookie: &[u8], body: &[u8], g: Global, now: Instant) -> Vec<u8> {
-        let name = match g {
-            Global::List => "list",
-            Global::Statistics => "statistics",
-        };
-        let reply = match Value::decode(body) {
-            Err(e) => Err(format!("Failed to decode bencode: {e}")),
-            Ok(req) => match g {
-                Global::List => self.list(&req),
-                Global::Statistics => Ok(self.statistics(now)),
-            },
+        let (name, reply) = match (g, Value::decode(body)) {
+            (_, Err(e)) => ("other", Err(format!("Failed to decode bencode: {e}"))),
+            (Global::List, Ok(req)) => ("list", self.list(&req)),
+            (Global::Statistics, Ok(_)) => ("statistics", Ok(None)),
         };
         self.lock(0).answered(name, reply.is_ok());
-        with_cookie(cookie, &reply.unwrap_or_else(|e| error_reply(&e)))
+        let mut out = Vec::with_capacity(cookie.len() + 512);
+        out.extend_from_slice(cookie);
+        out.push(b' ');
+        match reply {
+            Ok(Some(v)) => v.encode_into(&mut out),
+            Ok(None) => query::statistics_reply(&self.stats_input(now), &mut out),
+            Err(e) => error_reply(&e).encode_into(&mut out),
+        }
+        out
     }
 
     /// NG `list` over every shard: call ids in order, at most `limit`.
-    pub fn list(&self, req: &Value) -> Result<Value, String> {
+    pub fn list(&self, req: &Value) -> Result<Option<Value>, String> {
         let limit = query::list_limit(req)?;
         let mut ids = Vec::new();
         for i in 0..self.shards.len() {
             ids.extend(self.lock(i).sessions.call_ids().cloned());
         }
         ids.sort_unstable();
-        Ok(query::list_reply(ids.iter().take(limit)))
+        Ok(Some(query::list_reply(ids.iter().take(limit))))
     }
 
     /// NG `statistics` over every shard.
     pub fn statistics(&self, now: Instant) -> Value {
-        query::statistics_reply(&self.stats_input(now))
+        let mut out = Vec::new();
+        query::statistics_reply(&self.stats_input(now), &mut out);
+        // The writer's own output always decodes; an empty dict is unreachable.
+        Value::decode(&out).unwrap_or(Value::Dict(Vec::new()))
     }
 
     /// The sums `statistics` and the metrics report.
@@ -278,6 +281,7 @@ mod tests {
     use super::*;
     use crate::ng::bencode::dict;
     use crate::ng::commands::tests::session_config;
+    use crate::ng::commands::with_cookie;
     use crate::session::backend::fake::FakeBackend;
     use crate::session::{Sessions, port_pools};
 

@@ -95,13 +95,14 @@ pub fn lookup<'a>(req: &'a Value, key: &str) -> Option<&'a Value> {
     }
 }
 
-/// A string value, or `Err(reason)` when present but not a string.
-pub fn string(req: &Value, key: &str) -> Result<Option<String>, String> {
+/// A string value, borrowed from the request (no copy per lookup), or
+/// `Err(reason)` when present but not a string.
+pub fn string<'a>(req: &'a Value, key: &str) -> Result<Option<&'a str>, String> {
     match lookup(req, key) {
         None => Ok(None),
         Some(v) => v
             .as_str()
-            .map(|s| Some(s.to_owned()))
+            .map(Some)
             .ok_or_else(|| format!("'{key}' must be a string")),
     }
 }
@@ -177,16 +178,16 @@ impl Flags {
         for (slot, name) in f.direction.iter_mut().zip(dir) {
             *slot = Some(name);
         }
-        f.address_family = match string(req, "address family")?.as_deref() {
+        f.address_family = match string(req, "address family")? {
             None => None,
             Some(s) if s.eq_ignore_ascii_case("IP4") => Some(Family::V4),
             Some(s) if s.eq_ignore_ascii_case("IP6") => Some(Family::V6),
             Some(s) => return Err(format!("'address family': '{s}' is not IP4 or IP6")),
         };
-        f.transport_protocol = string(req, "transport protocol")?;
+        f.transport_protocol = string(req, "transport protocol")?.map(str::to_owned);
         f.received_from = address(req, "received from")?;
         f.media_address = address(req, "media address")?;
-        f.label = string(req, "label")?;
+        f.label = string(req, "label")?.map(str::to_owned);
         Ok(f)
     }
 }

@@ -26,6 +26,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ferrelay_engine::FlowId;
 use ferrelay_sdp::Sdp;
+// Seeded at random per process (so call-ids cannot be chosen to collide), and
+// cheaper than SipHash on the several lookups each request makes.
+use foldhash::fast::RandomState;
 
 use crate::config::{Config, InterfaceSpec};
 use crate::ng::Value;
@@ -158,11 +161,11 @@ pub struct Sessions<B> {
     res: Resources<B>,
     /// Boxed: a map entry is then 24 bytes, and the map's spare buckets (up to
     /// half of them after it grows) cost little.
-    calls: HashMap<Arc<str>, Box<Call>>,
+    calls: HashMap<Arc<str>, Box<Call>, RandomState>,
     /// Which call owns each installed flow, so worker events find it at once.
     owners: FlowOwners,
     /// Last counters of flows being removed, until the worker's final count arrives.
-    retiring: HashMap<(usize, FlowId), FlowCounters>,
+    retiring: HashMap<(usize, FlowId), FlowCounters, RandomState>,
     /// Port pairs of ended calls (due time, interface, worker), released once
     /// `delete_delay` has passed.
     draining: Vec<(Instant, usize, usize, PortPair)>,
@@ -201,9 +204,9 @@ impl<B: MediaBackend> Sessions<B> {
                 pools,
                 backend,
             },
-            calls: HashMap::new(),
+            calls: HashMap::default(),
             owners: FlowOwners::default(),
-            retiring: HashMap::new(),
+            retiring: HashMap::default(),
             draining: Vec::new(),
             load,
             totals: Totals::default(),
@@ -279,15 +282,8 @@ impl<B: MediaBackend> Sessions<B> {
         }
         let call = self.calls.get_mut(call_id).expect("inserted above");
         call.deleting = None;
-        let res = negotiate::offer_call(
-            &mut self.res,
-            call,
-            from_tag,
-            to_tag.as_deref(),
-            &flags,
-            &mut sdp,
-            now,
-        );
+        let res =
+            negotiate::offer_call(&mut self.res, call, from_tag, to_tag, &flags, &mut sdp, now);
         self.reindex(call_id, before);
         match res {
             Ok(()) => {
@@ -338,7 +334,7 @@ impl<B: MediaBackend> Sessions<B> {
             && res.is_ok()
             && let Some(m) = call.monologue(to_tag)
         {
-            call.monologues[m].set_via_branch(&v);
+            call.monologues[m].set_via_branch(v);
         }
         self.reindex(call_id, before);
         res?;
@@ -354,7 +350,14 @@ impl<B: MediaBackend> Sessions<B> {
     /// and late signalling are not lost; then the flows go and the ports are
     /// free at once. With no delay the call ends now. Tags that name one fork
     /// among several (see [`Call::branch_to_end`]) end that fork alone, at once.
-    pub fn delete(&mut self, req: &Value, now: Instant) -> Result<Value, String> {
+    /// The reply (the call as `query` tells it) is appended to `out`; on an error
+    /// nothing is.
+    pub fn delete_into(
+        &mut self,
+        req: &Value,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
         let call_id = required(req, "call-id")?;
         let delay = self.res.cfg.delete_delay;
         let call = self
@@ -365,20 +368,19 @@ impl<B: MediaBackend> Sessions<B> {
         for (slot, key) in tags.iter_mut().zip(["from-tag", "to-tag"]) {
             if let Some(tag) = flags::string(req, key)? {
                 *slot = Some(
-                    call.monologue(&tag)
+                    call.monologue(tag)
                         .ok_or_else(|| format!("Unknown {key}"))?,
                 );
             }
         }
         let via = flags::string(req, "via-branch")?;
-        let mut reply = query::call_info(call);
-        if let Value::Dict(d) = &mut reply {
-            d.insert(0, (b"result".to_vec(), Value::str("ok")));
-        }
-        if let Some(m) = call.branch_to_end(tags[0], tags[1], via.as_deref()) {
+        let start = out.len();
+        query::call_info(call, out);
+        if let Some(m) = call.branch_to_end(tags[0], tags[1], via) {
             if delay.is_zero() {
                 let call_id = call_id.to_owned();
-                self.end_branch(&call_id, m, now)?;
+                self.end_branch(&call_id, m, now)
+                    .inspect_err(|_| out.truncate(start))?;
             } else if call.monologues[m].ending().is_none() {
                 // As for a whole call, the fork's media goes on for the delay
                 // (a repeated delete keeps the first deadline).
@@ -396,7 +398,14 @@ impl<B: MediaBackend> Sessions<B> {
             call.deleting = Some(now + delay);
             tracing::info!(call_id = %call_id, delay_s = delay.as_secs(), "delete scheduled");
         }
-        Ok(reply)
+        Ok(())
+    }
+
+    /// `delete` with its reply as a value, for callers that read it.
+    pub fn delete(&mut self, req: &Value, now: Instant) -> Result<Value, String> {
+        let mut out = Vec::new();
+        self.delete_into(req, now, &mut out)?;
+        decoded(&out)
     }
 
     /// Ends one fork of a call that has others (`delete` of a branch). A branch
@@ -459,18 +468,23 @@ impl<B: MediaBackend> Sessions<B> {
         res
     }
 
-    /// `query`: the call's tags, streams and counters in rtpengine's shape.
-    pub fn query(&self, req: &Value) -> Result<Value, String> {
+    /// `query`: the call's tags, streams and counters in rtpengine's shape,
+    /// appended to `out` (nothing on an error).
+    pub fn query_into(&self, req: &Value, out: &mut Vec<u8>) -> Result<(), String> {
         let call_id = required(req, "call-id")?;
         let call = self
             .calls
             .get(call_id)
             .ok_or_else(|| "Unknown call-id".to_owned())?;
-        let mut reply = query::call_info(call);
-        if let Value::Dict(d) = &mut reply {
-            d.insert(0, (b"result".to_vec(), Value::str("ok")));
-        }
-        Ok(reply)
+        query::call_info(call, out);
+        Ok(())
+    }
+
+    /// `query` as a value, for the dashboard and tests.
+    pub fn query(&self, req: &Value) -> Result<Value, String> {
+        let mut out = Vec::new();
+        self.query_into(req, &mut out)?;
+        decoded(&out)
     }
 
     /// `list`: call-ids, at most `limit` (default 32, as rtpengine).
@@ -491,9 +505,18 @@ impl<B: MediaBackend> Sessions<B> {
         self.calls.contains_key(call_id)
     }
 
-    /// `statistics`: current and lifetime totals in rtpengine's shape.
+    /// `statistics`: current and lifetime totals in rtpengine's shape, appended
+    /// to `out`.
+    pub fn statistics_into(&self, now: Instant, out: &mut Vec<u8>) {
+        query::statistics(self, now, out);
+    }
+
+    /// `statistics` as a value, for the dashboard and tests.
     pub fn statistics(&self, now: Instant) -> Value {
-        query::statistics_reply(&self.stats_input(now))
+        let mut out = Vec::new();
+        self.statistics_into(now, &mut out);
+        // The writer's own output always decodes; an empty dict is unreachable.
+        Value::decode(&out).unwrap_or(Value::Dict(Vec::new()))
     }
 
     /// This shard's part of `statistics`.
@@ -790,6 +813,11 @@ impl<B: MediaBackend> Sessions<B> {
             self.draining.push((at, side.iface, worker, side.pair));
         }
     }
+}
+
+/// A reply the writer streamed, back as a value.
+fn decoded(out: &[u8]) -> Result<Value, String> {
+    Value::decode(out).map_err(|e| format!("internal: reply does not decode: {e}"))
 }
 
 fn parse_sdp(req: &Value) -> Result<Sdp, String> {
