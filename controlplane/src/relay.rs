@@ -30,9 +30,20 @@ const POLL_BUDGET: usize = 256;
 /// where the data plane's default of 1024 filled).
 const COMMAND_RING: usize = 16_384;
 
-/// Control-plane shards per NG thread: with a few per thread, two threads rarely
-/// want the same shard at once.
+/// Control-plane shards per NG thread when there are several: with a few per
+/// thread, two threads rarely want the same shard at once. One NG thread gets
+/// one shard: nothing else takes the lock often, and each shard keeps its own
+/// flow-slot index (16 bytes per slot of every worker), which four shards made
+/// 2.14 KiB per established call against 1.74 with one (4,000 calls).
 const SHARDS_PER_NG_THREAD: usize = 4;
+
+/// How many shards `ng_threads` NG threads get.
+fn shard_count(ng_threads: usize) -> usize {
+    match ng_threads {
+        0 | 1 => 1,
+        n => (n * SHARDS_PER_NG_THREAD).min(usize::from(u16::MAX)),
+    }
+}
 
 /// The data plane, shared by every shard: one lock around the worker handles,
 /// held for a ring push, and the shard that started each flow slot, so worker
@@ -287,7 +298,7 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
     let shared = Arc::new(SharedDataplane::new(dp, max_flows));
     let scfg = SessionConfig::from(cfg);
     let pools = port_pools(&scfg, shared.workers.max(1));
-    let shards = (0..(cfg.ng_threads * SHARDS_PER_NG_THREAD).min(usize::from(u16::MAX)))
+    let shards = (0..shard_count(cfg.ng_threads))
         .map(|i| {
             let backend = DataplaneBackend {
                 shard: i as u16,
