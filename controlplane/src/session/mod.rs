@@ -190,13 +190,25 @@ fn required<'a>(req: &'a Value, key: &str) -> Result<&'a str, String> {
 }
 
 impl<B: MediaBackend> Sessions<B> {
+    /// Sessions with the port pools and the workers to themselves.
     pub fn new(cfg: SessionConfig, backend: B, now: Instant) -> Self {
         let pools = port_pools(&cfg, backend.workers().max(1));
-        Self::with_pools(cfg, pools, backend, now)
+        Self::build(cfg, pools, backend, FlowOwners::default(), now)
     }
 
-    /// Sessions drawing ports from `pools`, which other shards share.
+    /// One shard's sessions: ports from `pools` and flow slots of the workers,
+    /// both shared with the other shards.
     pub fn with_pools(cfg: SessionConfig, pools: SharedPools, backend: B, now: Instant) -> Self {
+        Self::build(cfg, pools, backend, FlowOwners::sparse(), now)
+    }
+
+    fn build(
+        cfg: SessionConfig,
+        pools: SharedPools,
+        backend: B,
+        owners: FlowOwners,
+        now: Instant,
+    ) -> Self {
         let load = vec![0; backend.workers().max(1)];
         Sessions {
             res: Resources {
@@ -205,7 +217,7 @@ impl<B: MediaBackend> Sessions<B> {
                 backend,
             },
             calls: HashMap::default(),
-            owners: FlowOwners::default(),
+            owners,
             retiring: HashMap::default(),
             draining: Vec::new(),
             load,
