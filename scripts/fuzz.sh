@@ -34,7 +34,11 @@ for t in $targets; do
   mkdir -p "corpus/$t"
   # -max_total_time bounds the run; any crash makes cargo fuzz exit non-zero and
   # leaves the input under fuzz/artifacts/$t/.
+  # A target's dictionary (dicts/<target>.dict), when it has one, seeds the
+  # mutations with the protocol's own tokens.
+  dict=()
+  [ -f "dicts/$t.dict" ] && dict=(-dict="dicts/$t.dict")
   cargo fuzz run --sanitizer "$sanitizer" "$t" "corpus/$t" -- \
-    -max_total_time="$seconds" -max_len=2048 -timeout=10 -rss_limit_mb=2048
+    -max_total_time="$seconds" -max_len=2048 -timeout=10 -rss_limit_mb=2048 "${dict[@]}"
 done
 echo "==> all fuzz targets ran ${seconds}s without a crash"

@@ -1,14 +1,23 @@
 #![no_main]
 use ferrelay::ng::bencode::Scan;
 use ferrelay::ng::commands::{Framing, frame};
+use ferrelay::ng::shards::TopKeys;
 use ferrelay::ng::Value;
+use ferrelay::session::flags::lookup;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // Strict decoding is canonical: what decodes re-encodes to the same bytes.
     if let Ok((v, used)) = Value::decode_prefix(data) {
         assert_eq!(v.encode(), &data[..used]);
-        assert_eq!(Value::decode(&data[..used]), Ok(v));
+        assert_eq!(Value::decode(&data[..used]), Ok(v.clone()));
+        // The shard router's scan finds what the sessions will read, so every
+        // request of a call reaches the same shard.
+        if matches!(v, Value::Dict(_)) {
+            let keys = TopKeys::scan(&data[..used]);
+            assert_eq!(keys.call_id, lookup(&v, "call-id").and_then(Value::as_bytes));
+            assert_eq!(keys.command, lookup(&v, "command").and_then(Value::as_bytes));
+        }
     }
     // TCP framing never claims more than it was given.
     if let Framing::Message(n) = frame(data) {

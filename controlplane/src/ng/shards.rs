@@ -204,18 +204,21 @@ impl<B: MediaBackend> Shards<B> {
     }
 }
 
-/// The first `command` and `call-id` of a request's top-level dict (keys compared
-/// as the sessions compare them), found without decoding or allocating. Anything
-/// that is not a well-formed dict yields nothing: the full decode in the shard
-/// then gives the error reply.
+/// The string values of the first `command` and `call-id` keys of a request's
+/// top-level dict (keys compared as the sessions compare them), found without
+/// decoding or allocating: for every request that decodes, exactly what the
+/// sessions will read (the `bencode` fuzz target checks this), so all requests
+/// of a call reach its shard. A first key whose value is not a string yields
+/// nothing, as the sessions refuse it. A malformed request may yield anything:
+/// its shard's full decode gives the error reply.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct TopKeys<'a> {
-    command: Option<&'a [u8]>,
-    call_id: Option<&'a [u8]>,
+pub struct TopKeys<'a> {
+    pub command: Option<&'a [u8]>,
+    pub call_id: Option<&'a [u8]>,
 }
 
 impl<'a> TopKeys<'a> {
-    fn scan(body: &'a [u8]) -> Self {
+    pub fn scan(body: &'a [u8]) -> Self {
         let mut keys = TopKeys::default();
         let _ = keys.walk(body);
         keys
@@ -225,21 +228,26 @@ impl<'a> TopKeys<'a> {
         if b.first() != Some(&b'd') {
             return None;
         }
+        let (mut seen_command, mut seen_call_id) = (false, false);
         let mut at = 1;
         while *b.get(at)? != b'e' {
             let (key, next) = string(b, at)?;
+            let is_command = !seen_command && eq_norm(key, b"command");
+            let is_call_id = !seen_call_id && eq_norm(key, b"call-id");
+            seen_command |= is_command;
+            seen_call_id |= is_call_id;
             if b.get(next).is_some_and(u8::is_ascii_digit) {
                 let (v, end) = string(b, next)?;
-                if self.command.is_none() && eq_norm(key, b"command") {
+                if is_command {
                     self.command = Some(v);
-                } else if self.call_id.is_none() && eq_norm(key, b"call-id") {
+                } else if is_call_id {
                     self.call_id = Some(v);
                 }
                 at = end;
             } else {
                 at = skip(b, next, 0)?;
             }
-            if self.command.is_some() && self.call_id.is_some() {
+            if seen_command && seen_call_id {
                 return Some(());
             }
         }
@@ -296,6 +304,10 @@ mod tests {
                 call_id: Some(b"abc".as_slice()),
             }
         );
+        // The first key counts, as the sessions read it: not a string, no call.
+        let first = b"d7:call-idi5e7:call-id1:x7:command4:pinge";
+        assert_eq!(TopKeys::scan(first).call_id, None);
+        assert_eq!(TopKeys::scan(first).command, Some(b"ping".as_slice()));
         // A nested call-id is not the request's.
         let nested = b"d4:infod7:call-id1:xe7:command4:pinge";
         assert_eq!(TopKeys::scan(nested).call_id, None);
