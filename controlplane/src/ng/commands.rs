@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::bencode::{DecodeError, Value, dict};
 use super::cookie_cache::CookieCache;
 use crate::session::backend::MediaBackend;
@@ -179,7 +181,7 @@ impl<B: MediaBackend> Controller<B> {
 
     /// Answers one complete message; `None` when it has no cookie to answer to.
     /// A cookie seen in the last 30–60 s gets the cached reply, with no side effect.
-    pub fn handle(&mut self, msg: &[u8], now: Instant) -> Option<Vec<u8>> {
+    pub fn handle(&mut self, msg: &[u8], now: Instant) -> Option<Bytes> {
         let reply = self.handle_unflushed(msg, now);
         self.flush();
         reply
@@ -187,11 +189,11 @@ impl<B: MediaBackend> Controller<B> {
 
     /// Like `handle`, but the worker wake-ups it queues wait for `flush`: a server
     /// that drains several requests at once wakes each worker once for all of them.
-    pub fn handle_unflushed(&mut self, msg: &[u8], now: Instant) -> Option<Vec<u8>> {
+    pub fn handle_unflushed(&mut self, msg: &[u8], now: Instant) -> Option<Bytes> {
         let (cookie, body) = split_cookie(msg)?;
         if let Some(r) = self.cache.get(cookie, now) {
             tracing::debug!(cookie = %String::from_utf8_lossy(cookie), "reply from cache");
-            return Some(r.to_vec());
+            return Some(r);
         }
         // Room for an offer's or answer's reply; a delete's grows it once or twice.
         let mut out = Vec::with_capacity(cookie.len() + 1 + 1024);
@@ -207,7 +209,9 @@ impl<B: MediaBackend> Controller<B> {
                 );
             }
         }
-        self.cache.insert(cookie, &out, now);
+        // Sent and cached as one buffer.
+        let out = Bytes::from(out);
+        self.cache.insert(cookie, out.clone(), now);
         Some(out)
     }
 
@@ -351,7 +355,7 @@ pub(crate) mod tests {
     }
 
     fn reply(c: &mut Controller<FakeBackend>, msg: &[u8]) -> String {
-        String::from_utf8(c.handle(msg, Instant::now()).unwrap()).unwrap()
+        String::from_utf8(c.handle(msg, Instant::now()).unwrap().to_vec()).unwrap()
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use foldhash::fast::RandomState;
 
 /// Bound on entries per generation so a flood of distinct cookies cannot grow
@@ -26,13 +27,15 @@ pub const MAX_BYTES: usize = 64 << 20;
 /// table slot, rounded up.
 const ENTRY_OVERHEAD: usize = 64;
 
-/// A cookie and its reply in one allocation (one per cached request, not two),
-/// found in the set by the cookie alone.
+/// A cookie and its reply in one shared buffer, found in the set by the cookie
+/// alone. An NG reply starts with its cookie (`<cookie> <body>`), so the cache
+/// keeps a reference to the very bytes that were sent: no copy per request.
 #[derive(Debug)]
 struct Entry {
-    /// The cookie, then the reply.
-    bytes: Box<[u8]>,
+    /// The cookie at the start, the reply from `reply_at` on.
+    bytes: Bytes,
     cookie_len: usize,
+    reply_at: usize,
 }
 
 impl Entry {
@@ -40,8 +43,12 @@ impl Entry {
         &self.bytes[..self.cookie_len]
     }
 
-    fn reply(&self) -> &[u8] {
-        &self.bytes[self.cookie_len..]
+    fn reply(&self) -> Bytes {
+        self.bytes.slice(self.reply_at..)
+    }
+
+    fn reply_len(&self) -> usize {
+        self.bytes.len() - self.reply_at
     }
 }
 
@@ -132,8 +139,9 @@ impl CookieCache {
         }
     }
 
-    /// The stored reply for `cookie`, if the request was already answered.
-    pub fn get(&mut self, cookie: &[u8], now: Instant) -> Option<&[u8]> {
+    /// The stored reply for `cookie`, if the request was already answered (the
+    /// same buffer, not a copy).
+    pub fn get(&mut self, cookie: &[u8], now: Instant) -> Option<Bytes> {
         self.rotate_if_due(now);
         self.current
             .get(cookie)
@@ -143,9 +151,11 @@ impl CookieCache {
 
     /// Remembers the reply sent for `cookie`. A reply larger than half the byte
     /// bound is not kept (it would evict everything else for one retransmission).
-    pub fn insert(&mut self, cookie: &[u8], reply: &[u8], now: Instant) {
+    /// A reply that starts with its cookie, as NG replies do, is kept by
+    /// reference.
+    pub fn insert(&mut self, cookie: &[u8], reply: Bytes, now: Instant) {
         self.rotate_if_due(now);
-        let c = cost(cookie, reply);
+        let c = cost(cookie, &reply);
         let half = self.max_bytes / 2;
         if c > half {
             self.evicted += 1;
@@ -154,12 +164,21 @@ impl CookieCache {
         if self.current_bytes + c > half {
             self.rotate(now, true);
         }
-        let entry = Entry {
-            bytes: [cookie, reply].concat().into_boxed_slice(),
-            cookie_len: cookie.len(),
+        let entry = if reply.starts_with(cookie) {
+            Entry {
+                bytes: reply,
+                cookie_len: cookie.len(),
+                reply_at: 0,
+            }
+        } else {
+            Entry {
+                bytes: [cookie, &reply[..]].concat().into(),
+                cookie_len: cookie.len(),
+                reply_at: cookie.len(),
+            }
         };
         if let Some(old) = self.current.replace(entry) {
-            self.current_bytes -= cost(cookie, old.reply());
+            self.current_bytes -= cookie.len() + old.reply_len() + ENTRY_OVERHEAD;
         }
         self.current_bytes += c;
     }
@@ -187,24 +206,28 @@ mod tests {
         let t0 = Instant::now();
         let p = Duration::from_secs(30);
         let mut c = CookieCache::new(p, t0);
-        c.insert(b"a", b"reply-a", t0);
+        c.insert(b"a", Bytes::from_static(b"reply-a"), t0);
         assert_eq!(
-            c.get(b"a", t0 + Duration::from_secs(29)),
+            c.get(b"a", t0 + Duration::from_secs(29)).as_deref(),
             Some(&b"reply-a"[..])
         );
         // First rotation moves it to the previous generation: still served.
         assert_eq!(
-            c.get(b"a", t0 + Duration::from_secs(31)),
+            c.get(b"a", t0 + Duration::from_secs(31)).as_deref(),
             Some(&b"reply-a"[..])
         );
-        c.insert(b"b", b"reply-b", t0 + Duration::from_secs(40));
+        c.insert(
+            b"b",
+            Bytes::from_static(b"reply-b"),
+            t0 + Duration::from_secs(40),
+        );
         // Second rotation drops it.
-        assert_eq!(c.get(b"a", t0 + Duration::from_secs(62)), None);
+        assert_eq!(c.get(b"a", t0 + Duration::from_secs(62)).as_deref(), None);
         assert_eq!(
-            c.get(b"b", t0 + Duration::from_secs(62)),
+            c.get(b"b", t0 + Duration::from_secs(62)).as_deref(),
             Some(&b"reply-b"[..])
         );
-        assert_eq!(c.get(b"zz", t0), None);
+        assert_eq!(c.get(b"zz", t0).as_deref(), None);
         assert_eq!(c.evicted, 0);
     }
 
@@ -212,8 +235,8 @@ mod tests {
     fn idle_for_two_periods_forgets_everything() {
         let t0 = Instant::now();
         let mut c = CookieCache::new(Duration::from_secs(30), t0);
-        c.insert(b"a", b"reply-a", t0);
-        assert_eq!(c.get(b"a", t0 + Duration::from_secs(61)), None);
+        c.insert(b"a", Bytes::from_static(b"reply-a"), t0);
+        assert_eq!(c.get(b"a", t0 + Duration::from_secs(61)).as_deref(), None);
         assert_eq!(c.bytes(), 0);
     }
 
@@ -222,7 +245,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = CookieCache::new(Duration::from_secs(30), t0);
         for i in 0..(MAX_ENTRIES * 2 + 10) {
-            c.insert(i.to_string().as_bytes(), b"r", t0);
+            c.insert(i.to_string().as_bytes(), Bytes::from_static(b"r"), t0);
         }
         assert!(c.len() <= MAX_ENTRIES * 2);
         assert!(c.evicted >= MAX_ENTRIES as u64);
@@ -235,19 +258,19 @@ mod tests {
         let mut c = CookieCache::with_limit(Duration::from_secs(30), limit, t0);
         let reply = vec![b'x'; 30_000];
         for i in 0..1_000 {
-            c.insert(format!("k{i}").as_bytes(), &reply, t0);
+            c.insert(format!("k{i}").as_bytes(), Bytes::from(reply.clone()), t0);
             assert!(c.bytes() <= limit, "{} bytes held after {i}", c.bytes());
         }
         // The newest replies are still served, the oldest were evicted and counted.
-        assert_eq!(c.get(b"k999", t0), Some(&reply[..]));
-        assert_eq!(c.get(b"k0", t0), None);
+        assert_eq!(c.get(b"k999", t0).as_deref(), Some(&reply[..]));
+        assert_eq!(c.get(b"k0", t0).as_deref(), None);
         assert!(c.evicted > 900);
         // Both generations together hold about the bound, not 1,000 replies.
         assert!(c.len() * reply.len() <= limit);
         // One reply larger than half the bound is not kept at all.
         let before = c.evicted;
-        c.insert(b"huge", &vec![b'y'; limit / 2 + 1], t0);
-        assert_eq!(c.get(b"huge", t0), None);
+        c.insert(b"huge", Bytes::from(vec![b'y'; limit / 2 + 1]), t0);
+        assert_eq!(c.get(b"huge", t0).as_deref(), None);
         assert_eq!(c.evicted, before + 1);
         assert!(c.bytes() <= limit);
     }
@@ -256,13 +279,26 @@ mod tests {
     fn replacing_an_entry_does_not_leak_its_bytes() {
         let t0 = Instant::now();
         let mut c = CookieCache::new(Duration::from_secs(30), t0);
-        c.insert(b"a", &[0; 100], t0);
-        c.insert(b"a", &[1; 10], t0);
+        c.insert(b"a", Bytes::from(vec![0; 100]), t0);
+        c.insert(b"a", Bytes::from(vec![1; 10]), t0);
         assert_eq!(c.bytes(), 1 + 10 + ENTRY_OVERHEAD);
-        assert_eq!(c.get(b"a", t0), Some(&[1; 10][..]));
+        assert_eq!(c.get(b"a", t0).as_deref(), Some(&[1; 10][..]));
         // A cookie that is a prefix of another is its own entry.
-        c.insert(b"ab", b"x", t0);
-        assert_eq!(c.get(b"a", t0), Some(&[1; 10][..]));
-        assert_eq!(c.get(b"ab", t0), Some(&b"x"[..]));
+        c.insert(b"ab", Bytes::from_static(b"x"), t0);
+        assert_eq!(c.get(b"a", t0).as_deref(), Some(&[1; 10][..]));
+        assert_eq!(c.get(b"ab", t0).as_deref(), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn an_ng_reply_is_kept_by_reference() {
+        let t0 = Instant::now();
+        let mut c = CookieCache::new(Duration::from_secs(30), t0);
+        let sent = Bytes::from(b"c1 d6:result4:ponge".to_vec());
+        c.insert(b"c1", sent.clone(), t0);
+        let again = c.get(b"c1", t0).unwrap();
+        assert_eq!(again, sent);
+        assert_eq!(again.as_ptr(), sent.as_ptr(), "the sent bytes, not a copy");
+        assert_eq!(c.get(b"c", t0), None);
+        assert_eq!(c.bytes(), 2 + sent.len() + ENTRY_OVERHEAD);
     }
 }

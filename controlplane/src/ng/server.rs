@@ -71,7 +71,7 @@ impl QueryWaits {
     }
 }
 
-fn handle<B: MediaBackend>(ctl: &Shared<B>, msg: &[u8]) -> Option<Vec<u8>> {
+fn handle<B: MediaBackend>(ctl: &Shared<B>, msg: &[u8]) -> Option<bytes::Bytes> {
     ctl.handle(msg, Instant::now())
 }
 
