@@ -123,7 +123,9 @@ async fn media_flows_for_delete_delay_then_stops() {
     let late = tokio::time::timeout(Duration::from_millis(300), b.recv_from(&mut buf)).await;
     assert!(late.is_err(), "nothing relayed after delete-delay");
     // The ports went back to the pool with their sockets kept by the worker (the
-    // datagrams above were drained by it): the next call gets them and relays.
+    // datagrams above were drained by it): once they have rested, the next call
+    // gets them and relays.
+    tokio::time::sleep(ferrelay::session::ports::PARK_REST).await;
     let (c, d) = (bind().await, bind().await);
     let (pc, pd) = (
         c.local_addr().unwrap().port(),

@@ -145,10 +145,10 @@ impl<B: MediaBackend> Resources<B> {
         }
     }
 
-    /// Frees a pair released by a call on `worker`: parked for its next call, or
-    /// closed.
-    fn release(&mut self, iface: usize, worker: usize, pair: PortPair) {
-        let closed = self.pool(iface).release(pair, worker);
+    /// Frees a pair released by a call on `worker` that ended at `ended`: parked
+    /// for a later call there, or closed.
+    fn release(&mut self, iface: usize, worker: usize, pair: PortPair, ended: Instant) {
+        let closed = self.pool(iface).release(pair, worker, ended);
         if let Some(pair) = closed {
             self.close_parked(worker, &pair);
         }
@@ -166,9 +166,9 @@ pub struct Sessions<B> {
     owners: FlowOwners,
     /// Last counters of flows being removed, until the worker's final count arrives.
     retiring: HashMap<(usize, FlowId), FlowCounters, RandomState>,
-    /// Port pairs of ended calls (due time, interface, worker), released once
-    /// `delete_delay` has passed.
-    draining: Vec<(Instant, usize, usize, PortPair)>,
+    /// Port pairs of ended calls (due time, when the call ended, interface,
+    /// worker), released once `delete_delay` has passed.
+    draining: Vec<(Instant, Instant, usize, usize, PortPair)>,
     /// Calls per worker, to place a new call on the least loaded one.
     load: Vec<usize>,
     pub totals: Totals,
@@ -447,7 +447,7 @@ impl<B: MediaBackend> Sessions<B> {
             // (none after a later answer took the media) is freed with the delay
             // a deleted call's ports get.
             let at = now + self.res.cfg.delete_delay;
-            self.retire_sides(call_id, worker, gone.sides, at);
+            self.retire_sides(call_id, worker, gone.sides, now, at);
             self.reindex(call_id, before);
             return Ok(());
         };
@@ -751,8 +751,8 @@ impl<B: MediaBackend> Sessions<B> {
         let mut i = 0;
         while i < self.draining.len() {
             if self.draining[i].0 <= now {
-                let (_, iface, worker, pair) = self.draining.swap_remove(i);
-                self.res.release(iface, worker, pair);
+                let (_, ended, iface, worker, pair) = self.draining.swap_remove(i);
+                self.res.release(iface, worker, pair, ended);
             } else {
                 i += 1;
             }
@@ -789,7 +789,7 @@ impl<B: MediaBackend> Sessions<B> {
             now + self.res.cfg.delete_delay
         };
         for mono in call.monologues {
-            self.retire_sides(call_id, call.worker, mono.sides, at);
+            self.retire_sides(call_id, call.worker, mono.sides, now, at);
         }
         if release_now {
             self.release_due(now);
@@ -806,9 +806,16 @@ impl<B: MediaBackend> Sessions<B> {
 }
 
 impl<B: MediaBackend> Sessions<B> {
-    /// Removes the sides' flows (their counters go to the totals) and drains their
-    /// ports until `at`.
-    fn retire_sides(&mut self, call_id: &str, worker: usize, sides: Vec<call::Side>, at: Instant) {
+    /// Removes the sides' flows (their counters go to the totals), at `now`, and
+    /// drains their ports until `at`.
+    fn retire_sides(
+        &mut self,
+        call_id: &str,
+        worker: usize,
+        sides: Vec<call::Side>,
+        now: Instant,
+        at: Instant,
+    ) {
         for mut side in sides {
             let t = side.totals();
             self.totals.media.packets += t.packets;
@@ -822,7 +829,7 @@ impl<B: MediaBackend> Sessions<B> {
                     tracing::warn!(call_id = %call_id, error = %e, "flow removal failed");
                 }
             }
-            self.draining.push((at, side.iface, worker, side.pair));
+            self.draining.push((at, now, side.iface, worker, side.pair));
         }
     }
 }

@@ -55,12 +55,13 @@ fn ensure_side<B: MediaBackend>(
     mono: &mut Monologue,
     i: usize,
     iface: usize,
+    now: Instant,
 ) -> Result<(), String> {
     // Exact capacity: Vec would round one side up to four (2.3 KiB per party).
     mono.sides
         .reserve_exact((i + 1).saturating_sub(mono.sides.len()));
     while mono.sides.len() <= i {
-        let pair = res.pool(iface).alloc(worker);
+        let pair = res.pool(iface).alloc(worker, now);
         res.close_evicted(iface);
         let pair = pair.map_err(|_| "Ran out of ports".to_owned())?;
         mono.sides.push(Side::new(iface, pair));
@@ -201,8 +202,8 @@ pub(super) fn offer_call<B: MediaBackend>(
     let mut edits = Vec::with_capacity(sdp.media().len());
     let want = flags.transport_protocol.as_deref().map(Proto::parse);
     for (i, m) in sdp.media().iter().enumerate() {
-        ensure_side(res, call.worker, mx, i, x_iface)?;
-        ensure_side(res, call.worker, my, i, y_iface)?;
+        ensure_side(res, call.worker, mx, i, x_iface, now)?;
+        ensure_side(res, call.worker, my, i, y_iface, now)?;
         let (sx, sy) = (&mut mx.sides[i], &mut my.sides[i]);
         all_held &= m.is_on_hold(sdp);
         rewrite::learn_remote(sx, m, sdp, flags);

@@ -8,10 +8,14 @@
 //! `socket`, `bind`, `setsockopt` or `close`, which were a fifth of the control
 //! plane's work per call. Parking stops while the range is three quarters used,
 //! and parked pairs are closed again when free ones run short, so one worker's
-//! parked ports never starve another worker's calls.
+//! parked ports never starve another worker's calls. A parked pair rests
+//! [`PARK_REST`] after its call ended before another call takes it: what was still
+//! on its way to the old call (an echoing peer, a phone sending after BYE) is
+//! drained by the parked flows instead of being latched by the new call.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
 
 /// The socket a new flow on a pair starts with: bound here, or a parked flow's.
 pub use ferrelay_dataplane::FlowSocket;
@@ -19,6 +23,14 @@ use ferrelay_engine::FlowId;
 
 /// Parked pairs one worker may keep: each holds two descriptors.
 const PARK_PER_WORKER: usize = 1024;
+
+/// How long a pair rests after its call ended before its parked sockets go to
+/// another call. Without it, with `--delete-delay 0`, a port could be handed to
+/// a new call while an echoing peer of the old one still sent to it: the new
+/// call latched onto that peer, and the two relayed the peer's echoes to each
+/// other without end (seen with SIPp's `-rtp_echo`). The default delete-delay
+/// (30 s) already rests ports longer.
+pub const PARK_REST: Duration = Duration::from_secs(1);
 
 /// Where the socket of one port of a pair is.
 #[derive(Debug, Default)]
@@ -112,8 +124,9 @@ pub struct PortPool {
     cursor: u32,
     /// Pairs handed out, draining, or parked.
     held: HashSet<u16>,
-    /// Released pairs whose sockets each worker kept, oldest first.
-    parked: Vec<VecDeque<PortPair>>,
+    /// Released pairs whose sockets each worker kept, with when their call
+    /// ended, oldest first.
+    parked: Vec<VecDeque<(Instant, PortPair)>>,
     parked_total: usize,
     /// Parked pairs taken back to be closed: their flows must be removed in their
     /// worker (`take_evicted`).
@@ -160,10 +173,15 @@ impl PortPool {
         (self.pairs as usize).saturating_sub(self.pairs as usize / 4)
     }
 
-    /// A pair for a call on `worker`: one parked there if any (no syscall), else
-    /// the next free pair, skipping ports in use here or by anyone else.
-    pub fn alloc(&mut self, worker: usize) -> Result<PortPair, PoolError> {
-        if let Some(pair) = self.parked.get_mut(worker).and_then(VecDeque::pop_front) {
+    /// A pair for a call on `worker` at `now`: one parked there that has rested
+    /// (no syscall), else the next free pair, skipping ports in use here or by
+    /// anyone else.
+    pub fn alloc(&mut self, worker: usize, now: Instant) -> Result<PortPair, PoolError> {
+        if let Some(q) = self.parked.get_mut(worker)
+            && q.front()
+                .is_some_and(|(ended, _)| now.saturating_duration_since(*ended) >= PARK_REST)
+            && let Some((_, pair)) = q.pop_front()
+        {
             self.parked_total -= 1;
             return Ok(pair);
         }
@@ -209,7 +227,7 @@ impl PortPool {
             else {
                 return;
             };
-            if let Some(pair) = self.parked[w].pop_front() {
+            if let Some((_, pair)) = self.parked[w].pop_front() {
                 self.parked_total -= 1;
                 self.held.remove(&pair.port);
                 self.evicted.push((w, pair));
@@ -223,17 +241,18 @@ impl PortPool {
         std::mem::take(&mut self.evicted)
     }
 
-    /// Returns a pair released by a call on `worker`. When both its sockets are
-    /// parked there and the range has room, it waits for that worker's next call;
-    /// otherwise its ports are freed and the pair is handed back so that its
-    /// parked flows, if any, are removed (closing their sockets).
-    pub fn release(&mut self, pair: PortPair, worker: usize) -> Option<PortPair> {
+    /// Returns a pair released by a call on `worker` that ended at `ended`. When
+    /// both its sockets are parked there and the range has room, it waits for a
+    /// later call of that worker; otherwise its ports are freed and the pair is
+    /// handed back so that its parked flows, if any, are removed (closing their
+    /// sockets).
+    pub fn release(&mut self, pair: PortPair, worker: usize, ended: Instant) -> Option<PortPair> {
         if pair.reusable()
             && self.held.len() <= self.park_limit()
             && let Some(q) = self.parked.get_mut(worker)
             && q.len() < PARK_PER_WORKER
         {
-            q.push_back(pair);
+            q.push_back((ended, pair));
             self.parked_total += 1;
             return None;
         }
@@ -255,6 +274,16 @@ mod tests {
 
     const LO: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
+    /// One instant for a whole test; `rested()` is [`PARK_REST`] after it.
+    fn t0() -> Instant {
+        static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *T0.get_or_init(Instant::now)
+    }
+
+    fn rested() -> Instant {
+        t0() + PARK_REST
+    }
+
     fn sock(s: FlowSocket) -> UdpSocket {
         match s {
             FlowSocket::New(s) => s,
@@ -275,7 +304,7 @@ mod tests {
         // Odd min rounds up to the next even port.
         let mut p = PortPool::new(LO, 41_001, 41_009, 1);
         let mut got = Vec::new();
-        while let Ok(mut pair) = p.alloc(0) {
+        while let Ok(mut pair) = p.alloc(0, t0()) {
             assert_eq!(pair.port % 2, 0);
             let rtcp = sock(pair.take(1).unwrap());
             assert_eq!(rtcp.local_addr().unwrap().port(), pair.port + 1);
@@ -283,17 +312,20 @@ mod tests {
         }
         // 41002..41009 holds four pairs, minus any another process holds.
         assert!(got.len() <= 4 && !got.is_empty());
-        assert_eq!(p.alloc(0).unwrap_err(), PoolError::Exhausted(LO));
+        assert_eq!(p.alloc(0, t0()).unwrap_err(), PoolError::Exhausted(LO));
         let first = got.remove(0);
         let port = first.port;
-        assert!(p.release(first, 0).is_none(), "nothing parked to close");
-        assert_eq!(p.alloc(0).unwrap().port, port);
+        assert!(
+            p.release(first, 0, t0()).is_none(),
+            "nothing parked to close"
+        );
+        assert_eq!(p.alloc(0, t0()).unwrap().port, port);
     }
 
     #[test]
     fn take_rebinds_after_hand_over() {
         let mut p = PortPool::new(LO, 41_501, 41_599, 1);
-        let mut pair = p.alloc(0).unwrap();
+        let mut pair = p.alloc(0, t0()).unwrap();
         let port = pair.port;
         let first = sock(pair.take(0).unwrap());
         assert_eq!(first.local_addr().unwrap().port(), port);
@@ -310,16 +342,16 @@ mod tests {
         // Someone else holds the first RTCP port: that pair is skipped.
         let blocker = UdpSocket::bind((LO, base + 1)).unwrap();
         let mut p = PortPool::new(LO, base, base + 3, 1);
-        let pair = p.alloc(0).unwrap();
+        let pair = p.alloc(0, t0()).unwrap();
         assert_eq!(pair.port, base + 2);
-        assert!(p.alloc(0).is_err());
+        assert!(p.alloc(0, t0()).is_err());
         drop(blocker);
     }
 
     /// A pair whose flows were parked, as the sessions leave it at call end, and
     /// its sockets, which the worker holds until it removes the parked flows.
     fn parked_pair(p: &mut PortPool, w: usize, ids: (u32, u32)) -> (PortPair, [FlowSocket; 2]) {
-        let mut pair = p.alloc(w).unwrap();
+        let mut pair = p.alloc(w, t0()).unwrap();
         let socks = [pair.take(0).unwrap(), pair.take(1).unwrap()];
         pair.park(0, FlowId::new(ids.0, 0));
         pair.park(1, FlowId::new(ids.1, 0));
@@ -332,12 +364,19 @@ mod tests {
         let mut p = PortPool::new(LO, base, base + 15, 2);
         let (pair, _held_by_worker) = parked_pair(&mut p, 0, (1, 2));
         let port = pair.port;
-        assert!(p.release(pair, 0).is_none(), "parked, nothing to close");
+        assert!(
+            p.release(pair, 0, t0()).is_none(),
+            "parked, nothing to close"
+        );
         assert_eq!((p.in_use(), p.parked()), (0, 1));
         // Another worker's call cannot use worker 0's sockets.
-        let other = p.alloc(1).unwrap();
+        let other = p.alloc(1, t0()).unwrap();
         assert_ne!(other.port, port);
-        let mut again = p.alloc(0).unwrap();
+        // Not before it has rested: that call gets a fresh pair.
+        let fresh = p.alloc(0, t0() + PARK_REST / 2).unwrap();
+        assert_ne!(fresh.port, port);
+        assert_eq!(p.parked(), 1);
+        let mut again = p.alloc(0, rested()).unwrap();
         assert_eq!(again.port, port);
         assert_eq!(p.parked(), 0);
         assert!(matches!(again.take(0).unwrap(), FlowSocket::Parked(id) if id.index == 1));
@@ -357,7 +396,7 @@ mod tests {
         let mut closed = Vec::new();
         for (pair, socks) in pairs {
             worker.insert(pair.port, socks);
-            if let Some(back) = p.release(pair, 0) {
+            if let Some(back) = p.release(pair, 0, t0()) {
                 closed.push(back.port);
                 worker.remove(&back.port); // the worker removes its parked flows
             }
@@ -368,7 +407,7 @@ mod tests {
         // closes a parked pair (oldest first) for the call after it.
         let mut live = Vec::new();
         for n in 1..=8 {
-            live.push(p.alloc(1).expect("a pair for worker 1"));
+            live.push(p.alloc(1, t0()).expect("a pair for worker 1"));
             for (w, pair) in p.take_evicted() {
                 assert_eq!(w, 0);
                 assert!(pair.parked().count() == 2);
@@ -376,7 +415,7 @@ mod tests {
             }
             assert_eq!(p.parked(), 6usize.saturating_sub(n), "after {n} calls");
         }
-        assert_eq!(p.alloc(1).unwrap_err(), PoolError::Exhausted(LO));
+        assert_eq!(p.alloc(1, t0()).unwrap_err(), PoolError::Exhausted(LO));
     }
 
     #[test]
@@ -390,15 +429,15 @@ mod tests {
             .collect();
         for (pair, socks) in pairs {
             worker.insert(pair.port, socks);
-            assert!(p.release(pair, 0).is_none());
+            assert!(p.release(pair, 0, t0()).is_none());
         }
         assert_eq!(p.parked(), 6);
         // Worker 1's calls take the two free pairs, each taking a parked pair back.
-        let live: Vec<_> = (0..2).map(|_| p.alloc(1).unwrap()).collect();
+        let live: Vec<_> = (0..2).map(|_| p.alloc(1, t0()).unwrap()).collect();
         assert_eq!(p.parked(), 4);
         // The third finds nothing that binds while worker 0 has not closed them
         // yet: it fails and every parked pair is taken back to be closed ...
-        assert_eq!(p.alloc(1).unwrap_err(), PoolError::Exhausted(LO));
+        assert_eq!(p.alloc(1, t0()).unwrap_err(), PoolError::Exhausted(LO));
         let evicted = p.take_evicted();
         assert_eq!((evicted.len(), p.parked()), (6, 0));
         for (w, pair) in evicted {
@@ -406,7 +445,7 @@ mod tests {
             worker.remove(&pair.port);
         }
         // ... and once worker 0 has closed them, the next call gets one.
-        assert!(p.alloc(1).is_ok());
+        assert!(p.alloc(1, t0()).is_ok());
         drop(live);
     }
 }

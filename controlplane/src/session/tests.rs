@@ -887,7 +887,7 @@ fn an_ended_calls_ports_are_parked_and_the_next_call_takes_them_over() {
     let mut c = cfg(10);
     c.delete_delay = Duration::ZERO;
     let mut s = Sessions::new(c, FakeBackend::new(1), t0);
-    let call = |s: &mut Sessions<FakeBackend>, id: &str| {
+    let call = |s: &mut Sessions<FakeBackend>, id: &str, t0: Instant| {
         let offer = sdp("192.0.2.10", 5000, "");
         let o = req(&[("call-id", id), ("from-tag", "A"), ("sdp", &offer)], &[]);
         let to_b = port_of(&s.offer(&o, t0).unwrap());
@@ -906,25 +906,36 @@ fn an_ended_calls_ports_are_parked_and_the_next_call_takes_them_over() {
         ports.sort_unstable();
         ports
     };
-    let first = call(&mut s, "p1");
+    let first = call(&mut s, "p1", t0);
     s.delete(&req(&[("call-id", "p1")], &[]), t0).unwrap();
     // Ended: no flow forwards, but the worker keeps all four sockets.
     assert!(s.backend().flows.is_empty());
     assert_eq!(s.backend().parked.len(), 4);
     assert_eq!((s.ports_in_use(), s.ports_parked()), (0, 2));
 
-    let second = call(&mut s, "p2");
+    // A call right away gets other ports: the parked ones rest first, so what
+    // was still on its way to the old call is not latched by the new one.
+    let hurried = call(&mut s, "p0", t0);
+    assert!(
+        hurried.iter().all(|p| !first.contains(p)),
+        "{hurried:?} {first:?}"
+    );
+    assert_eq!(s.backend().reused, 0);
+    s.delete(&req(&[("call-id", "p0")], &[]), t0).unwrap();
+    let later = t0 + crate::session::ports::PARK_REST;
+    let second = call(&mut s, "p2", later);
     assert_eq!(second, first, "the same ports, not new ones");
     assert_eq!(
         s.backend().reused,
         4,
         "every flow took a parked socket over"
     );
-    assert!(s.backend().parked.is_empty());
-    assert_eq!((s.ports_in_use(), s.ports_parked()), (2, 0));
+    // The hurried call's pairs wait parked in turn.
+    assert_eq!(s.backend().parked.len(), 4);
+    assert_eq!((s.ports_in_use(), s.ports_parked()), (2, 2));
     // The reused flows forward between the new call's parties.
     let (_, rule) = s.backend().rule_on(first[0]).unwrap();
     assert!(rule.rtp_out.is_some());
-    s.delete(&req(&[("call-id", "p2")], &[]), t0).unwrap();
-    assert_eq!(s.backend().parked.len(), 4);
+    s.delete(&req(&[("call-id", "p2")], &[]), later).unwrap();
+    assert_eq!(s.backend().parked.len(), 4 + 4);
 }
