@@ -229,6 +229,10 @@ impl Engine {
             .latch
             .remote(peer.rule.remote)
             .ok_or(DropReason::NoDestination)?;
+        // Never back to the sender: that is a loop, not a call.
+        if dest == src {
+            return Err(DropReason::Reflected);
+        }
         // The peer rewrote the SSRC of the media it forwarded toward our remote, so our
         // remote's reports about that media name the rewritten SSRC.
         let peer_rewrite = match kind {

@@ -63,11 +63,15 @@ pub enum DropReason {
     NoTailroom,
     /// The SRTP ROC or SRTCP index would wrap: the keys must be replaced (RFC 3711 §9.2).
     SrtpRekey,
+    /// The packet would go back to the address it came from: both sides of the
+    /// call have latched onto one endpoint, and relaying would bounce its
+    /// packets (an echoing peer's without end) between it and the relay.
+    Reflected,
 }
 
 impl DropReason {
     /// Number of reasons: the length of every drop counter array.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
 
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -83,6 +87,7 @@ impl DropReason {
         DropReason::SrtpReplay,
         DropReason::NoTailroom,
         DropReason::SrtpRekey,
+        DropReason::Reflected,
     ];
 
     /// Position in drop counter arrays.
@@ -106,6 +111,7 @@ impl DropReason {
             DropReason::SrtpReplay => "srtp_replay",
             DropReason::NoTailroom => "no_tailroom",
             DropReason::SrtpRekey => "srtp_rekey",
+            DropReason::Reflected => "reflected",
         }
     }
 }

@@ -77,6 +77,38 @@ fn latched_address_retargets_the_other_direction() {
 }
 
 #[test]
+fn a_packet_is_never_sent_back_to_its_source() {
+    // Alice's side latched onto Bob (a stale packet of his reached it first), so
+    // Bob's packets would go back to Bob: dropped and counted, both ways, so an
+    // echoing endpoint cannot bounce its media off the relay.
+    let mut c = Call::new(Component::Rtp, |_| {});
+    let (act, _) = c.send(0, c.a, c.bob, &rtp(0, 1, 0, 1, b"stale"));
+    assert_eq!(act, Action::Drop(DropReason::Reflected));
+    let (act, _) = c.send(MS, c.b, c.bob, &rtp(0, 1, 0, 2, b"echo"));
+    assert_eq!(act, Action::Drop(DropReason::Reflected));
+    let (act, _) = c.send(2 * MS, c.a, c.bob, &rtp(0, 2, 0, 3, b"echo"));
+    assert_eq!(act, Action::Drop(DropReason::Reflected));
+    assert_eq!(
+        c.engine
+            .flow_stats(c.b)
+            .unwrap()
+            .drops
+            .get(DropReason::Reflected),
+        1
+    );
+    // Alice's side saw the stale packet and the later one.
+    assert_eq!(
+        c.engine
+            .flow_stats(c.a)
+            .unwrap()
+            .drops
+            .get(DropReason::Reflected),
+        2
+    );
+    assert_eq!(c.engine.flow_stats(c.b).unwrap().fwd_packets, 0);
+}
+
+#[test]
 fn stale_generation_and_slot_reuse() {
     let mut c = Call::new(Component::Rtp, |_| {});
     let p = rtp(0, 1, 0, 1, b"x");
