@@ -175,7 +175,8 @@ impl PortPool {
 
     /// A pair for a call on `worker` at `now`: one parked there that has rested
     /// (no syscall), else the next free pair, skipping ports in use here or by
-    /// anyone else.
+    /// anyone else. When free pairs run short (or none binds), one parked there
+    /// that has not rested yet is better than refusing the call.
     pub fn alloc(&mut self, worker: usize, now: Instant) -> Result<PortPair, PoolError> {
         if let Some(q) = self.parked.get_mut(worker)
             && q.front()
@@ -185,8 +186,13 @@ impl PortPool {
             self.parked_total -= 1;
             return Ok(pair);
         }
-        // Free pairs running short: close a parked one elsewhere for the next call.
+        // Free pairs running short: this worker's own parked pair, rested or not,
+        // rather than a fresh one; else close a parked one elsewhere for the next
+        // call.
         if self.held.len() >= self.park_limit() {
+            if let Some(pair) = self.take_parked(worker) {
+                return Ok(pair);
+            }
             self.evict(1);
         }
         for _ in 0..self.pairs {
@@ -209,10 +215,22 @@ impl PortPool {
                 ip: self.addr,
             });
         }
-        // Every pair is live or parked: close the parked ones, so that the ports
-        // are free again once their workers have let go of them.
+        // No free pair: one of this worker's parked pairs that has not rested yet
+        // is better than refusing the call.
+        if let Some(pair) = self.take_parked(worker) {
+            return Ok(pair);
+        }
+        // Every pair is live or parked elsewhere: close the parked ones, so that
+        // the ports are free again once their workers have let go of them.
         self.evict(self.parked_total);
         Err(PoolError::Exhausted(self.addr))
+    }
+
+    /// This worker's oldest parked pair, whether it has rested or not.
+    fn take_parked(&mut self, worker: usize) -> Option<PortPair> {
+        let (_, pair) = self.parked.get_mut(worker)?.pop_front()?;
+        self.parked_total -= 1;
+        Some(pair)
     }
 
     /// Takes up to `n` parked pairs, oldest first from the longest lists, to close.
@@ -382,6 +400,20 @@ mod tests {
         assert!(matches!(again.take(0).unwrap(), FlowSocket::Parked(id) if id.index == 1));
         assert!(matches!(again.take(1).unwrap(), FlowSocket::Parked(id) if id.index == 2));
         assert!(p.take_evicted().is_empty());
+    }
+
+    #[test]
+    fn with_no_free_pair_an_unrested_parked_one_is_used() {
+        let base = free_run(2, 40_200);
+        // One pair in the range: parked, it is all there is.
+        let mut p = PortPool::new(LO, base, base + 1, 1);
+        let (pair, _held_by_worker) = parked_pair(&mut p, 0, (1, 2));
+        let port = pair.port;
+        assert!(p.release(pair, 0, t0()).is_none());
+        let again = p
+            .alloc(0, t0())
+            .expect("the parked pair rather than no pair");
+        assert_eq!((again.port, p.parked()), (port, 0));
     }
 
     #[test]
