@@ -164,8 +164,9 @@ pub struct Sessions<B> {
     calls: HashMap<Arc<str>, Box<Call>, RandomState>,
     /// Which call owns each installed flow, so worker events find it at once.
     owners: FlowOwners,
-    /// Last counters of flows being removed, until the worker's final count arrives.
-    retiring: HashMap<(usize, FlowId), FlowCounters, RandomState>,
+    /// Last counters of flows being removed, and their port's interface, until
+    /// the worker's final count arrives.
+    retiring: HashMap<(usize, FlowId), (FlowCounters, usize), RandomState>,
     /// Port pairs of ended calls (due time, when the call ended, interface,
     /// worker), released once `delete_delay` has passed.
     draining: Vec<(Instant, Instant, usize, usize, PortPair)>,
@@ -586,13 +587,18 @@ impl<B: MediaBackend> Sessions<B> {
     }
 
     /// A removed flow's final counters: what arrived since the last poll is added to
-    /// the lifetime totals, so `statistics` misses no packet.
+    /// the lifetime totals, so `statistics` misses no packet. A parked flow that
+    /// never received a datagram tells the pool its port needs no rest (which
+    /// matters only while the delete delay is shorter than the rest).
     pub fn on_flow_removed(&mut self, worker: usize, id: FlowId, c: FlowCounters) {
-        if let Some(last) = self.retiring.remove(&(worker, id)) {
+        if let Some((last, iface)) = self.retiring.remove(&(worker, id)) {
             let t = &mut self.totals.media;
             t.packets += c.packets.saturating_sub(last.packets);
             t.bytes += c.bytes.saturating_sub(last.bytes);
             t.errors += c.errors.saturating_sub(last.errors);
+            if c.packets == 0 && self.res.cfg.delete_delay < ports::PARK_REST {
+                self.res.pool(iface).quiet(worker, id);
+            }
         }
     }
 
@@ -822,7 +828,8 @@ impl<B: MediaBackend> Sessions<B> {
             self.totals.media.bytes += t.bytes;
             self.totals.media.errors += t.errors;
             for (k, id) in side.flows.take().into_iter().flatten().enumerate() {
-                self.retiring.insert((worker, id), side.counters(k));
+                self.retiring
+                    .insert((worker, id), (side.counters(k), side.iface));
                 if let Err(e) =
                     negotiate::retire_flow(&mut self.res.backend, worker, &mut side, k, id)
                 {

@@ -11,7 +11,9 @@
 //! parked ports never starve another worker's calls. A parked pair rests
 //! [`PARK_REST`] after its call ended before another call takes it: what was still
 //! on its way to the old call (an echoing peer, a phone sending after BYE) is
-//! drained by the parked flows instead of being latched by the new call.
+//! drained by the parked flows instead of being latched by the new call. A pair
+//! whose worker reports that no datagram ever reached either port (a call that
+//! never had media: nobody is sending to it) needs no rest.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -23,6 +25,11 @@ use ferrelay_engine::FlowId;
 
 /// Parked pairs one worker may keep: each holds two descriptors.
 const PARK_PER_WORKER: usize = 1024;
+
+/// How many of a worker's most recently parked pairs [`PortPool::quiet`] looks
+/// through: the worker's final count follows the park by a ring round trip, so
+/// the pair is among the last ones parked; an older one simply rests.
+const QUIET_LOOKBACK: usize = 64;
 
 /// How long a pair rests after its call ended before its parked sockets go to
 /// another call. Without it, with `--delete-delay 0`, a port could be handed to
@@ -105,6 +112,53 @@ impl PortPair {
     }
 }
 
+/// A parked pair still resting: when its call ended and which of its ports the
+/// worker has reported silent for the whole call (bit `k` for port `port + k`).
+#[derive(Debug)]
+struct Resting {
+    ended: Instant,
+    silent: u8,
+    pair: PortPair,
+}
+
+/// One worker's parked pairs, oldest first in each list.
+#[derive(Debug, Default)]
+struct Parked {
+    /// Pairs that never received a datagram: reusable at once.
+    quiet: VecDeque<PortPair>,
+    /// Pairs that did, or not yet known: reusable [`PARK_REST`] after `ended`.
+    resting: VecDeque<Resting>,
+}
+
+impl Parked {
+    fn len(&self) -> usize {
+        self.quiet.len() + self.resting.len()
+    }
+
+    /// The next pair for a call at `now` that needs no rest.
+    fn ready(&mut self, now: Instant) -> Option<PortPair> {
+        if let Some(pair) = self.quiet.pop_front() {
+            return Some(pair);
+        }
+        let rested = self
+            .resting
+            .front()
+            .is_some_and(|r| now.saturating_duration_since(r.ended) >= PARK_REST);
+        rested
+            .then(|| self.resting.pop_front())
+            .flatten()
+            .map(|r| r.pair)
+    }
+
+    /// The oldest pair, rested or not (resting ones have waited longest).
+    fn oldest(&mut self) -> Option<PortPair> {
+        match self.resting.pop_front() {
+            Some(r) => Some(r.pair),
+            None => self.quiet.pop_front(),
+        }
+    }
+}
+
 /// Why no pair could be handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PoolError {
@@ -124,9 +178,8 @@ pub struct PortPool {
     cursor: u32,
     /// Pairs handed out, draining, or parked.
     held: HashSet<u16>,
-    /// Released pairs whose sockets each worker kept, with when their call
-    /// ended, oldest first.
-    parked: Vec<VecDeque<(Instant, PortPair)>>,
+    /// Released pairs whose sockets each worker kept.
+    parked: Vec<Parked>,
     parked_total: usize,
     /// Parked pairs taken back to be closed: their flows must be removed in their
     /// worker (`take_evicted`).
@@ -148,7 +201,7 @@ impl PortPool {
             pairs,
             cursor: 0,
             held: HashSet::new(),
-            parked: (0..workers.max(1)).map(|_| VecDeque::new()).collect(),
+            parked: (0..workers.max(1)).map(|_| Parked::default()).collect(),
             parked_total: 0,
             evicted: Vec::new(),
         }
@@ -173,16 +226,12 @@ impl PortPool {
         (self.pairs as usize).saturating_sub(self.pairs as usize / 4)
     }
 
-    /// A pair for a call on `worker` at `now`: one parked there that has rested
-    /// (no syscall), else the next free pair, skipping ports in use here or by
-    /// anyone else. When free pairs run short (or none binds), one parked there
-    /// that has not rested yet is better than refusing the call.
+    /// A pair for a call on `worker` at `now`: one parked there that is quiet or
+    /// has rested (no syscall), else the next free pair, skipping ports in use
+    /// here or by anyone else. When free pairs run short (or none binds), one
+    /// parked there that has not rested yet is better than refusing the call.
     pub fn alloc(&mut self, worker: usize, now: Instant) -> Result<PortPair, PoolError> {
-        if let Some(q) = self.parked.get_mut(worker)
-            && q.front()
-                .is_some_and(|(ended, _)| now.saturating_duration_since(*ended) >= PARK_REST)
-            && let Some((_, pair)) = q.pop_front()
-        {
+        if let Some(pair) = self.parked.get_mut(worker).and_then(|q| q.ready(now)) {
             self.parked_total -= 1;
             return Ok(pair);
         }
@@ -228,9 +277,38 @@ impl PortPool {
 
     /// This worker's oldest parked pair, whether it has rested or not.
     fn take_parked(&mut self, worker: usize) -> Option<PortPair> {
-        let (_, pair) = self.parked.get_mut(worker)?.pop_front()?;
+        let pair = self.parked.get_mut(worker)?.oldest()?;
         self.parked_total -= 1;
         Some(pair)
+    }
+
+    /// The worker's final count for parked flow `id` says no datagram reached its
+    /// port during the call. Once both ports of its pair are known silent, nobody
+    /// is sending to the pair and it needs no rest. Looks only through the last
+    /// [`QUIET_LOOKBACK`] pairs parked there; returns whether it found the flow.
+    pub fn quiet(&mut self, worker: usize, id: FlowId) -> bool {
+        let Some(q) = self.parked.get_mut(worker) else {
+            return false;
+        };
+        let len = q.resting.len();
+        let from = len.saturating_sub(QUIET_LOOKBACK);
+        let Some((i, k)) = (from..len).rev().find_map(|i| {
+            let p = &q.resting[i].pair;
+            [&p.rtp, &p.rtcp]
+                .iter()
+                .position(|s| matches!(s, PortSocket::Parked(f) if *f == id))
+                .map(|k| (i, k))
+        }) else {
+            return false;
+        };
+        let r = &mut q.resting[i];
+        r.silent |= 1 << k;
+        if r.silent == 0b11
+            && let Some(r) = q.resting.remove(i)
+        {
+            q.quiet.push_back(r.pair);
+        }
+        true
     }
 
     /// Takes up to `n` parked pairs, oldest first from the longest lists, to close.
@@ -241,11 +319,11 @@ impl PortPool {
                 .iter()
                 .enumerate()
                 .max_by_key(|(_, q)| q.len())
-                .filter(|(_, q)| !q.is_empty())
+                .filter(|(_, q)| q.len() > 0)
             else {
                 return;
             };
-            if let Some((_, pair)) = self.parked[w].pop_front() {
+            if let Some(pair) = self.parked[w].oldest() {
                 self.parked_total -= 1;
                 self.held.remove(&pair.port);
                 self.evicted.push((w, pair));
@@ -270,7 +348,11 @@ impl PortPool {
             && let Some(q) = self.parked.get_mut(worker)
             && q.len() < PARK_PER_WORKER
         {
-            q.push_back((ended, pair));
+            q.resting.push_back(Resting {
+                ended,
+                silent: 0,
+                pair,
+            });
             self.parked_total += 1;
             return None;
         }
@@ -400,6 +482,53 @@ mod tests {
         assert!(matches!(again.take(0).unwrap(), FlowSocket::Parked(id) if id.index == 1));
         assert!(matches!(again.take(1).unwrap(), FlowSocket::Parked(id) if id.index == 2));
         assert!(p.take_evicted().is_empty());
+    }
+
+    #[test]
+    fn a_pair_no_datagram_reached_needs_no_rest() {
+        let base = free_run(16, 40_800);
+        let mut p = PortPool::new(LO, base, base + 15, 2);
+        let (loud, _held_loud) = parked_pair(&mut p, 0, (1, 2));
+        let (silent, _held_silent) = parked_pair(&mut p, 0, (3, 4));
+        let (loud_port, silent_port) = (loud.port, silent.port);
+        assert!(p.release(loud, 0, t0()).is_none());
+        assert!(p.release(silent, 0, t0()).is_none());
+        // One silent port is not enough: the other may still be sent to.
+        assert!(p.quiet(0, FlowId::new(3, 0)));
+        let fresh = p.alloc(0, t0()).unwrap();
+        assert!(![loud_port, silent_port].contains(&fresh.port));
+        assert!(p.quiet(0, FlowId::new(4, 0)));
+        // Flows the pool does not hold parked there are not found.
+        assert!(!p.quiet(0, FlowId::new(4, 1)), "another generation");
+        assert!(!p.quiet(1, FlowId::new(1, 0)), "another worker");
+        assert!(!p.quiet(7, FlowId::new(1, 0)), "no such worker");
+        // Both silent: the next call takes the pair at once, though the older
+        // pair's call ended at the same time; that one still rests.
+        assert_eq!(p.alloc(0, t0()).unwrap().port, silent_port);
+        assert_eq!(p.parked(), 1);
+        assert_ne!(p.alloc(0, t0()).unwrap().port, loud_port);
+        assert_eq!(p.alloc(0, rested()).unwrap().port, loud_port);
+        assert_eq!(p.parked(), 0);
+    }
+
+    #[test]
+    fn quiet_looks_back_only_so_far() {
+        let n = QUIET_LOOKBACK as u32 + 1;
+        // Twice the pairs needed, so that parking goes on (a quarter stays free).
+        let ports = 4 * n as u16;
+        let base = free_run(ports, 44_000);
+        let mut p = PortPool::new(LO, base, base + ports - 1, 1);
+        let mut held = Vec::new();
+        let pairs: Vec<_> = (0..n)
+            .map(|i| parked_pair(&mut p, 0, (2 * i, 2 * i + 1)))
+            .collect();
+        for (pair, socks) in pairs {
+            held.push(socks);
+            assert!(p.release(pair, 0, t0()).is_none());
+        }
+        // The first pair parked has QUIET_LOOKBACK pairs after it: not looked at.
+        assert!(!p.quiet(0, FlowId::new(0, 0)));
+        assert!(p.quiet(0, FlowId::new(2, 0)), "the second one is");
     }
 
     #[test]

@@ -939,3 +939,75 @@ fn an_ended_calls_ports_are_parked_and_the_next_call_takes_them_over() {
     s.delete(&req(&[("call-id", "p2")], &[]), later).unwrap();
     assert_eq!(s.backend().parked.len(), 4 + 4);
 }
+
+#[test]
+fn ports_no_datagram_reached_go_to_the_next_call_at_once() {
+    let t0 = Instant::now();
+    let mut c = cfg(10);
+    c.delete_delay = Duration::ZERO;
+    let mut s = Sessions::new(c, FakeBackend::new(1), t0);
+    let call = |s: &mut Sessions<FakeBackend>, id: &str| {
+        let o = req(
+            &[
+                ("call-id", id),
+                ("from-tag", "A"),
+                ("sdp", &sdp("192.0.2.10", 5000, "")),
+            ],
+            &[],
+        );
+        let to_b = port_of(&s.offer(&o, t0).unwrap());
+        let a = req(
+            &[
+                ("call-id", id),
+                ("from-tag", "A"),
+                ("to-tag", "B"),
+                ("sdp", &sdp("198.51.100.2", 7000, "")),
+            ],
+            &[],
+        );
+        let mut ports = [port_of(&s.answer(&a, t0).unwrap()), to_b];
+        ports.sort_unstable();
+        ports
+    };
+    // The worker's final counts: one call's flows received nothing, the other's
+    // RTP ports got datagrams (their RTCP ports did not).
+    let end = |s: &mut Sessions<FakeBackend>, id: &str, loud: &[u16]| {
+        let before: Vec<_> = s.backend().parked.keys().copied().collect();
+        s.delete(&req(&[("call-id", id)], &[]), t0).unwrap();
+        let parked: Vec<_> = s
+            .backend()
+            .parked
+            .iter()
+            .filter(|(k, _)| !before.contains(k))
+            .map(|(&(w, i), &port)| (w, i, port))
+            .collect();
+        assert_eq!(parked.len(), 4);
+        for (w, i, port) in parked {
+            let packets = u64::from(loud.contains(&port));
+            s.on_flow_removed(
+                w,
+                FlowId::new(i, 0),
+                FlowCounters {
+                    packets,
+                    ..FlowCounters::default()
+                },
+            );
+        }
+    };
+    let silent = call(&mut s, "silent");
+    let loud = call(&mut s, "loud");
+    end(&mut s, "loud", &loud);
+    end(&mut s, "silent", &[]);
+    assert_eq!(s.ports_parked(), 4, "two pairs per call");
+    // At the same instant: the silent call's ports are taken over, the other
+    // call's rest.
+    let next = call(&mut s, "next");
+    assert_eq!(next, silent);
+    assert_eq!(s.backend().reused, 4);
+    let after = call(&mut s, "after");
+    assert!(
+        after.iter().all(|p| !loud.contains(p)),
+        "{after:?} {loud:?}"
+    );
+    assert_eq!(s.backend().reused, 4);
+}
