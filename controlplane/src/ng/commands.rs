@@ -26,7 +26,12 @@ pub struct Controller<B> {
     pub executed: u64,
     /// Requests by command and result, for `ferrelay_ng_commands_total`.
     pub counts: NgCounts,
+    /// Where a reply is written before it is copied out at its exact size.
+    scratch: Vec<u8>,
 }
+
+/// A scratch buffer that grew past this (a huge `list` reply) is not kept.
+const SCRATCH_KEEP: usize = 64 << 10;
 
 /// Splits `<cookie> <body>`; `None` without a cookie (nothing to reply to).
 pub fn split_cookie(msg: &[u8]) -> Option<(&[u8], &[u8])> {
@@ -176,6 +181,7 @@ impl<B: MediaBackend> Controller<B> {
             cache: CookieCache::new(CACHE_PERIOD, now),
             executed: 0,
             counts: NgCounts::default(),
+            scratch: Vec::with_capacity(4096),
         }
     }
 
@@ -195,8 +201,8 @@ impl<B: MediaBackend> Controller<B> {
             tracing::debug!(cookie = %String::from_utf8_lossy(cookie), "reply from cache");
             return Some(r);
         }
-        // Room for an offer's or answer's reply; a delete's grows it once or twice.
-        let mut out = Vec::with_capacity(cookie.len() + 1 + 1024);
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
         out.extend_from_slice(cookie);
         out.push(b' ');
         match Value::decode(body) {
@@ -209,10 +215,15 @@ impl<B: MediaBackend> Controller<B> {
                 );
             }
         }
-        // Sent and cached as one buffer.
-        let out = Bytes::from(out);
-        self.cache.insert(cookie, out.clone(), now);
-        Some(out)
+        // Sent and cached as one buffer of the reply's exact size: the cache's
+        // byte bound then counts what it really holds, and the scratch buffer,
+        // already grown, serves the next request without reallocating.
+        let reply = Bytes::copy_from_slice(&out);
+        if out.capacity() <= SCRATCH_KEEP {
+            self.scratch = out;
+        }
+        self.cache.insert(cookie, reply.clone(), now);
+        Some(reply)
     }
 
     /// For a `query` not yet answered, asks the workers for the call's current
