@@ -229,8 +229,10 @@ impl Engine {
             .latch
             .remote(peer.rule.remote)
             .ok_or(DropReason::NoDestination)?;
-        // Never back to the sender: that is a loop, not a call.
-        if dest == src {
+        // Never back to the sender: that is a loop, not a call. The ports, compared
+        // first, differ for nearly every packet, so the full compare (an enum of
+        // two address families) is rarely reached.
+        if dest.port() == src.port() && dest == src {
             return Err(DropReason::Reflected);
         }
         // The peer rewrote the SSRC of the media it forwarded toward our remote, so our
