@@ -15,6 +15,12 @@
 //! `FERRELAY_BENCH_WARM`, `FERRELAY_BENCH_MUX` and `FERRELAY_BENCH_NG_THREADS` change
 //! the load and the relay;
 //! `FERRELAY_BENCH_JSON` names a file the numbers are written to.
+//!
+//! `ng_rate_ceiling` adds a third process to the comparison: a null responder that
+//! answers every datagram with `<cookie> d6:result2:oke` from one thread and does
+//! nothing else. Its rate is what any relay answering on one thread could reach on
+//! the host with this client, so it shows how much of a rate ratio the machine
+//! leaves room for.
 
 mod common;
 
@@ -141,6 +147,54 @@ fn cpu_ns(pid: u32) -> u64 {
 /// CPU time of the calling thread, in ns.
 fn thread_cpu_ns() -> u64 {
     schedstat_ns(std::path::Path::new("/proc/thread-self/schedstat"))
+}
+
+/// Set in the null responder's process: the address it answers on.
+const NULL_ENV: &str = "FERRELAY_BENCH_NULL_NG";
+
+/// This test binary again, running only `null_responder`: a process of its own,
+/// so its CPU is counted like a relay's. Killed on drop (as `Ferrelay`).
+fn null_responder_process() -> Ferrelay {
+    let ng: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let child = Command::new(std::env::current_exe().expect("test binary path"))
+        .args([
+            "--ignored",
+            "--exact",
+            "null_responder",
+            "--test-threads",
+            "1",
+        ])
+        .env(NULL_ENV, ng.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the test binary starts again");
+    let f = Ferrelay { child, ng };
+    wait_ping(f.ng, "null responder");
+    f
+}
+
+/// Not a test: the body of the null responder's process (see the module doc),
+/// which serves until it is killed. Without its variable it returns at once.
+#[test]
+#[ignore = "run by ng_rate_ceiling in a process of its own"]
+fn null_responder() {
+    let Ok(addr) = std::env::var(NULL_ENV) else {
+        return;
+    };
+    let sock = UdpSocket::bind(addr.as_str()).expect("null responder binds");
+    let mut buf = vec![0u8; 65_536];
+    let mut out = Vec::with_capacity(256);
+    loop {
+        let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let cookie = buf[..n].iter().position(|b| *b == b' ').unwrap_or(n);
+        out.clear();
+        out.extend_from_slice(&buf[..cookie]);
+        out.extend_from_slice(b" d6:result2:oke");
+        let _ = sock.send_to(&out, peer);
+    }
 }
 
 /// A relay under test: its process and NG address.
@@ -412,6 +466,44 @@ async fn ng_cycles_smoke_against_both_relays() {
     let (f, r) = compare(200, 2, 1).await;
     assert_eq!((f.calls, r.calls), (200, 200));
     assert!(f.relay_cpu_ns > 0 && r.relay_cpu_ns > 0);
+}
+
+/// The null responder, ferrelay and rtpengine under the same cycles, in that order:
+/// how close each relay's rate comes to what the host allows one answering thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; see perf/ng/README.md"]
+async fn ng_rate_ceiling() {
+    let calls = env("FERRELAY_BENCH_CALLS", 20_000);
+    let clients = env("FERRELAY_BENCH_CLIENTS", 4).max(1);
+    let workers = env("FERRELAY_BENCH_WORKERS", 2).max(1);
+    let n = null_responder_process();
+    let nt = Target {
+        who: "null",
+        pid: n.child.id(),
+        ng: n.ng,
+    };
+    drive_ok(&nt, 500.min(calls), clients, "w", Steps::Cycle);
+    let nr = drive_ok(&nt, calls, clients, "b", Steps::Cycle);
+    drop(n);
+    let (f, r) = compare(calls, clients, workers).await;
+    show("null", &nr);
+    println!(
+        "null/rtpengine: rate {:.2}x (the most one answering thread gets here); \
+         ferrelay reaches {:.0} % of the null responder's rate; load average after: {}",
+        nr.per_s() / r.per_s(),
+        100.0 * f.per_s() / nr.per_s(),
+        load_average()
+    );
+    write_json(format!(
+        "{{\n  \"bench\": \"ng cycles: null responder, ferrelay, rtpengine\",\n  \"clients\": {clients},\n  \"ferrelay_workers\": {workers},\n  \"load_average_after\": \"{}\",\n  \"null\": {},\n  \"ferrelay\": {},\n  \"rtpengine\": {},\n  \"null_rate_ratio\": {:.2},\n  \"rate_ratio\": {:.2},\n  \"cpu_per_cycle_ratio\": {:.2}\n}}\n",
+        load_average(),
+        rate_json(&nr),
+        rate_json(&f),
+        rate_json(&r),
+        nr.per_s() / r.per_s(),
+        f.per_s() / r.per_s(),
+        r.cpu_us() / f.cpu_us(),
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
