@@ -511,3 +511,48 @@ async fn forked_answer_takes_the_media_and_the_losing_branch_can_go() {
     assert_eq!(send_until(&b2, at(to_b_side), &pkt, &a).await.0, pkt);
     relay.shutdown().await;
 }
+
+/// With `--delete-delay 0`, an ended call's ports go to the next call at once when
+/// no datagram ever reached them (the worker's final counts say so), and rest
+/// `PARK_REST` when media flowed, so a peer still sending to them is not latched
+/// by the next call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_ports_are_reused_at_once_and_ports_with_media_rest() {
+    let relay = relay_with(|c| c.delete_delay = Duration::ZERO).await;
+    let mut ng = Ng::new(relay.ng_udp).await;
+    let (a, b) = (bind().await, bind().await);
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    let mut call = async |id: &str| {
+        let r = ng.call(&offer(id, "A", &sdp(pa, ""), vec![])).await;
+        let to_b_side = media_port(&reply_sdp(&r));
+        let r = ng.call(&answer(id, "A", "B", &sdp(pb, ""), vec![])).await;
+        (media_port(&reply_sdp(&r)), to_b_side)
+    };
+    let started = std::time::Instant::now();
+    let silent = call("quiet-1").await;
+    let mut ng2 = Ng::new(relay.ng_udp).await;
+    assert_eq!(result(&ng2.call(&cmd("delete", "quiet-1")).await), "ok");
+    // The worker's final counts reach the control plane a ring round trip later.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let next = call("quiet-2").await;
+    assert_eq!(next, silent, "the silent call's ports, without a rest");
+
+    // This call has media: its ports rest after it ends.
+    let (to_a_side, _) = next;
+    send_until(&a, at(to_a_side), &rtp(0, 1, 0x5157_0001, 1), &b).await;
+    assert_eq!(result(&ng2.call(&cmd("delete", "quiet-2")).await), "ok");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after = call("quiet-3").await;
+    assert!(
+        started.elapsed() < ferrelay::session::ports::PARK_REST,
+        "the checks ran within the rest"
+    );
+    assert!(
+        after.0 != next.0 && after.0 != next.1 && after.1 != next.0 && after.1 != next.1,
+        "{after:?} took ports of {next:?}, which had media"
+    );
+    relay.shutdown().await;
+}

@@ -164,9 +164,14 @@ pub struct Sessions<B> {
     calls: HashMap<Arc<str>, Box<Call>, RandomState>,
     /// Which call owns each installed flow, so worker events find it at once.
     owners: FlowOwners,
-    /// Last counters of flows being removed, and their port's interface, until
-    /// the worker's final count arrives.
-    retiring: HashMap<(usize, FlowId), (FlowCounters, usize), RandomState>,
+    /// Last counters of flows being removed, and the ended call they belonged to
+    /// (see `quiet`), until the worker's final count arrives.
+    retiring: HashMap<(usize, FlowId), (FlowCounters, Option<u64>), RandomState>,
+    /// Ended calls whose ports may skip the rest, by a key of their own, while
+    /// their flows' final counts come in (only while delete-delay is shorter than
+    /// the rest).
+    quiet: HashMap<u64, QuietCheck, RandomState>,
+    next_quiet: u64,
     /// Port pairs of ended calls (due time, when the call ended, interface,
     /// worker), released once `delete_delay` has passed.
     draining: Vec<(Instant, Instant, usize, usize, PortPair)>,
@@ -174,6 +179,18 @@ pub struct Sessions<B> {
     load: Vec<usize>,
     pub totals: Totals,
     started: Instant,
+}
+
+/// An ended call's flows whose final counts are still to come: when none of them
+/// received a datagram, the relay sent nothing either (it only forwards what it
+/// receives), so no peer knows to send to its ports and they need no rest.
+#[derive(Debug)]
+struct QuietCheck {
+    worker: usize,
+    flows_left: usize,
+    heard: bool,
+    /// The call's port pairs: interface and RTP port.
+    pairs: Vec<(usize, u16)>,
 }
 
 /// Wall-clock seconds for `query`; `u32` holds them until 2106.
@@ -220,6 +237,8 @@ impl<B: MediaBackend> Sessions<B> {
             calls: HashMap::default(),
             owners,
             retiring: HashMap::default(),
+            quiet: HashMap::default(),
+            next_quiet: 0,
             draining: Vec::new(),
             load,
             totals: Totals::default(),
@@ -448,7 +467,7 @@ impl<B: MediaBackend> Sessions<B> {
             // (none after a later answer took the media) is freed with the delay
             // a deleted call's ports get.
             let at = now + self.res.cfg.delete_delay;
-            self.retire_sides(call_id, worker, gone.sides, now, at);
+            self.retire_sides(call_id, worker, gone.sides, now, at, None);
             self.reindex(call_id, before);
             return Ok(());
         };
@@ -591,13 +610,26 @@ impl<B: MediaBackend> Sessions<B> {
     /// never received a datagram tells the pool its port needs no rest (which
     /// matters only while the delete delay is shorter than the rest).
     pub fn on_flow_removed(&mut self, worker: usize, id: FlowId, c: FlowCounters) {
-        if let Some((last, iface)) = self.retiring.remove(&(worker, id)) {
-            let t = &mut self.totals.media;
-            t.packets += c.packets.saturating_sub(last.packets);
-            t.bytes += c.bytes.saturating_sub(last.bytes);
-            t.errors += c.errors.saturating_sub(last.errors);
-            if c.packets == 0 && self.res.cfg.delete_delay < ports::PARK_REST {
-                self.res.pool(iface).quiet(worker, id);
+        let Some((last, key)) = self.retiring.remove(&(worker, id)) else {
+            return;
+        };
+        let t = &mut self.totals.media;
+        t.packets += c.packets.saturating_sub(last.packets);
+        t.bytes += c.bytes.saturating_sub(last.bytes);
+        t.errors += c.errors.saturating_sub(last.errors);
+        let Some(check) = key.and_then(|k| self.quiet.get_mut(&k)) else {
+            return;
+        };
+        check.heard |= c.packets > 0;
+        check.flows_left -= 1;
+        if check.flows_left > 0 {
+            return;
+        }
+        if let Some(check) = key.and_then(|k| self.quiet.remove(&k))
+            && !check.heard
+        {
+            for (iface, port) in check.pairs {
+                self.res.pool(iface).quiet(check.worker, port);
             }
         }
     }
@@ -718,6 +750,7 @@ impl<B: MediaBackend> Sessions<B> {
         // Final counts lost to a full event ring must not pin memory forever.
         if self.retiring.len() > 100_000 {
             self.retiring.clear();
+            self.quiet.clear();
         }
         self.release_due(now);
         ended
@@ -794,8 +827,28 @@ impl<B: MediaBackend> Sessions<B> {
         } else {
             now + self.res.cfg.delete_delay
         };
+        // Ports released within the rest may skip it if the call turns out to
+        // have had no traffic at all.
+        let key = (at.saturating_duration_since(now) < ports::PARK_REST).then(|| {
+            self.next_quiet += 1;
+            self.quiet.insert(
+                self.next_quiet,
+                QuietCheck {
+                    worker: call.worker,
+                    flows_left: 0,
+                    heard: false,
+                    pairs: Vec::new(),
+                },
+            );
+            self.next_quiet
+        });
         for mono in call.monologues {
-            self.retire_sides(call_id, call.worker, mono.sides, now, at);
+            self.retire_sides(call_id, call.worker, mono.sides, now, at, key);
+        }
+        if let Some(k) = key
+            && self.quiet.get(&k).is_some_and(|c| c.flows_left == 0)
+        {
+            self.quiet.remove(&k);
         }
         if release_now {
             self.release_due(now);
@@ -821,6 +874,7 @@ impl<B: MediaBackend> Sessions<B> {
         sides: Vec<call::Side>,
         now: Instant,
         at: Instant,
+        quiet: Option<u64>,
     ) {
         for mut side in sides {
             let t = side.totals();
@@ -829,12 +883,18 @@ impl<B: MediaBackend> Sessions<B> {
             self.totals.media.errors += t.errors;
             for (k, id) in side.flows.take().into_iter().flatten().enumerate() {
                 self.retiring
-                    .insert((worker, id), (side.counters(k), side.iface));
+                    .insert((worker, id), (side.counters(k), quiet));
+                if let Some(c) = quiet.and_then(|q| self.quiet.get_mut(&q)) {
+                    c.flows_left += 1;
+                }
                 if let Err(e) =
                     negotiate::retire_flow(&mut self.res.backend, worker, &mut side, k, id)
                 {
                     tracing::warn!(call_id = %call_id, error = %e, "flow removal failed");
                 }
+            }
+            if let Some(c) = quiet.and_then(|q| self.quiet.get_mut(&q)) {
+                c.pairs.push((side.iface, side.pair.port));
             }
             self.draining.push((at, now, side.iface, worker, side.pair));
         }

@@ -11,9 +11,10 @@
 //! parked ports never starve another worker's calls. A parked pair rests
 //! [`PARK_REST`] after its call ended before another call takes it: what was still
 //! on its way to the old call (an echoing peer, a phone sending after BYE) is
-//! drained by the parked flows instead of being latched by the new call. A pair
-//! whose worker reports that no datagram ever reached either port (a call that
-//! never had media: nobody is sending to it) needs no rest.
+//! drained by the parked flows instead of being latched by the new call. The
+//! pairs of a call that no datagram ever reached (the worker's final counts of
+//! every flow of the call say so: nobody was sending to it, and the relay sent
+//! nothing from it that a peer could answer or echo) need no rest.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -27,7 +28,7 @@ use ferrelay_engine::FlowId;
 const PARK_PER_WORKER: usize = 1024;
 
 /// How many of a worker's most recently parked pairs [`PortPool::quiet`] looks
-/// through: the worker's final count follows the park by a ring round trip, so
+/// through: the worker's final counts follow the park by a ring round trip, so
 /// the pair is among the last ones parked; an older one simply rests.
 const QUIET_LOOKBACK: usize = 64;
 
@@ -112,19 +113,17 @@ impl PortPair {
     }
 }
 
-/// A parked pair still resting: when its call ended and which of its ports the
-/// worker has reported silent for the whole call (bit `k` for port `port + k`).
+/// A parked pair still resting, and when its call ended.
 #[derive(Debug)]
 struct Resting {
     ended: Instant,
-    silent: u8,
     pair: PortPair,
 }
 
 /// One worker's parked pairs, oldest first in each list.
 #[derive(Debug, Default)]
 struct Parked {
-    /// Pairs that never received a datagram: reusable at once.
+    /// Pairs of calls that had no traffic at all: reusable at once.
     quiet: VecDeque<PortPair>,
     /// Pairs that did, or not yet known: reusable [`PARK_REST`] after `ended`.
     resting: VecDeque<Resting>,
@@ -282,30 +281,20 @@ impl PortPool {
         Some(pair)
     }
 
-    /// The worker's final count for parked flow `id` says no datagram reached its
-    /// port during the call. Once both ports of its pair are known silent, nobody
-    /// is sending to the pair and it needs no rest. Looks only through the last
-    /// [`QUIET_LOOKBACK`] pairs parked there; returns whether it found the flow.
-    pub fn quiet(&mut self, worker: usize, id: FlowId) -> bool {
+    /// The worker's final counts say no datagram reached any port of the call
+    /// that held the pair on `port`, parked on `worker`: nobody is sending to it,
+    /// so it needs no rest. Looks only through the last [`QUIET_LOOKBACK`] pairs
+    /// parked there; returns whether it found the pair.
+    pub fn quiet(&mut self, worker: usize, port: u16) -> bool {
         let Some(q) = self.parked.get_mut(worker) else {
             return false;
         };
         let len = q.resting.len();
         let from = len.saturating_sub(QUIET_LOOKBACK);
-        let Some((i, k)) = (from..len).rev().find_map(|i| {
-            let p = &q.resting[i].pair;
-            [&p.rtp, &p.rtcp]
-                .iter()
-                .position(|s| matches!(s, PortSocket::Parked(f) if *f == id))
-                .map(|k| (i, k))
-        }) else {
+        let Some(i) = (from..len).rev().find(|&i| q.resting[i].pair.port == port) else {
             return false;
         };
-        let r = &mut q.resting[i];
-        r.silent |= 1 << k;
-        if r.silent == 0b11
-            && let Some(r) = q.resting.remove(i)
-        {
+        if let Some(r) = q.resting.remove(i) {
             q.quiet.push_back(r.pair);
         }
         true
@@ -348,11 +337,7 @@ impl PortPool {
             && let Some(q) = self.parked.get_mut(worker)
             && q.len() < PARK_PER_WORKER
         {
-            q.resting.push_back(Resting {
-                ended,
-                silent: 0,
-                pair,
-            });
+            q.resting.push_back(Resting { ended, pair });
             self.parked_total += 1;
             return None;
         }
@@ -493,17 +478,16 @@ mod tests {
         let (loud_port, silent_port) = (loud.port, silent.port);
         assert!(p.release(loud, 0, t0()).is_none());
         assert!(p.release(silent, 0, t0()).is_none());
-        // One silent port is not enough: the other may still be sent to.
-        assert!(p.quiet(0, FlowId::new(3, 0)));
+        // Until it is known quiet, a pair rests.
         let fresh = p.alloc(0, t0()).unwrap();
         assert!(![loud_port, silent_port].contains(&fresh.port));
-        assert!(p.quiet(0, FlowId::new(4, 0)));
-        // Flows the pool does not hold parked there are not found.
-        assert!(!p.quiet(0, FlowId::new(4, 1)), "another generation");
-        assert!(!p.quiet(1, FlowId::new(1, 0)), "another worker");
-        assert!(!p.quiet(7, FlowId::new(1, 0)), "no such worker");
-        // Both silent: the next call takes the pair at once, though the older
-        // pair's call ended at the same time; that one still rests.
+        assert!(p.quiet(0, silent_port));
+        // Pairs the pool does not hold parked there are not found.
+        assert!(!p.quiet(0, fresh.port), "not parked");
+        assert!(!p.quiet(1, loud_port), "another worker");
+        assert!(!p.quiet(7, loud_port), "no such worker");
+        // Quiet: the next call takes the pair at once, though the older pair's
+        // call ended at the same time; that one still rests.
         assert_eq!(p.alloc(0, t0()).unwrap().port, silent_port);
         assert_eq!(p.parked(), 1);
         assert_ne!(p.alloc(0, t0()).unwrap().port, loud_port);
@@ -522,13 +506,16 @@ mod tests {
         let pairs: Vec<_> = (0..n)
             .map(|i| parked_pair(&mut p, 0, (2 * i, 2 * i + 1)))
             .collect();
+        let mut ports = Vec::new();
         for (pair, socks) in pairs {
             held.push(socks);
+            ports.push(pair.port);
             assert!(p.release(pair, 0, t0()).is_none());
         }
         // The first pair parked has QUIET_LOOKBACK pairs after it: not looked at.
-        assert!(!p.quiet(0, FlowId::new(0, 0)));
-        assert!(p.quiet(0, FlowId::new(2, 0)), "the second one is");
+        let (first, second) = (ports[0], ports[1]);
+        assert!(!p.quiet(0, first));
+        assert!(p.quiet(0, second), "the second one is");
     }
 
     #[test]
