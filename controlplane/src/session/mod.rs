@@ -606,9 +606,9 @@ impl<B: MediaBackend> Sessions<B> {
     }
 
     /// A removed flow's final counters: what arrived since the last poll is added to
-    /// the lifetime totals, so `statistics` misses no packet. A parked flow that
-    /// never received a datagram tells the pool its port needs no rest (which
-    /// matters only while the delete delay is shorter than the rest).
+    /// the lifetime totals, so `statistics` misses no packet. Once the last flow of
+    /// an ended call tracked in `quiet` has reported, and none of them received a
+    /// datagram, the pool is told its pairs need no rest.
     pub fn on_flow_removed(&mut self, worker: usize, id: FlowId, c: FlowCounters) {
         let Some((last, key)) = self.retiring.remove(&(worker, id)) else {
             return;
@@ -622,14 +622,12 @@ impl<B: MediaBackend> Sessions<B> {
         };
         check.heard |= c.packets > 0;
         check.flows_left -= 1;
-        if check.flows_left > 0 {
-            return;
-        }
-        if let Some(check) = key.and_then(|k| self.quiet.remove(&k))
-            && !check.heard
+        if check.flows_left == 0
+            && let Some(done) = key.and_then(|k| self.quiet.remove(&k))
+            && !done.heard
         {
-            for (iface, port) in check.pairs {
-                self.res.pool(iface).quiet(check.worker, port);
+            for (iface, port) in done.pairs {
+                self.res.pool(iface).quiet(done.worker, port);
             }
         }
     }
@@ -916,6 +914,8 @@ fn parse_sdp(req: &Value) -> Result<Sdp, String> {
 
 #[cfg(test)]
 mod fork_tests;
+#[cfg(test)]
+mod park_tests;
 #[cfg(test)]
 mod sdes_tests;
 #[cfg(test)]
