@@ -12,10 +12,12 @@
 //!   [`session::backend::MediaBackend`] (the real workers, or a test fake).
 //! - [`http::start`]: `/metrics`, the JSON API and the live dashboard over the
 //!   snapshots in [`metrics::Observatory`].
+//! - [`logfmt::TextFormat`]: the text log line, written cheaply and escaped.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod http;
+pub mod logfmt;
 pub mod metrics;
 pub mod ng;
 pub mod relay;
