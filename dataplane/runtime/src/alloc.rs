@@ -65,6 +65,23 @@ impl FlowIdAllocator {
         true
     }
 
+    /// The id that `renew(id)` will give: the same slot, the next generation.
+    pub fn renewed(id: FlowId) -> FlowId {
+        FlowId::new(id.index, (id.generation + 1) & GEN_MASK)
+    }
+
+    /// Passes the live `id`'s slot straight to a new id (the next generation), as
+    /// `release` then `alloc` of that slot would; the slot never becomes free.
+    /// Returns `None` (and does nothing) for an id that is not live.
+    pub fn renew(&mut self, id: FlowId) -> Option<FlowId> {
+        if !self.is_live(id) {
+            return None;
+        }
+        let next = Self::renewed(id);
+        self.generations[id.index as usize] = next.generation;
+        Some(next)
+    }
+
     /// Number of live flows.
     pub fn live_count(&self) -> usize {
         self.next_fresh as usize - self.free.len()
@@ -89,6 +106,27 @@ mod tests {
         assert!(!a.is_live(x));
         assert!(a.is_live(z));
         assert_eq!(a.live_count(), 2);
+    }
+
+    #[test]
+    fn renew_passes_the_slot_to_the_next_generation() {
+        let mut a = FlowIdAllocator::new(1);
+        let x = a.alloc().unwrap();
+        let y = a.renew(x).unwrap();
+        assert_eq!(y, FlowIdAllocator::renewed(x));
+        assert_eq!((y.index, y.generation), (x.index, x.generation + 1));
+        assert!(!a.is_live(x) && a.is_live(y));
+        assert!(a.renew(x).is_none(), "spent");
+        assert!(!a.release(x));
+        assert_eq!(a.live_count(), 1);
+        assert!(a.alloc().is_none(), "the slot never became free");
+        // Releasing the new holder frees the slot under yet another generation.
+        assert!(a.release(y));
+        let z = a.alloc().unwrap();
+        assert_eq!((z.index, z.generation), (x.index, x.generation + 2));
+        a.generations[0] = GEN_MASK;
+        let w = a.renew(FlowId::new(0, GEN_MASK)).unwrap();
+        assert_eq!(w.generation, 0, "wraps below the tag bit");
     }
 
     #[test]

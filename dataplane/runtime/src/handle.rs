@@ -125,29 +125,24 @@ impl WorkerHandle {
     }
 
     /// Starts a new flow on the socket of `parked` (see `park_flow`), under a new
-    /// id: the port is reused without a syscall on either side. `parked` is spent
-    /// once this returns `Ok`; on an error it is still parked. Datagrams that reach
-    /// the port before the worker applies this are still the parked flow's, and
-    /// dropped: nobody was told the port yet, so they are stale.
+    /// id in the same slot (the next generation): the port is reused without a
+    /// syscall on either side, and the worker's I/O keeps the socket's receive
+    /// armed as it is. `parked` is spent once this returns `Ok`; on an error it is
+    /// still parked. Datagrams the worker handles before it applies this are
+    /// still the parked flow's, and dropped: nobody was told the port yet, so
+    /// they are stale.
     pub fn reuse_flow(&mut self, parked: FlowId, rule: FlowRule) -> Result<FlowId, DataplaneError> {
         self.check_live(parked)?;
         self.ensure_room()?;
-        let id = self.ids.alloc().ok_or(DataplaneError::TooManyFlows {
-            worker: self.index,
-            max: self.max_flows,
-        })?;
-        let socket = FlowSocket::Parked(parked);
-        if let Err(e) = self.send(Command::AddFlow {
+        let id = FlowIdAllocator::renewed(parked);
+        self.send(Command::AddFlow {
             id,
-            socket,
+            socket: FlowSocket::Parked(parked),
             rule: Box::new(rule),
-        }) {
-            self.ids.release(id);
-            return Err(e);
-        }
-        // The worker applies commands in order: `parked` is gone before its slot
-        // can be handed out again.
-        self.ids.release(parked);
+        })?;
+        // Live, checked above; the worker applies commands in order, so `parked`
+        // is gone from its slot before `id` arrives.
+        self.ids.renew(parked);
         Ok(id)
     }
 

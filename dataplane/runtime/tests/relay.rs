@@ -302,6 +302,10 @@ fn parked_socket_is_reused_without_stale_packets(backend: Backend) {
         .reuse_flow(c.fa, rule(c.a_addr, LatchMode::Fixed, Some(c.fb)))
         .unwrap();
     assert_ne!(fa2, c.fa);
+    assert_eq!(
+        fa2.index, c.fa.index,
+        "the same slot, so the armed receive is kept"
+    );
     assert!(matches!(
         w.update_flow(c.fa, rule(c.a_addr, LatchMode::Fixed, None)),
         Err(DataplaneError::UnknownFlow(_))

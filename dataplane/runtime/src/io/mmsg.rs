@@ -11,7 +11,7 @@ use ferrelay_engine::{Action, FlowId};
 use super::BUF_SIZE;
 use super::addr::{self, RAW_ADDR_LEN, RawAddr};
 use super::bufring::REG_LEN;
-use super::table::SocketTable;
+use super::table::{Rekeyed, SocketTable};
 use crate::worker::{Core, SocketSet};
 
 /// Datagrams per `recvmmsg` call.
@@ -19,7 +19,7 @@ const BATCH: usize = 32;
 /// Receive buffers per round: several sockets' batches before one flush of sends.
 const POOL: usize = 256;
 const MAX_EVENTS: usize = 128;
-/// epoll data of the command eventfd (flow ids never set bit 63).
+/// epoll data of the command eventfd (socket keys never set bit 63).
 const WAKE: u64 = 1 << 63;
 
 /// One forward decided in this round: (output fd, receive slot, length), destination
@@ -138,8 +138,7 @@ impl Mmsg {
                     wake = true;
                     continue;
                 }
-                let id = FlowId::from_u64(data);
-                let Some(fd) = self.table.fd(id) else {
+                let Some((id, fd)) = self.table.resolve(data) else {
                     core.counters.rx_stale += 1;
                     continue;
                 };
@@ -297,17 +296,21 @@ impl Mmsg {
 
 impl SocketSet for Mmsg {
     fn attach(&mut self, id: FlowId, sock: UdpSocket) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, sock.as_raw_fd(), id.to_u64())?;
-        if let Err(s) = self.table.insert(id, sock) {
-            let _ = self.ctl(libc::EPOLL_CTL_DEL, s.as_raw_fd(), 0);
-            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        let fd = sock.as_raw_fd();
+        let key = self
+            .table
+            .insert(id, sock)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        if let Err(e) = self.ctl(libc::EPOLL_CTL_ADD, fd, key) {
+            self.table.remove(id);
+            return Err(e);
         }
         Ok(())
     }
 
     fn detach(&mut self, id: FlowId) -> bool {
         match self.table.remove(id) {
-            Some(s) => {
+            Some((s, _)) => {
                 let _ = self.ctl(libc::EPOLL_CTL_DEL, s.as_raw_fd(), 0);
                 true
             }
@@ -316,12 +319,20 @@ impl SocketSet for Mmsg {
     }
 
     fn rekey(&mut self, from: FlowId, to: FlowId) -> io::Result<()> {
-        let fd = self.table.rekey(from, to)?;
-        if let Err(e) = self.ctl(libc::EPOLL_CTL_MOD, fd, to.to_u64()) {
-            // Still registered under `from`: put it back there.
-            let _ = self.table.rekey(to, from);
-            return Err(e);
+        match self.table.rekey(from, to)? {
+            // Registered under the same key, which now names `to`.
+            Rekeyed::Kept => Ok(()),
+            Rekeyed::Moved { fd, key, .. } => {
+                if let Err(e) = self.ctl(libc::EPOLL_CTL_MOD, fd, key) {
+                    // Its events would carry a dead key: close it, as a failed
+                    // attach does.
+                    if let Some((s, _)) = self.table.remove(to) {
+                        let _ = self.ctl(libc::EPOLL_CTL_DEL, s.as_raw_fd(), 0);
+                    }
+                    return Err(e);
+                }
+                Ok(())
+            }
         }
-        Ok(())
     }
 }

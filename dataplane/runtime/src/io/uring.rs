@@ -2,8 +2,10 @@
 //! provided-buffer ring, `SendMsg` straight out of the receive buffer (zero copy; the
 //! buffer returns to the ring when the send completes), and one submit per batch.
 //!
-//! `user_data`: bit 63 clear = a receive, the rest is `FlowId::to_u64()` (generations
-//! stay below 2^31); bit 63 set = our own operations, kind in bits 32..40, buffer id low.
+//! `user_data`: bit 63 clear = a receive, the rest is the socket's key in the
+//! `SocketTable` (slot and epoch, so a parked socket passing to the next flow of its
+//! slot keeps its armed receive); bit 63 set = our own operations, kind in bits
+//! 32..40, buffer id low.
 
 use std::io;
 use std::net::UdpSocket;
@@ -16,7 +18,7 @@ use io_uring::{IoUring, Probe, cqueue, opcode};
 
 use super::addr::{self, RAW_ADDR_LEN, RawAddr};
 use super::bufring::{BufRing, REG_LEN};
-use super::table::SocketTable;
+use super::table::{Rekeyed, SocketTable};
 use crate::worker::{Core, SocketSet};
 
 const TAG: u64 = 1 << 63;
@@ -45,8 +47,8 @@ pub(crate) struct Uring {
     recv_hdr: Box<libc::msghdr>,
     wake_buf: Box<u64>,
     wake_fd: RawFd,
-    /// Flows whose multishot receive ended and must be armed again.
-    rearm: Vec<FlowId>,
+    /// Keys of sockets whose multishot receive ended and must be armed again.
+    rearm: Vec<u64>,
 }
 
 impl std::fmt::Debug for Uring {
@@ -161,10 +163,10 @@ impl Uring {
         let _ = self.push(&sqe);
     }
 
-    fn arm_recv(&mut self, id: FlowId, fd: RawFd) -> io::Result<()> {
+    fn arm_recv(&mut self, key: u64, fd: RawFd) -> io::Result<()> {
         let sqe = opcode::RecvMsgMulti::new(Fd(fd), &*self.recv_hdr, BGID)
             .build()
-            .user_data(id.to_u64());
+            .user_data(key);
         self.push(&sqe)
     }
 
@@ -259,12 +261,11 @@ impl Uring {
                 }
                 continue;
             }
-            let id = FlowId::from_u64(ud);
-            let live = table.fd(id).is_some();
-            if !cqueue::more(flags) && live {
+            let flow = table.resolve(ud);
+            if !cqueue::more(flags) && flow.is_some() {
                 // The multishot ended (ENOBUFS, error): packets wait in the socket queue
                 // until it is armed again below, so none are lost.
-                rearm.push(id);
+                rearm.push(ud);
             }
             if res < 0 {
                 if res == -libc::ENOBUFS {
@@ -279,11 +280,11 @@ impl Uring {
                 continue;
             };
             bufs.taken();
-            if !live {
+            let Some((id, _)) = flow else {
                 core.counters.rx_stale += 1;
                 bufs.recycle(bid);
                 continue;
-            }
+            };
             let buf = bufs.buf_mut(bid);
             // `res` is how much of the buffer the kernel filled (header, name, payload).
             let filled = (res as usize).min(REG_LEN);
@@ -356,10 +357,10 @@ impl Uring {
         // Re-arm only while the kernel holds buffers; otherwise wait for sends to return some.
         if !self.rearm.is_empty() && !self.bufs.exhausted() {
             let mut pending = std::mem::take(&mut self.rearm);
-            for id in pending.drain(..) {
-                if let Some(fd) = self.table.fd(id) {
+            for key in pending.drain(..) {
+                if let Some((_, fd)) = self.table.resolve(key) {
                     core.counters.rx_rearms += 1;
-                    if self.arm_recv(id, fd).is_err() {
+                    if self.arm_recv(key, fd).is_err() {
                         core.counters.rx_errors += 1;
                     }
                 }
@@ -385,10 +386,11 @@ fn push_sqe(ring: &mut IoUring, sqe: &Entry) -> io::Result<()> {
 impl SocketSet for Uring {
     fn attach(&mut self, id: FlowId, sock: UdpSocket) -> io::Result<()> {
         let fd = sock.as_raw_fd();
-        self.table
+        let key = self
+            .table
             .insert(id, sock)
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        if let Err(e) = self.arm_recv(id, fd) {
+        if let Err(e) = self.arm_recv(key, fd) {
             self.table.remove(id);
             return Err(e);
         }
@@ -396,31 +398,34 @@ impl SocketSet for Uring {
     }
 
     fn detach(&mut self, id: FlowId) -> bool {
-        if self.table.remove(id).is_none() {
+        let Some((_, key)) = self.table.remove(id) else {
             return false;
-        }
-        self.cancel_recv(id);
+        };
+        self.cancel_recv(key);
         true
     }
 
     fn rekey(&mut self, from: FlowId, to: FlowId) -> io::Result<()> {
-        let fd = self.table.rekey(from, to)?;
-        // The old receive's completions now name a removed id and are dropped as
-        // stale; datagrams queued meanwhile wait in the socket for the new one.
-        self.cancel_recv(from);
-        if let Err(e) = self.arm_recv(to, fd) {
-            self.table.remove(to);
-            return Err(e);
+        match self.table.rekey(from, to)? {
+            // The armed receive goes on, now for `to`.
+            Rekeyed::Kept => Ok(()),
+            Rekeyed::Moved { fd, key, old } => {
+                // The old receive's completions now carry a dead key and are dropped
+                // as stale; datagrams queued meanwhile wait in the socket.
+                self.cancel_recv(old);
+                if let Err(e) = self.arm_recv(key, fd) {
+                    self.table.remove(to);
+                    return Err(e);
+                }
+                Ok(())
+            }
         }
-        Ok(())
     }
 }
 
 impl Uring {
-    fn cancel_recv(&mut self, id: FlowId) {
-        let sqe = opcode::AsyncCancel::new(id.to_u64())
-            .build()
-            .user_data(UD_CANCEL);
+    fn cancel_recv(&mut self, key: u64) {
+        let sqe = opcode::AsyncCancel::new(key).build().user_data(UD_CANCEL);
         let _ = self.push(&sqe);
     }
 }
@@ -455,10 +460,11 @@ pub fn self_test() -> Result<(), String> {
             ring,
             bufs,
             recv_hdr,
+            table,
             ..
         } = &mut u;
         for cqe in ring.completion() {
-            if cqe.user_data() != id.to_u64() {
+            if table.resolve(cqe.user_data()).map(|(f, _)| f) != Some(id) {
                 continue;
             }
             if cqe.result() < 0 {
