@@ -34,6 +34,14 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// Checks what `parse` checks, without building the fields.
+    pub(crate) fn check(value: &str) -> Result<(), Reason> {
+        match value.split_ascii_whitespace().count() {
+            6 => Ok(()),
+            _ => Err(Reason::BadOrigin),
+        }
+    }
+
     pub(crate) fn parse(value: &str) -> Result<Self, Reason> {
         let mut it = value.split_ascii_whitespace();
         let mut next = || it.next().map(str::to_owned).ok_or(Reason::BadOrigin);
@@ -342,7 +350,8 @@ pub(crate) struct MediaLine {
     pub port: u16,
     pub port_count: Option<u16>,
     pub proto: Proto,
-    pub formats: Vec<String>,
+    /// The formats, one space between each.
+    pub formats: String,
 }
 
 impl MediaLine {
@@ -360,9 +369,22 @@ impl MediaLine {
             port: parse_u16(port)?,
             port_count,
             proto: Proto::parse(proto),
-            formats: it.map(str::to_owned).collect(),
+            formats: join(it),
         })
     }
+}
+
+/// The words with one space between each (one allocation for an m= line's
+/// formats, not one per format).
+pub(crate) fn join<'a>(words: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for w in words {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    out
 }
 
 /// Strict decimal u16: digits only, so `+5` or `0x10` are refused.
@@ -386,9 +408,9 @@ impl MediaLine {
         }
         w.write_str(" ")?;
         w.write_str(self.proto.as_str())?;
-        for fmt in &self.formats {
+        if !self.formats.is_empty() {
             w.write_str(" ")?;
-            w.write_str(fmt)?;
+            w.write_str(&self.formats)?;
         }
         Ok(())
     }
@@ -496,7 +518,7 @@ mod tests {
     fn media_line_ports_and_formats() {
         let m = MediaLine::parse("video 49170/2 RTP/AVP 31 32").unwrap();
         assert_eq!((m.port, m.port_count), (49170, Some(2)));
-        assert_eq!(m.formats, ["31", "32"]);
+        assert_eq!(m.formats, "31 32");
         assert_eq!(m.to_string(), "video 49170/2 RTP/AVP 31 32");
         for n in [0, 7, 10, 99, 100, 9999, 10000, u16::MAX] {
             assert_eq!(Decimal::new(n).as_str(), n.to_string());

@@ -6,6 +6,10 @@
 //! a=<name>[:<value>]              RFC 8866 §5.13
 //! ```
 
+use core::fmt;
+use core::ops::Deref;
+use std::sync::Arc;
+
 use crate::attr::Attr;
 use crate::error::{Reason, SdpError};
 use crate::fields::{Connection, Origin};
@@ -36,8 +40,9 @@ impl Eol {
 pub(crate) enum Kind {
     /// An empty line, kept so the round trip stays exact.
     Blank,
-    /// `o=`.
-    Origin(Origin),
+    /// `o=`, checked to have its six fields; read into an [`Origin`] when asked
+    /// (most descriptions pass through without anyone asking).
+    Origin,
     /// `c=`.
     Connection(Connection),
     /// The `m=` line that opens a media section (its fields live in `Media`).
@@ -48,17 +53,71 @@ pub(crate) enum Kind {
     Other,
 }
 
+/// A line's text: a span of the description as read, shared by all its lines
+/// (one copy of the input, not one allocation per line), or text the relay wrote.
+#[derive(Clone)]
+pub(crate) enum Text {
+    Span {
+        src: Arc<str>,
+        start: usize,
+        end: usize,
+    },
+    Owned(String),
+}
+
+impl Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            // Spans come from `split_lines` over `src` itself: in range, on
+            // character boundaries.
+            Text::Span { src, start, end } => src.get(*start..*end).unwrap_or_default(),
+            Text::Owned(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Text {}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
 /// One line: its text without the line end, the line end, and what it means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Line {
-    pub text: String,
+    pub text: Text,
     pub eol: Eol,
     pub kind: Kind,
 }
 
 impl Line {
-    /// A line as read, or as a rewrite writes it.
+    /// A line the relay writes.
     pub(crate) fn new(text: String, eol: Eol, kind: Kind) -> Self {
+        Self {
+            text: Text::Owned(text),
+            eol,
+            kind,
+        }
+    }
+
+    /// A line as read: `text` is a slice of `src`.
+    pub(crate) fn read(src: &Arc<str>, text: &str, eol: Eol, kind: Kind) -> Self {
+        let start = (text.as_ptr() as usize).wrapping_sub(src.as_ptr() as usize);
+        let text = Text::Span {
+            src: Arc::clone(src),
+            start,
+            end: start + text.len(),
+        };
         Self { text, eol, kind }
     }
 
@@ -82,7 +141,7 @@ impl Line {
 
     /// Replaces the text and meaning, keeping the line end and position.
     pub(crate) fn replace(&mut self, text: String, kind: Kind) {
-        self.text = text;
+        self.text = Text::Owned(text);
         self.kind = kind;
     }
 }
@@ -132,7 +191,10 @@ pub(crate) fn classify(text: &str, number: usize) -> Result<Kind, SdpError> {
     }
     let value = &text[2..];
     Ok(match bytes[0] {
-        b'o' => Kind::Origin(Origin::parse(value).map_err(err)?),
+        b'o' => {
+            Origin::check(value).map_err(err)?;
+            Kind::Origin
+        }
         b'c' => Kind::Connection(Connection::parse(value).map_err(err)?),
         b'a' => {
             let (name, val) = split_attribute(value);

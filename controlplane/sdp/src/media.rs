@@ -50,15 +50,13 @@ impl Media {
     }
 
     /// The format list as written (payload types for RTP).
-    pub fn formats(&self) -> &[String] {
-        &self.m.formats
+    pub fn formats(&self) -> impl Iterator<Item = &str> + '_ {
+        self.m.formats.split_ascii_whitespace()
     }
 
     /// The formats that are RTP payload types (0..=127), in offer order.
     pub fn payload_types(&self) -> impl Iterator<Item = u8> + '_ {
-        self.m
-            .formats
-            .iter()
+        self.formats()
             .filter_map(|f| f.parse::<u8>().ok().filter(|pt| *pt <= 127))
     }
 
@@ -278,16 +276,17 @@ impl Media {
     /// Lines that merely mention a removed type (`a=fmtp:97 apt=96`) are kept.
     pub fn retain_formats(&mut self, mut keep: impl FnMut(&str) -> bool) -> usize {
         let mut removed = Vec::new();
-        self.m.formats.retain(|f| {
+        let kept = crate::fields::join(self.formats().filter(|f| {
             let k = keep(f);
             if !k {
-                removed.push(f.clone());
+                removed.push(f.to_string());
             }
             k
-        });
+        }));
         if removed.is_empty() {
             return 0;
         }
+        self.m.formats = kept;
         // RFC 8866 §6.6 (rtpmap), §6.15 (fmtp), RFC 4585 §4.2 (rtcp-fb): "<pt> ..." values.
         self.lines.retain(|l| match l.attribute() {
             Some(("rtpmap" | "fmtp" | "rtcp-fb", Some(v))) => {

@@ -15,6 +15,7 @@
 use core::fmt;
 use core::str::FromStr;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::attr::{Attr, Direction, is_ice};
 use crate::error::{Reason, SdpError};
@@ -39,6 +40,9 @@ pub struct Sdp {
 impl Sdp {
     /// Parses SDP text with CRLF or LF line ends; refuses what the relay cannot act on.
     pub fn parse(input: &str) -> Result<Self, SdpError> {
+        // One copy of the input, that every line's text points into.
+        let src: Arc<str> = Arc::from(input);
+        let input: &str = &src;
         let mut lines = split_lines(input)
             .enumerate()
             .map(|(i, (text, eol))| (i + 1, text, eol));
@@ -59,7 +63,7 @@ impl Sdp {
         // vector line by line cost several copies per description.
         let counts = LineCounts::of(input);
         let mut session_lines = Vec::with_capacity(counts.lines(0));
-        session_lines.push(Line::new(first.to_owned(), first_eol, Kind::Other));
+        session_lines.push(Line::read(&src, first, first_eol, Kind::Other));
         let mut sdp = Self {
             lines: session_lines,
             media: Vec::with_capacity(counts.media),
@@ -71,7 +75,7 @@ impl Sdp {
                     return Err(SdpError::new(number, Reason::TooManyMedia));
                 }
                 let m = MediaLine::parse(value).map_err(|r| SdpError::new(number, r))?;
-                let header = Line::new(text.to_owned(), eol, Kind::Media);
+                let header = Line::read(&src, text, eol, Kind::Media);
                 let eol = sdp.eol;
                 let below = counts.lines(sdp.media.len() + 1);
                 sdp.media.push(Media {
@@ -82,7 +86,7 @@ impl Sdp {
                 });
                 continue;
             }
-            let line = Line::new(text.to_owned(), eol, classify(text, number)?);
+            let line = Line::read(&src, text, eol, classify(text, number)?);
             match sdp.media.last_mut() {
                 Some(media) => media.lines.push(line),
                 None => sdp.lines.push(line),
@@ -116,11 +120,10 @@ impl Sdp {
     }
 
     /// The session origin (`o=`), absent only in non-conforming SDP.
-    pub fn origin(&self) -> Option<&Origin> {
-        self.lines.iter().find_map(|l| match &l.kind {
-            Kind::Origin(o) => Some(o),
-            _ => None,
-        })
+    pub fn origin(&self) -> Option<Origin> {
+        let line = self.lines.iter().find(|l| l.kind == Kind::Origin)?;
+        // Checked when read or written.
+        Origin::parse(line.text.get(2..)?).ok()
     }
 
     /// The session name (`s=`) text.
@@ -202,18 +205,14 @@ impl Sdp {
     }
 
     fn update_origin(&mut self, f: impl FnOnce(&mut Origin)) -> bool {
-        let Some(line) = self
-            .lines
-            .iter_mut()
-            .find(|l| matches!(l.kind, Kind::Origin(_)))
-        else {
+        let Some(line) = self.lines.iter_mut().find(|l| l.kind == Kind::Origin) else {
             return false;
         };
-        let Kind::Origin(mut origin) = line.kind.clone() else {
+        let Some(Ok(mut origin)) = line.text.get(2..).map(Origin::parse) else {
             return false;
         };
         f(&mut origin);
-        line.replace(format!("o={origin}"), Kind::Origin(origin));
+        line.replace(format!("o={origin}"), Kind::Origin);
         true
     }
 
@@ -263,7 +262,7 @@ impl Sdp {
                 Eol::None if lines.peek().is_some() => self.eol,
                 eol => eol,
             };
-            Some([line.text.as_str(), eol.as_str()])
+            Some([&*line.text, eol.as_str()])
         })
         .flatten()
     }

@@ -207,7 +207,7 @@ fn chrome_offer_ice_bundle_and_trickle_address_is_not_hold() {
     assert!(!video.is_on_hold(&sdp));
     assert_eq!(data.proto(), &Proto::Other("UDP/DTLS/SCTP".into()));
     assert!(!data.proto().is_rtp());
-    assert_eq!(data.formats(), ["webrtc-datachannel"]);
+    assert_eq!(data.formats().collect::<Vec<_>>(), ["webrtc-datachannel"]);
     assert_eq!(data.payload_types().count(), 0);
     assert_eq!(audio.clock_rate(111), Some(48000));
     assert_eq!(audio.fmtp(111), Some("minptime=10;useinbandfec=1"));
