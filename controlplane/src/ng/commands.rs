@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::bencode::{DecodeError, Value, dict};
 use super::cookie_cache::CookieCache;
@@ -28,7 +28,17 @@ pub struct Controller<B> {
     pub counts: NgCounts,
     /// Where a reply is written before it is copied out at its exact size.
     scratch: Vec<u8>,
+    /// The unused end of the block replies are copied into (see `REPLY_BLOCK`).
+    replies: BytesMut,
 }
+
+/// Replies are copied out of `scratch` one after another into blocks of this
+/// size and split off as `Bytes` that share the block: one allocation for
+/// dozens of replies instead of one each. The cookie cache keeps replies in
+/// the order they were made and drops them a generation at a time, so a block
+/// is freed soon after its last reply goes; at most the blocks that straddle a
+/// generation boundary outlive part of their replies.
+const REPLY_BLOCK: usize = 64 << 10;
 
 /// A scratch buffer that grew past this (a huge `list` reply) is not kept.
 const SCRATCH_KEEP: usize = 64 << 10;
@@ -182,6 +192,7 @@ impl<B: MediaBackend> Controller<B> {
             executed: 0,
             counts: NgCounts::default(),
             scratch: Vec::with_capacity(4096),
+            replies: BytesMut::new(),
         }
     }
 
@@ -215,10 +226,16 @@ impl<B: MediaBackend> Controller<B> {
                 );
             }
         }
-        // Sent and cached as one buffer of the reply's exact size: the cache's
-        // byte bound then counts what it really holds, and the scratch buffer,
-        // already grown, serves the next request without reallocating.
-        let reply = Bytes::copy_from_slice(&out);
+        // Sent and cached as one slice of a reply block, of the reply's exact
+        // size: the cache's byte bound then counts what it really holds, and
+        // the scratch buffer, already grown, serves the next request without
+        // reallocating.
+        if self.replies.capacity() < out.len() {
+            // The old block now belongs to the replies split off it.
+            self.replies = BytesMut::with_capacity(REPLY_BLOCK.max(out.len()));
+        }
+        self.replies.extend_from_slice(&out);
+        let reply = self.replies.split().freeze();
         if out.capacity() <= SCRATCH_KEEP {
             self.scratch = out;
         }
@@ -430,6 +447,35 @@ pub(crate) mod tests {
         let third = c.handle(&with_cookie(b"c2", &req), Instant::now()).unwrap();
         assert_eq!(&third[3..], &first[3..]);
         assert_eq!(c.executed, 2);
+    }
+
+    #[test]
+    fn replies_split_off_shared_blocks_stay_whole() {
+        let mut c = controller();
+        // Enough replies to fill several blocks, then a request larger than one.
+        let n = 3 * REPLY_BLOCK / "k00000 d6:result4:ponge".len();
+        let replies: Vec<Bytes> = (0..n)
+            .map(|i| {
+                c.handle(
+                    format!("k{i:05} d7:command4:pinge").as_bytes(),
+                    Instant::now(),
+                )
+                .unwrap()
+            })
+            .collect();
+        let big = "x".repeat(REPLY_BLOCK + 10);
+        let msg = format!("big d7:command4:ping3:pad{}:{big}e", big.len());
+        assert_eq!(reply(&mut c, msg.as_bytes()), "big d6:result4:ponge");
+        let after = reply(&mut c, b"next d7:command4:pinge");
+        assert_eq!(after, "next d6:result4:ponge");
+        for (i, r) in replies.iter().enumerate() {
+            assert_eq!(&r[..], format!("k{i:05} d6:result4:ponge").as_bytes());
+        }
+        // Each cached reply is its own exact slice.
+        let again = c
+            .handle(b"k00007 d7:command4:pinge", Instant::now())
+            .unwrap();
+        assert_eq!(&again[..], b"k00007 d6:result4:ponge");
     }
 
     #[test]
