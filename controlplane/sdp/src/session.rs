@@ -246,10 +246,22 @@ impl Sdp {
     /// The serialised SDP as bytes, ready for a SIP body or an NG reply: sized
     /// once, copied line by line, no `fmt`.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.pieces().map(str::len).sum());
+        let mut out = Vec::with_capacity(self.text_len());
+        self.write_to(&mut out);
+        out
+    }
+
+    /// How many bytes `to_bytes` gives.
+    pub fn text_len(&self) -> usize {
+        self.pieces().map(str::len).sum()
+    }
+
+    /// Appends the serialised SDP to `out` (an NG reply being written, say),
+    /// with no copy of its own.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.reserve(self.text_len());
         self.pieces()
             .for_each(|p| out.extend_from_slice(p.as_bytes()));
-        out
     }
 
     /// Each line's text, then its line end: the text as written out. A line

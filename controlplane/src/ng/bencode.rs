@@ -245,6 +245,21 @@ impl<'a> Writer<'a> {
         self
     }
 
+    /// A byte string of `len` bytes that `write` appends (a value serialised
+    /// straight into the reply, with no copy of its own).
+    pub fn bytes_with(&mut self, len: usize, write: impl FnOnce(&mut Vec<u8>)) -> &mut Self {
+        decimal(len as u64, self.out);
+        self.out.push(b':');
+        let start = self.out.len();
+        write(self.out);
+        debug_assert_eq!(
+            self.out.len() - start,
+            len,
+            "bytes_with wrote another length"
+        );
+        self
+    }
+
     /// A byte string: a dict key or a value.
     pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
         encode_bytes(b, self.out);

@@ -323,8 +323,8 @@ impl<B: MediaBackend> Controller<B> {
         // `None`: the reply is in `out` already.
         let res = match command {
             "ping" => Ok(Some(dict([("result", Value::str("pong"))]))),
-            "offer" => s.offer(req, now).map(Some),
-            "answer" => s.answer(req, now).map(Some),
+            "offer" => s.offer_into(req, now, out).map(|()| None),
+            "answer" => s.answer_into(req, now, out).map(|()| None),
             "delete" => s.delete_into(req, now, out).map(|()| None),
             "query" => s.query_into(req, out).map(|()| None),
             "list" => s.list(req).map(Some),

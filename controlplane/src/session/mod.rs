@@ -278,6 +278,36 @@ impl<B: MediaBackend> Sessions<B> {
 
     /// `offer`: anchors the offerer's streams and returns the SDP for the answerer.
     pub fn offer(&mut self, req: &Value, now: Instant) -> Result<Value, String> {
+        self.offer_sdp(req, now).map(|sdp| sdp_value(&sdp))
+    }
+
+    /// `offer` with its reply appended to `out` (nothing on an error).
+    pub fn offer_into(
+        &mut self,
+        req: &Value,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        self.offer_sdp(req, now).map(|sdp| sdp_reply(&sdp, out))
+    }
+
+    /// `answer`: completes the call with the answerer's streams; returns its SDP
+    /// rewritten for the offerer.
+    pub fn answer(&mut self, req: &Value, now: Instant) -> Result<Value, String> {
+        self.answer_sdp(req, now).map(|sdp| sdp_value(&sdp))
+    }
+
+    /// `answer` with its reply appended to `out` (nothing on an error).
+    pub fn answer_into(
+        &mut self,
+        req: &Value,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        self.answer_sdp(req, now).map(|sdp| sdp_reply(&sdp, out))
+    }
+
+    fn offer_sdp(&mut self, req: &Value, now: Instant) -> Result<Sdp, String> {
         let call_id = required(req, "call-id")?;
         let from_tag = required(req, "from-tag")?;
         let to_tag = flags::string(req, "to-tag")?;
@@ -326,10 +356,7 @@ impl<B: MediaBackend> Sessions<B> {
                 } else {
                     tracing::debug!(call_id = %call_id, from_tag = %from_tag, "re-offer");
                 }
-                Ok(Value::Dict(vec![
-                    (b"result".to_vec(), Value::str("ok")),
-                    (b"sdp".to_vec(), Value::Bytes(sdp.to_bytes())),
-                ]))
+                Ok(sdp)
             }
             Err(e) => {
                 if is_new {
@@ -343,9 +370,7 @@ impl<B: MediaBackend> Sessions<B> {
         }
     }
 
-    /// `answer`: completes the call with the answerer's streams; returns its SDP
-    /// rewritten for the offerer.
-    pub fn answer(&mut self, req: &Value, now: Instant) -> Result<Value, String> {
+    fn answer_sdp(&mut self, req: &Value, now: Instant) -> Result<Sdp, String> {
         let call_id = required(req, "call-id")?;
         let from_tag = required(req, "from-tag")?;
         let to_tag = required(req, "to-tag")?;
@@ -371,10 +396,7 @@ impl<B: MediaBackend> Sessions<B> {
         self.reindex(call_id, before);
         res?;
         tracing::debug!(call_id = %call_id, from_tag = %from_tag, to_tag = %to_tag, "answer");
-        Ok(Value::Dict(vec![
-            (b"result".to_vec(), Value::str("ok")),
-            (b"sdp".to_vec(), Value::Bytes(sdp.to_bytes())),
-        ]))
+        Ok(sdp)
     }
 
     /// `delete`: as rtpengine with `--delete-delay`, media keeps being relayed (and
@@ -902,6 +924,25 @@ impl<B: MediaBackend> Sessions<B> {
 /// A reply the writer streamed, back as a value.
 fn decoded(out: &[u8]) -> Result<Value, String> {
     Value::decode(out).map_err(|e| format!("internal: reply does not decode: {e}"))
+}
+
+/// The reply to an offer or answer: `result: ok` and the rewritten SDP.
+fn sdp_value(sdp: &Sdp) -> Value {
+    Value::Dict(vec![
+        (b"result".to_vec(), Value::str("ok")),
+        (b"sdp".to_vec(), Value::Bytes(sdp.to_bytes())),
+    ])
+}
+
+/// `sdp_value` written straight into a reply, the SDP serialised in place.
+fn sdp_reply(sdp: &Sdp, out: &mut Vec<u8>) {
+    crate::ng::bencode::Writer::new(out)
+        .dict()
+        .str("result")
+        .str("ok")
+        .str("sdp")
+        .bytes_with(sdp.text_len(), |out| sdp.write_to(out))
+        .end();
 }
 
 fn parse_sdp(req: &Value) -> Result<Sdp, String> {

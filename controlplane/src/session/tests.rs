@@ -880,3 +880,22 @@ fn calls_hold_their_sides_at_exact_capacity() {
         assert_eq!((m.sides.len(), m.sides.capacity()), (1, 1), "{}", m.tag);
     }
 }
+
+#[test]
+fn streamed_sdp_reply_is_the_value_reply() {
+    for text in [
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 8\r\n",
+        // No final line end, LF only: the writer adds the default where needed.
+        "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=-\nt=0 0\nm=audio 4000 RTP/AVP 0\na=rtcp-mux",
+    ] {
+        let sdp = Sdp::parse(text).unwrap();
+        let mut out = b"ck ".to_vec();
+        sdp_reply(&sdp, &mut out);
+        let mut want = b"ck ".to_vec();
+        sdp_value(&sdp).encode_into(&mut want);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
+    }
+}
