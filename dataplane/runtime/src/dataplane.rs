@@ -12,7 +12,7 @@ use crate::error::DataplaneError;
 use crate::handle::{WorkerHandle, WorkerInfo};
 use crate::io::mmsg::Mmsg;
 use crate::io::uring::{self, Uring};
-use crate::ring::{self, Rx, Tx};
+use crate::ring::{self, Rx, SpentTx, Tx};
 use crate::worker::Core;
 
 /// How long `start` waits for a worker to set up its I/O.
@@ -62,13 +62,17 @@ impl Dataplane {
             .map_err(|e| DataplaneError::io("command ring eventfd", e))?;
         let (ev_tx, ev_rx) = ring::channel::<Event>(cfg.event_ring)
             .map_err(|e| DataplaneError::io("event ring eventfd", e))?;
+        let (spent_tx, spent_rx) = ring::spent_rules(cfg.command_ring);
         let stop = Arc::new(AtomicBool::new(false));
         let (init_tx, init_rx) = mpsc::sync_channel(1);
         let wcfg = cfg.clone();
         let wstop = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("ferrelay-w{i}"))
-            .spawn(move || worker_main(i, wcfg, core, cmd_rx, ev_tx, wstop, init_tx))
+            .spawn(move || {
+                let rings = (cmd_rx, ev_tx, spent_tx);
+                worker_main(i, wcfg, core, rings, wstop, init_tx)
+            })
             .map_err(|e| DataplaneError::io("spawning worker thread", e))?;
         let info = match init_rx.recv_timeout(START_TIMEOUT) {
             Ok(Ok(info)) => info,
@@ -92,6 +96,7 @@ impl Dataplane {
             i,
             cmd_tx,
             ev_rx,
+            spent_rx,
             cfg.max_flows_per_worker,
             info,
             stop,
@@ -147,8 +152,7 @@ fn worker_main(
     i: usize,
     cfg: DataplaneConfig,
     pin: Option<usize>,
-    commands: Rx<Command>,
-    events: Tx<Event>,
+    (commands, events, spent): (Rx<Command>, Tx<Event>, SpentTx),
     stop: Arc<AtomicBool>,
     init: InitReply,
 ) {
@@ -161,7 +165,7 @@ fn worker_main(
             "could not pin worker thread; running unpinned"
         );
     }
-    let mut core = Core::new(i, &cfg, commands, events, stop);
+    let mut core = Core::new(i, &cfg, commands, events, spent, stop);
     let wake_fd = core.command_fd();
     let max = cfg.max_flows_per_worker;
     let try_uring = || uring::self_test().and_then(|()| Uring::new(cfg.recv_buffers, max, wake_fd));

@@ -13,7 +13,7 @@ use crate::command::{Command, Event, FlowSocket};
 use crate::config::BackendKind;
 use crate::error::DataplaneError;
 use crate::io::sock;
-use crate::ring::{EventFd, Rx, Tx};
+use crate::ring::{EventFd, Rx, SpentRx, Tx};
 
 /// What a worker reported when it started.
 #[derive(Debug, Clone)]
@@ -32,6 +32,8 @@ pub struct WorkerHandle {
     index: usize,
     commands: Tx<Command>,
     events: Rx<Event>,
+    /// Rule boxes the worker is done with, refilled for the next commands.
+    spent: SpentRx,
     ids: FlowIdAllocator,
     max_flows: u32,
     rejected: u64,
@@ -48,6 +50,7 @@ impl WorkerHandle {
         index: usize,
         commands: Tx<Command>,
         events: Rx<Event>,
+        spent: SpentRx,
         max_flows: u32,
         info: WorkerInfo,
         stop: Arc<AtomicBool>,
@@ -56,6 +59,7 @@ impl WorkerHandle {
             index,
             commands,
             events,
+            spent,
             ids: FlowIdAllocator::new(max_flows),
             max_flows,
             rejected: 0,
@@ -80,6 +84,17 @@ impl WorkerHandle {
                 self.rejected += 1;
                 Err(DataplaneError::RingFull { worker: self.index })
             }
+        }
+    }
+
+    /// `rule` in a box the worker handed back, or a new one.
+    fn boxed(&mut self, rule: FlowRule) -> Box<FlowRule> {
+        match self.spent.take() {
+            Some(mut b) => {
+                *b = rule;
+                b
+            }
+            None => Box::new(rule),
         }
     }
 
@@ -115,7 +130,7 @@ impl WorkerHandle {
             worker: self.index,
             max: self.max_flows,
         })?;
-        let rule = Box::new(rule);
+        let rule = self.boxed(rule);
         let socket = FlowSocket::New(socket);
         if let Err(e) = self.send(Command::AddFlow { id, socket, rule }) {
             self.ids.release(id);
@@ -135,10 +150,11 @@ impl WorkerHandle {
         self.check_live(parked)?;
         self.ensure_room()?;
         let id = FlowIdAllocator::renewed(parked);
+        let rule = self.boxed(rule);
         self.send(Command::AddFlow {
             id,
             socket: FlowSocket::Parked(parked),
-            rule: Box::new(rule),
+            rule,
         })?;
         // Live, checked above; the worker applies commands in order, so `parked`
         // is gone from its slot before `id` arrives.
@@ -158,10 +174,8 @@ impl WorkerHandle {
     /// Replaces the rule of a live flow (stats and latched remote are kept).
     pub fn update_flow(&mut self, id: FlowId, rule: FlowRule) -> Result<(), DataplaneError> {
         self.check_live(id)?;
-        self.send(Command::UpdateFlow {
-            id,
-            rule: Box::new(rule),
-        })
+        let rule = self.boxed(rule);
+        self.send(Command::UpdateFlow { id, rule })
     }
 
     /// Removes a flow, or closes a parked flow's socket; a live flow's final stats

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ferrelay_engine::{Engine, EngineConfig, EngineEvent, FlowId};
+use ferrelay_engine::{Component, Engine, EngineConfig, EngineEvent, FlowId, FlowRule};
 
 use crate::command::{Command, Event, FlowSocket, IoCounters, WorkerReport};
 use crate::config::{BackendKind, DataplaneConfig};
 use crate::error::CommandError;
-use crate::ring::{Rx, Tx};
+use crate::ring::{Rx, SpentTx, Tx};
 
 /// What a backend does when flows come and go.
 pub(crate) trait SocketSet {
@@ -34,6 +34,8 @@ pub(crate) struct Core {
     pub busy_poll: bool,
     commands: Rx<Command>,
     events: Tx<Event>,
+    /// Where the boxes of applied rules go back for reuse.
+    spent: SpentTx,
     events_pending: bool,
     stop: Arc<AtomicBool>,
     backend: BackendKind,
@@ -65,6 +67,7 @@ impl Core {
         cfg: &DataplaneConfig,
         commands: Rx<Command>,
         events: Tx<Event>,
+        spent: SpentTx,
         stop: Arc<AtomicBool>,
     ) -> Self {
         let engine = Engine::new(EngineConfig {
@@ -82,6 +85,7 @@ impl Core {
             busy_poll: cfg.busy_poll,
             commands,
             events,
+            spent,
             events_pending: false,
             stop,
             backend: BackendKind::Mmsg,
@@ -182,7 +186,8 @@ impl Core {
         while let Some(cmd) = self.commands.pop() {
             match cmd {
                 Command::AddFlow { id, socket, rule } => {
-                    if let Err(e) = self.engine.insert(id, *rule) {
+                    let rule = self.unbox(rule);
+                    if let Err(e) = self.engine.insert(id, rule) {
                         // The control plane frees `id` on this failure and has
                         // already forgotten a parked one: its socket closes here.
                         if let FlowSocket::Parked(old) = socket {
@@ -201,7 +206,8 @@ impl Core {
                     }
                 }
                 Command::UpdateFlow { id, rule } => {
-                    if let Err(e) = self.engine.update(id, *rule) {
+                    let rule = self.unbox(rule);
+                    if let Err(e) = self.engine.update(id, rule) {
                         self.fail(Some(id), CommandError::Engine(e));
                     }
                 }
@@ -241,6 +247,15 @@ impl Core {
             }
         }
         true
+    }
+
+    /// Takes the rule out of its box and hands the box back to the control plane
+    /// (dropped here only when that ring is full). The box keeps an empty rule,
+    /// so no key material lingers in it.
+    fn unbox(&mut self, mut b: Box<FlowRule>) -> FlowRule {
+        let rule = std::mem::replace(&mut *b, FlowRule::new(Component::Rtp));
+        self.spent.give(b);
+        rule
     }
 
     fn fail(&mut self, id: Option<FlowId>, error: CommandError) {
