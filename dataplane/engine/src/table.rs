@@ -1,6 +1,12 @@
-//! The flow table: a slab of `max_flows` slots, allocated once, indexed directly by
+//! The flow table: a slab of up to `max_flows` slots, indexed directly by
 //! `FlowId.index` and guarded by the generation so a stale id never reaches a flow
 //! that has since taken over the slot.
+//!
+//! The slab's memory is reserved once for `max_flows` but its slots are written
+//! only up to the highest index used so far: flow ids are handed out densely from
+//! 0, so the resident memory follows the most flows the worker has held, not the
+//! configured port range (which every worker must be able to hold in full). A
+//! slab that grows within its reservation never moves, so no insert copies it.
 //!
 //! SRTP contexts are not in the slot but in a dense array beside it, indexed the
 //! same way: with many flows a packet finds both its slot and its context
@@ -53,9 +59,10 @@ struct Slot {
     flow: Option<Flow>,
 }
 
-/// Slab of flows preallocated to `max_flows`.
+/// Slab of flows, reserved for `max` and written up to the highest index used.
 #[derive(Debug)]
 pub(crate) struct FlowTable {
+    max: usize,
     slots: Vec<Slot>,
     /// Boxed SRTP contexts of slot `i` at `crypto[i]`: two pointers a flow, four flows a line.
     crypto: Vec<FlowCrypto>,
@@ -64,17 +71,11 @@ pub(crate) struct FlowTable {
 
 impl FlowTable {
     pub(crate) fn new(max_flows: u32) -> Self {
-        let mut slots = Vec::with_capacity(max_flows as usize);
-        slots.resize_with(max_flows as usize, || Slot {
-            generation: 0,
-            retired: None,
-            flow: None,
-        });
-        let mut crypto = Vec::with_capacity(max_flows as usize);
-        crypto.resize_with(max_flows as usize, FlowCrypto::default);
+        let max = max_flows as usize;
         FlowTable {
-            slots,
-            crypto,
+            max,
+            slots: Vec::with_capacity(max),
+            crypto: Vec::with_capacity(max),
             live: 0,
         }
     }
@@ -89,10 +90,20 @@ impl FlowTable {
         rule: FlowRule,
         srtp: FlowCrypto,
     ) -> Result<(), EngineError> {
-        let slot = self
-            .slots
-            .get_mut(id.index as usize)
-            .ok_or(EngineError::TooManyFlows)?;
+        let i = id.index as usize;
+        if i >= self.max {
+            return Err(EngineError::TooManyFlows);
+        }
+        if i >= self.slots.len() {
+            // Within the reservation: the slab grows in place.
+            self.slots.resize_with(i + 1, || Slot {
+                generation: 0,
+                retired: None,
+                flow: None,
+            });
+            self.crypto.resize_with(i + 1, FlowCrypto::default);
+        }
+        let slot = &mut self.slots[i];
         if slot.flow.is_some() {
             return Err(EngineError::SlotInUse);
         }
@@ -185,6 +196,34 @@ mod tests {
         assert_eq!(size_of::<Slot>() % 64, 0);
         // SRTP state stays out of the slot: two pointers beside it, four flows a line.
         assert_eq!(size_of::<FlowCrypto>(), 2 * size_of::<usize>());
+    }
+
+    #[test]
+    fn slots_are_written_only_up_to_the_highest_index_used() {
+        let max = 1 << 20;
+        let mut t = FlowTable::new(max);
+        let cap = t.slots.capacity();
+        assert!(cap >= max as usize);
+        assert_eq!(t.slots.len(), 0, "nothing written before the first flow");
+        let rule = || FlowRule::new(Component::Rtp);
+        t.insert(FlowId::new(5, 1), rule(), FlowCrypto::default())
+            .unwrap();
+        assert_eq!((t.slots.len(), t.crypto.len()), (6, 6));
+        // Below the high-water mark: the slots are there, empty.
+        assert!(t.get(FlowId::new(3, 0)).is_none());
+        t.insert(FlowId::new(3, 0), rule(), FlowCrypto::default())
+            .unwrap();
+        assert_eq!(t.slots.len(), 6);
+        // Above it and beyond the reservation.
+        assert!(t.get(FlowId::new(100, 0)).is_none());
+        assert_eq!(
+            t.insert(FlowId::new(max, 0), rule(), FlowCrypto::default()),
+            Err(EngineError::TooManyFlows)
+        );
+        t.insert(FlowId::new(max - 1, 0), rule(), FlowCrypto::default())
+            .unwrap();
+        assert_eq!(t.slots.capacity(), cap, "grew in place, never moved");
+        assert_eq!(t.iter().count(), 3);
     }
 
     #[test]

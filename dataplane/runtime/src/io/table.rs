@@ -34,10 +34,12 @@ pub enum Rekeyed {
     Moved { fd: RawFd, key: u64, old: u64 },
 }
 
-/// Preallocated socket slots; lookups are an index and a generation (or epoch)
-/// compare.
+/// Socket slots, reserved for `max` and written up to the highest index used
+/// (as the engine's flow table: resident memory follows the flows held, not the
+/// port range); lookups are an index and a generation (or epoch) compare.
 #[derive(Debug)]
 pub struct SocketTable {
+    max: usize,
     slots: Vec<Option<Slot>>,
     next_epoch: u32,
 }
@@ -48,10 +50,10 @@ const fn key(index: u32, epoch: u32) -> u64 {
 
 impl SocketTable {
     pub fn new(max_flows: u32) -> Self {
-        let mut slots = Vec::with_capacity(max_flows as usize);
-        slots.resize_with(max_flows as usize, || None);
+        let max = max_flows as usize;
         SocketTable {
-            slots,
+            max,
+            slots: Vec::with_capacity(max),
             next_epoch: 0,
         }
     }
@@ -82,7 +84,12 @@ impl SocketTable {
     /// socket still in the slot (a missed remove) is closed.
     pub fn insert(&mut self, id: FlowId, sock: UdpSocket) -> Result<u64, UdpSocket> {
         let epoch = self.next_epoch;
-        match self.slots.get_mut(id.index as usize) {
+        let i = id.index as usize;
+        if i < self.max && i >= self.slots.len() {
+            // Within the reservation: grows in place.
+            self.slots.resize_with(i + 1, || None);
+        }
+        match self.slots.get_mut(i) {
             Some(slot) => {
                 self.next_epoch = (epoch + 1) & EPOCH_MASK;
                 *slot = Some(Slot {
@@ -99,12 +106,12 @@ impl SocketTable {
     /// Gives `from`'s socket to `to`; fails, changing nothing, when `from` has no
     /// socket (`NotFound`) or `to` is out of range.
     pub fn rekey(&mut self, from: FlowId, to: FlowId) -> std::io::Result<Rekeyed> {
-        if to.index as usize >= self.slots.len() {
+        if to.index as usize >= self.max {
             return Err(std::io::ErrorKind::InvalidInput.into());
         }
         if from.index == to.index {
-            return match &mut self.slots[from.index as usize] {
-                Some(s) if s.generation == from.generation => {
+            return match self.slots.get_mut(from.index as usize) {
+                Some(Some(s)) if s.generation == from.generation => {
                     s.generation = to.generation;
                     Ok(Rekeyed::Kept)
                 }
@@ -156,6 +163,23 @@ mod tests {
             t.insert(FlowId::new(2, 0), sock()).is_err(),
             "index out of range"
         );
+    }
+
+    #[test]
+    fn slots_are_written_only_up_to_the_highest_index_used() {
+        let mut t = SocketTable::new(1 << 20);
+        assert_eq!(t.slots.len(), 0);
+        let k = t.insert(FlowId::new(9, 0), sock()).unwrap();
+        assert_eq!(t.slots.len(), 10);
+        assert!(t.resolve(k).is_some());
+        assert!(t.fd(FlowId::new(4, 0)).is_none());
+        assert!(t.resolve(key(500, 0)).is_none(), "beyond the written slots");
+        assert!(t.rekey(FlowId::new(9, 0), FlowId::new(1 << 20, 0)).is_err());
+        assert!(matches!(
+            t.rekey(FlowId::new(9, 0), FlowId::new(40, 0)),
+            Ok(Rekeyed::Moved { .. })
+        ));
+        assert_eq!(t.slots.len(), 41);
     }
 
     #[test]
