@@ -6,7 +6,7 @@
 //! pointers of a flow sit in a dense array beside the flow slots (`FlowTable`), so
 //! a packet starts loading its cache-cold context before its slot's miss resolves.
 
-use ferrelay_srtp::{SrtpContext, SrtpError, SrtpParams};
+use ferrelay_srtp::{MasterKey, SrtpContext, SrtpError, SrtpParams, Suite};
 
 use crate::error::{DropReason, EngineError};
 use crate::rule::CryptoSpec;
@@ -18,13 +18,23 @@ pub(crate) enum Kind {
     Rtcp,
 }
 
+/// A context with the suite and master key it was built from: an update compares
+/// them with the new rule's, so the flow slot need not keep the rule's SRTP
+/// parameters (104 bytes in every slot, SRTP or not).
+#[derive(Debug)]
+pub(crate) struct Keyed {
+    pub ctx: SrtpContext,
+    suite: Suite,
+    key: MasterKey,
+}
+
 /// The live SRTP contexts of one flow; both `None` for plain forwarding.
 #[derive(Debug, Default)]
 pub(crate) struct FlowCrypto {
     /// Verifies and decrypts what the flow's remote sends (`CryptoSpec.decrypt`).
-    pub decrypt: Option<Box<SrtpContext>>,
+    pub decrypt: Option<Box<Keyed>>,
     /// Encrypts what the flow forwards, after every rewrite (`CryptoSpec.encrypt`).
-    pub encrypt: Option<Box<SrtpContext>>,
+    pub encrypt: Option<Box<Keyed>>,
 }
 
 /// What an update does to one direction's context.
@@ -33,7 +43,7 @@ pub(crate) enum Change {
     /// Same suite and master key: keep the context, its ROCs and replay windows.
     Keep,
     /// New, removed or changed keys: install this (a fresh context, or none).
-    Replace(Option<Box<SrtpContext>>),
+    Replace(Option<Box<Keyed>>),
 }
 
 impl FlowCrypto {
@@ -49,10 +59,10 @@ impl FlowCrypto {
     #[inline]
     pub(crate) fn prefetch(&self) {
         if let Some(c) = &self.decrypt {
-            c.prefetch();
+            c.ctx.prefetch();
         }
         if let Some(c) = &self.encrypt {
-            c.prefetch();
+            c.ctx.prefetch();
         }
     }
 
@@ -73,10 +83,7 @@ impl FlowCrypto {
 /// Same suite and key keep the context even if the replay window changed: a fresh
 /// context under the same key would forget which indices were sent and could reuse
 /// a keystream (RFC 3711 §9.1), and would reset the ROC the peers agree on.
-pub(crate) fn change(
-    old: Option<&SrtpParams>,
-    new: Option<&SrtpParams>,
-) -> Result<Change, EngineError> {
+pub(crate) fn change(old: Option<&Keyed>, new: Option<&SrtpParams>) -> Result<Change, EngineError> {
     match (old, new) {
         (Some(o), Some(n)) if o.suite == n.suite && o.key == n.key => Ok(Change::Keep),
         (None, None) => Ok(Change::Keep),
@@ -85,10 +92,13 @@ pub(crate) fn change(
 }
 
 /// One boxed context; key bytes never reach the error (it is a unit variant).
-fn context(params: &SrtpParams) -> Result<Box<SrtpContext>, EngineError> {
-    SrtpContext::new(params)
-        .map(Box::new)
-        .map_err(|_| EngineError::BadKey)
+fn context(params: &SrtpParams) -> Result<Box<Keyed>, EngineError> {
+    let ctx = SrtpContext::new(params).map_err(|_| EngineError::BadKey)?;
+    Ok(Box::new(Keyed {
+        ctx,
+        suite: params.suite,
+        key: params.key.clone(),
+    }))
 }
 
 /// Verifies and decrypts `buf[..len]` in place; returns the plain length
@@ -171,20 +181,26 @@ mod tests {
         let wider = params(Suite::AesCm128HmacSha1_80, 1, 512);
         let b = params(Suite::AesCm128HmacSha1_80, 2, 128);
         let gcm = params(Suite::AeadAes128Gcm, 1, 128);
-        assert!(matches!(change(Some(&a), Some(&a)), Ok(Change::Keep)));
-        assert!(matches!(change(Some(&a), Some(&wider)), Ok(Change::Keep)));
+        // The context built from `a` remembers its suite and key.
+        let ka = context(&a).unwrap();
+        let a = &*ka;
+        assert!(matches!(
+            change(Some(a), Some(&params(Suite::AesCm128HmacSha1_80, 1, 128))),
+            Ok(Change::Keep)
+        ));
+        assert!(matches!(change(Some(a), Some(&wider)), Ok(Change::Keep)));
         assert!(matches!(change(None, None), Ok(Change::Keep)));
         assert!(matches!(
-            change(Some(&a), Some(&b)),
+            change(Some(a), Some(&b)),
             Ok(Change::Replace(Some(_)))
         ));
         assert!(matches!(
-            change(Some(&a), Some(&gcm)),
+            change(Some(a), Some(&gcm)),
             Ok(Change::Replace(Some(_)))
         ));
-        assert!(matches!(change(Some(&a), None), Ok(Change::Replace(None))));
+        assert!(matches!(change(Some(a), None), Ok(Change::Replace(None))));
         assert!(matches!(
-            change(None, Some(&a)),
+            change(None, Some(&params(Suite::AesCm128HmacSha1_80, 1, 128))),
             Ok(Change::Replace(Some(_)))
         ));
     }

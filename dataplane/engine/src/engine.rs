@@ -17,7 +17,7 @@ use crate::event::{EngineEvent, EventQueue};
 use crate::latch::Verdict;
 use crate::rule::{Component, FlowId, FlowRule, LatchMode, SsrcRewrite};
 use crate::stats::{FlowStats, WorkerCounters, WorkerStats, residence_histogram};
-use crate::table::{Flow, FlowTable};
+use crate::table::{Flow, FlowTable, Rule};
 
 /// Room the I/O shell leaves after each datagram so a transform (SRTP tag, MKI,
 /// SRTCP index) can grow the packet in place.
@@ -77,7 +77,8 @@ impl Engine {
     /// Adds a flow in the slot `id.index`, building its SRTP contexts (the only
     /// allocation a flow's packet path ever needs).
     pub fn insert(&mut self, id: FlowId, rule: FlowRule) -> Result<(), EngineError> {
-        let srtp = FlowCrypto::build(&rule.crypto)?;
+        let (rule, spec) = Rule::split(rule);
+        let srtp = FlowCrypto::build(&spec)?;
         self.table.insert(id, rule, srtp)
     }
 
@@ -92,14 +93,13 @@ impl Engine {
             .table
             .get_with_crypto(id)
             .ok_or(EngineError::UnknownFlow)?;
-        let old = &flow.rule.crypto;
-        let decrypt = crypto::change(old.decrypt.as_ref(), rule.crypto.decrypt.as_ref())?;
-        let encrypt = crypto::change(old.encrypt.as_ref(), rule.crypto.encrypt.as_ref())?;
+        let (rule, spec) = Rule::split(rule);
+        let decrypt = crypto::change(srtp.decrypt.as_deref(), spec.decrypt.as_ref())?;
+        let encrypt = crypto::change(srtp.encrypt.as_deref(), spec.encrypt.as_ref())?;
         srtp.apply(decrypt, encrypt);
         if rule.latch == LatchMode::Fixed {
             flow.latch.addr = None;
         }
-        flow.pt_identity = rule.pt_map.is_identity();
         flow.rule = rule;
         Ok(())
     }
@@ -179,8 +179,8 @@ impl Engine {
         // extension; the first RTCP header and SSRC) itself; the full parse below
         // then runs on the plain packet.
         let mut len = len;
-        if let Some(ctx) = srtp.decrypt.as_deref_mut() {
-            len = crypto::unprotect(ctx, kind, buf, len)?;
+        if let Some(k) = srtp.decrypt.as_deref_mut() {
+            len = crypto::unprotect(&mut k.ctx, kind, buf, len)?;
         }
         let pkt = buf.get_mut(..len).ok_or(DropReason::Malformed)?;
 
@@ -252,8 +252,8 @@ impl Engine {
         }
         // RFC 3711 §3.3 / §3.4 sender side: encrypt after every rewrite of the plain
         // packet, growing it into the tailroom by the tag (and SRTCP index).
-        if let Some(ctx) = srtp.encrypt.as_deref_mut() {
-            len = crypto::protect(ctx, kind, buf, len)?;
+        if let Some(k) = srtp.encrypt.as_deref_mut() {
+            len = crypto::protect(&mut k.ctx, kind, buf, len)?;
         }
         flow.counters.fwd_packets += 1;
         flow.counters.fwd_bytes += len as u64;
@@ -360,7 +360,7 @@ fn account(
 #[inline]
 fn rewrite_rtp(flow: &Flow, pkt: &mut [u8]) {
     let rw = flow.rule.ssrc_rewrite;
-    if rw.is_none() && flow.pt_identity {
+    if rw.is_none() && flow.rule.pt_map.is_none() {
         return;
     }
     let Ok(mut p) = RtpPacket::new_checked(pkt) else {
@@ -371,9 +371,9 @@ fn rewrite_rtp(flow: &Flow, pkt: &mut [u8]) {
     {
         p.set_ssrc(rw.to);
     }
-    if !flow.pt_identity {
+    if let Some(map) = &flow.rule.pt_map {
         let pt = p.payload_type();
-        p.set_payload_type(flow.rule.pt_map.0[usize::from(pt)]);
+        p.set_payload_type(map.0[usize::from(pt)]);
     }
 }
 

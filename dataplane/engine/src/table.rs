@@ -16,8 +16,55 @@
 use crate::crypto::FlowCrypto;
 use crate::error::EngineError;
 use crate::latch::Latch;
-use crate::rule::{FlowId, FlowRule};
+use std::net::SocketAddr;
+
+use crate::rule::{
+    Component, CryptoSpec, FlowId, FlowRule, LatchMode, MismatchPolicy, Output, PtMap, SsrcRewrite,
+};
 use crate::stats::FlowCounters;
+
+/// A flow's rule as the slot keeps it: [`FlowRule`] without its SRTP parameters
+/// (the contexts remember their own suite and key, see `crypto::Keyed`) and with
+/// the PT map out of line, present only when it maps something. Both would cost
+/// every slot 232 bytes that plain, unmapped flows (most of them) never read.
+///
+/// `repr(C)`, in `FlowRule`'s order: the fields a peer flow reads to address its
+/// output lead.
+#[derive(Debug)]
+#[repr(C)]
+pub(crate) struct Rule {
+    pub remote: Option<SocketAddr>,
+    pub on_mismatch: MismatchPolicy,
+    pub rtp_out: Option<Output>,
+    pub rtcp_out: Option<Output>,
+    pub ssrc_rewrite: Option<SsrcRewrite>,
+    pub clock_rate: u32,
+    pub component: Component,
+    pub latch: LatchMode,
+    pub blocked: bool,
+    /// `None` for the identity map.
+    pub pt_map: Option<Box<PtMap>>,
+}
+
+impl Rule {
+    /// Splits a rule into what the slot keeps and the SRTP parameters.
+    pub(crate) fn split(r: FlowRule) -> (Rule, CryptoSpec) {
+        let pt_map = (!r.pt_map.is_identity()).then(|| Box::new(r.pt_map));
+        let rule = Rule {
+            remote: r.remote,
+            on_mismatch: r.on_mismatch,
+            rtp_out: r.rtp_out,
+            rtcp_out: r.rtcp_out,
+            ssrc_rewrite: r.ssrc_rewrite,
+            clock_rate: r.clock_rate,
+            component: r.component,
+            latch: r.latch,
+            blocked: r.blocked,
+            pt_map,
+        };
+        (rule, r.crypto)
+    }
+}
 
 /// A live flow: its rule and what the engine learned and counted.
 ///
@@ -27,20 +74,17 @@ use crate::stats::FlowCounters;
 #[repr(C)]
 pub(crate) struct Flow {
     pub latch: Latch,
-    pub rule: FlowRule,
+    pub rule: Rule,
     pub counters: FlowCounters,
     /// `now_ns` from which the flow counts as idle (last packet, or first idle scan).
     pub idle_since: Option<u64>,
-    /// Precomputed `rule.pt_map.is_identity()`, so RTP skips the map when it is.
-    pub pt_identity: bool,
     /// A `MediaIdle` was queued for the current idle period.
     pub idle_reported: bool,
 }
 
 impl Flow {
-    fn new(rule: FlowRule) -> Self {
+    fn new(rule: Rule) -> Self {
         Flow {
-            pt_identity: rule.pt_map.is_identity(),
             rule,
             latch: Latch::default(),
             counters: FlowCounters::default(),
@@ -87,7 +131,7 @@ impl FlowTable {
     pub(crate) fn insert(
         &mut self,
         id: FlowId,
-        rule: FlowRule,
+        rule: Rule,
         srtp: FlowCrypto,
     ) -> Result<(), EngineError> {
         let i = id.index as usize;
@@ -180,7 +224,7 @@ impl FlowTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rule::Component;
+
     use core::mem::{offset_of, size_of};
 
     #[test]
@@ -189,11 +233,12 @@ mod tests {
         let rule = flow + offset_of!(Flow, rule);
         // What a peer reads to address its output: generation, latch, signalled remote.
         assert!(flow + offset_of!(Flow, latch) + size_of::<Latch>() <= 128);
-        assert!(rule + offset_of!(FlowRule, remote) + 32 <= 128);
-        // The forwarding decision's rule fields come before the PT map and the keys.
-        assert!(rule + offset_of!(FlowRule, blocked) < rule + offset_of!(FlowRule, pt_map));
-        assert!(offset_of!(FlowRule, pt_map) < offset_of!(FlowRule, crypto));
+        assert!(rule + offset_of!(Rule, remote) + 32 <= 128);
+        // The forwarding decision's rule fields come before the PT map's pointer.
+        assert!(offset_of!(Rule, blocked) < offset_of!(Rule, pt_map));
         assert_eq!(size_of::<Slot>() % 64, 0);
+        // No SRTP parameters nor a PT map in the slot: 512 bytes, not 704.
+        assert!(size_of::<Slot>() <= 512, "{}", size_of::<Slot>());
         // SRTP state stays out of the slot: two pointers beside it, four flows a line.
         assert_eq!(size_of::<FlowCrypto>(), 2 * size_of::<usize>());
     }
@@ -205,7 +250,7 @@ mod tests {
         let cap = t.slots.capacity();
         assert!(cap >= max as usize);
         assert_eq!(t.slots.len(), 0, "nothing written before the first flow");
-        let rule = || FlowRule::new(Component::Rtp);
+        let rule = || Rule::split(FlowRule::new(Component::Rtp)).0;
         t.insert(FlowId::new(5, 1), rule(), FlowCrypto::default())
             .unwrap();
         assert_eq!((t.slots.len(), t.crypto.len()), (6, 6));
@@ -230,12 +275,16 @@ mod tests {
     fn generation_guards_the_slot() {
         let mut t = FlowTable::new(4);
         let old = FlowId::new(2, 5);
-        t.insert(old, FlowRule::new(Component::Rtp), FlowCrypto::default())
-            .unwrap();
+        t.insert(
+            old,
+            Rule::split(FlowRule::new(Component::Rtp)).0,
+            FlowCrypto::default(),
+        )
+        .unwrap();
         assert_eq!(
             t.insert(
                 FlowId::new(2, 6),
-                FlowRule::new(Component::Rtp),
+                Rule::split(FlowRule::new(Component::Rtp)).0,
                 FlowCrypto::default()
             ),
             Err(EngineError::SlotInUse)
@@ -245,19 +294,27 @@ mod tests {
         t.remove(old).unwrap();
         assert_eq!(t.remove(old).unwrap_err(), EngineError::UnknownFlow);
         assert_eq!(
-            t.insert(old, FlowRule::new(Component::Rtp), FlowCrypto::default()),
+            t.insert(
+                old,
+                Rule::split(FlowRule::new(Component::Rtp)).0,
+                FlowCrypto::default()
+            ),
             Err(EngineError::StaleGeneration)
         );
         let new = FlowId::new(2, 6);
-        t.insert(new, FlowRule::new(Component::Rtcp), FlowCrypto::default())
-            .unwrap();
+        t.insert(
+            new,
+            Rule::split(FlowRule::new(Component::Rtcp)).0,
+            FlowCrypto::default(),
+        )
+        .unwrap();
         assert!(t.get(old).is_none());
         assert_eq!(t.iter().map(|(id, _)| id).collect::<Vec<_>>(), [new]);
         assert_eq!(t.live(), 1);
         assert_eq!(
             t.insert(
                 FlowId::new(4, 0),
-                FlowRule::new(Component::Rtp),
+                Rule::split(FlowRule::new(Component::Rtp)).0,
                 FlowCrypto::default()
             ),
             Err(EngineError::TooManyFlows)
