@@ -1,6 +1,6 @@
 //! Which call owns each installed flow, so a worker's event (stats, a refused
 //! command) finds its call at once. A worker's flow ids are slots of its
-//! preallocated table (at most 2^24, the runtime's limit).
+//! table, handed out densely from 0 (at most 2^24, the runtime's limit).
 //!
 //! Sessions that have the workers to themselves index them densely: a vector
 //! per worker holding the call's shared id, 16 bytes per slot instead of a hash

@@ -23,7 +23,7 @@ use crate::table::{Flow, FlowTable, Rule};
 /// SRTCP index) can grow the packet in place.
 pub const TAILROOM: usize = 64;
 
-/// Sizes of the engine's preallocated tables.
+/// Sizes of the engine's tables (reserved up front, written as flows arrive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineConfig {
     /// Flow slots; `FlowId.index` must be below this.
@@ -64,7 +64,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Builds an engine with every table allocated up front.
+    /// Builds an engine with every table reserved up front.
     pub fn new(cfg: EngineConfig) -> Engine {
         Engine {
             table: FlowTable::new(cfg.max_flows),
