@@ -256,10 +256,10 @@ impl Sdp {
         self.pieces().map(str::len).sum()
     }
 
-    /// Appends the serialised SDP to `out` (an NG reply being written, say),
-    /// with no copy of its own.
+    /// Appends the serialised SDP (`text_len()` bytes) to `out`, an NG reply
+    /// being written, say, with no copy of its own. The caller reserves room if
+    /// it wants to: it has usually measured `text_len()` already.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        out.reserve(self.text_len());
         self.pieces()
             .for_each(|p| out.extend_from_slice(p.as_bytes()));
     }

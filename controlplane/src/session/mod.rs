@@ -936,12 +936,16 @@ fn sdp_value(sdp: &Sdp) -> Value {
 
 /// `sdp_value` written straight into a reply, the SDP serialised in place.
 fn sdp_reply(sdp: &Sdp, out: &mut Vec<u8>) {
+    let len = sdp.text_len();
     crate::ng::bencode::Writer::new(out)
         .dict()
         .str("result")
         .str("ok")
         .str("sdp")
-        .bytes_with(sdp.text_len(), |out| sdp.write_to(out))
+        .bytes_with(len, |out| {
+            out.reserve(len + 1);
+            sdp.write_to(out);
+        })
         .end();
 }
 

@@ -74,8 +74,9 @@ impl Engine {
         }
     }
 
-    /// Adds a flow in the slot `id.index`, building its SRTP contexts (the only
-    /// allocation a flow's packet path ever needs).
+    /// Adds a flow in the slot `id.index`, building its SRTP contexts and, when it
+    /// maps payload types, its PT map: the only allocations a flow needs, made
+    /// here (and in `update`) so its packet path never makes one.
     pub fn insert(&mut self, id: FlowId, rule: FlowRule) -> Result<(), EngineError> {
         let (rule, spec) = Rule::split(rule);
         let srtp = FlowCrypto::build(&spec)?;
