@@ -180,6 +180,16 @@ impl Core {
         self.emit(Event::WorkerStats(Box::new(report)));
     }
 
+    /// Applies the commands already queued, if any, before a batch of datagrams is
+    /// handled. A proxy sends media as soon as it has a reply, and the control
+    /// plane queues a request's commands before it replies (it only wakes the
+    /// worker after): so a datagram sent after the reply finds its rule in place,
+    /// even when it and the wake-up land in the same batch. One ring load per
+    /// batch. Returns false once `Shutdown` was seen.
+    pub fn apply_queued(&mut self, io: &mut impl SocketSet) -> bool {
+        self.commands.occupied() == 0 || self.apply_commands(io)
+    }
+
     /// Applies every queued command. Returns false once `Shutdown` was seen.
     pub fn apply_commands(&mut self, io: &mut impl SocketSet) -> bool {
         self.counters.command_wakeups += 1;

@@ -254,6 +254,38 @@ fn remove_stops_forwarding(backend: Backend) {
     dp.shutdown();
 }
 
+/// A command queued before a datagram arrives applies to it, even when the
+/// worker learns of both in one wake-up: here the command's own wake is held
+/// back (deferred and never flushed), so only the datagram wakes the worker.
+fn queued_command_applies_before_a_later_datagram(backend: Backend) {
+    let Some(mut dp) = start(config(backend)) else {
+        return;
+    };
+    let w = dp.worker(0).unwrap();
+    let c = install_call(w, LatchMode::Fixed);
+    let p = rtp(1, 0x7777, 1);
+    c.a.send_to(&p, c.ra).unwrap();
+    recv_exact(&c.b, &p, c.rb);
+    w.set_deferred_wake(true);
+    w.set_blocked(c.fa, true).unwrap();
+    c.a.send_to(&rtp(2, 0x7777, 2), c.ra).unwrap();
+    let mut buf = [0u8; 2048];
+    c.b.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        c.b.recv_from(&mut buf).is_err(),
+        "forwarded by the rule the queued command replaced"
+    );
+    c.b.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    w.set_blocked(c.fa, false).unwrap();
+    w.flush_wakes();
+    let p = rtp(3, 0x7777, 3);
+    c.a.send_to(&p, c.ra).unwrap();
+    recv_exact(&c.b, &p, c.rb);
+    dp.shutdown();
+}
+
 /// A parked flow's socket stays bound and drains what arrives; a flow that reuses
 /// it forwards on the same port, starts with fresh counters and never sees what
 /// came while parked; removing a parked flow closes its socket without an event.
@@ -569,6 +601,7 @@ macro_rules! per_backend {
 per_backend!(
     forwards_both_ways_latches_and_answers_queries,
     remove_stops_forwarding,
+    queued_command_applies_before_a_later_datagram,
     parked_socket_is_reused_without_stale_packets,
     burst_beyond_buffers_is_forwarded_completely,
     full_command_ring_is_refused,

@@ -130,6 +130,9 @@ impl Mmsg {
                 )
             };
             let t0 = core.now_ns();
+            if !core.apply_queued(self) {
+                break;
+            }
             let mut wake = false;
             let mut used = 0usize;
             for e in 0..n.max(0) as usize {

@@ -208,6 +208,9 @@ impl Uring {
                 core.counters.rx_errors += 1;
             }
             batch_t0 = core.now_ns();
+            if !core.apply_queued(self) {
+                break;
+            }
             let (forwarded, wake) = self.drain(core, batch_t0);
             pending = forwarded;
             if wake {
