@@ -344,7 +344,7 @@ fn account(
 ) {
     let c = &mut flow.counters;
     c.first_packet_ns.get_or_insert(now_ns);
-    c.last_packet_ns = Some(now_ns);
+    // Also the last packet's time, which the snapshot reads from here.
     flow.idle_since = Some(now_ns);
     flow.idle_reported = false;
     match (ssrc, rtp_fields) {
@@ -415,6 +415,9 @@ fn rewrite_rtcp(own: Option<SsrcRewrite>, peer: Option<SsrcRewrite>, pkt: &mut [
 /// Builds the public snapshot of a flow.
 fn snapshot(flow: &Flow) -> FlowStats {
     let mut s = flow.counters.snapshot(flow.rule.clock_rate);
+    // Every accepted packet sets `idle_since`, and nothing else does once one has
+    // arrived (the idle scan only starts the count of a flow without media).
+    s.last_packet_ns = flow.counters.first_packet_ns.and(flow.idle_since);
     s.remote = flow.latch.remote(flow.rule.remote);
     s.latched = flow.latch.addr.is_some();
     s.blocked = flow.rule.blocked;

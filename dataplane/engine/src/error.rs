@@ -146,6 +146,28 @@ impl DropCounts {
     }
 }
 
+/// One flow's drop counts: `u32` per reason, where the worker's [`DropCounts`]
+/// keep `u64`. Drops of a single flow are the rare path, and the four bytes a
+/// reason saves are 52 of every flow slot's bytes (the slot fits six cache lines
+/// instead of seven). A count stops at `u32::MAX` rather than wrapping: the
+/// worker's totals stay exact, and one flow dropping four billion packets has
+/// long since said what it had to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct FlowDrops([u32; DropReason::COUNT]);
+
+impl FlowDrops {
+    #[inline]
+    pub(crate) fn bump(&mut self, r: DropReason) {
+        let n = &mut self.0[r.index()];
+        *n = n.saturating_add(1);
+    }
+
+    /// The counts in the public (`u64`) form.
+    pub(crate) fn counts(&self) -> DropCounts {
+        DropCounts(self.0.map(u64::from))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +181,19 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), DropReason::COUNT);
+    }
+
+    #[test]
+    fn flow_drops_saturate_instead_of_wrapping() {
+        let mut d = FlowDrops::default();
+        d.0[DropReason::SrtpAuth.index()] = u32::MAX - 1;
+        d.bump(DropReason::SrtpAuth);
+        d.bump(DropReason::SrtpAuth);
+        d.bump(DropReason::Malformed);
+        let c = d.counts();
+        assert_eq!(c.get(DropReason::SrtpAuth), u64::from(u32::MAX));
+        assert_eq!(c.get(DropReason::Malformed), 1);
+        assert_eq!(c.total(), u64::from(u32::MAX) + 1);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use hdrhistogram::Histogram;
 
-use crate::error::DropCounts;
+use crate::error::{DropCounts, FlowDrops};
 
 /// RFC 3550 A.1: a jump of more than this many sequence numbers ahead is suspect.
 const MAX_DROPOUT: u16 = 3000;
@@ -202,6 +202,8 @@ pub struct FlowStats {
 
 /// Per-flow mutable accounting behind `FlowStats`; `repr(C)` keeps what every
 /// packet touches in the leading cache lines and the drop counters after them.
+/// The last packet's time is not here: it is the flow's `idle_since` once a
+/// packet has arrived (see `engine::snapshot`).
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C)]
 pub(crate) struct FlowCounters {
@@ -209,7 +211,6 @@ pub(crate) struct FlowCounters {
     pub rx_bytes: u64,
     pub fwd_packets: u64,
     pub fwd_bytes: u64,
-    pub last_packet_ns: Option<u64>,
     pub ssrc: Option<u32>,
     pub seq: SeqTracker,
     pub jitter: JitterEstimator,
@@ -217,7 +218,7 @@ pub(crate) struct FlowCounters {
     pub first_packet_ns: Option<u64>,
     pub ssrc_changes: u64,
     pub relatches: u64,
-    pub drops: DropCounts,
+    pub drops: FlowDrops,
 }
 
 impl FlowCounters {
@@ -253,7 +254,7 @@ impl FlowCounters {
             fwd_packets: self.fwd_packets,
             fwd_bytes: self.fwd_bytes,
             rtcp_packets: self.rtcp_packets,
-            drops: self.drops,
+            drops: self.drops.counts(),
             rtp: RtpStreamStats {
                 ssrc: self.ssrc.unwrap_or(0),
                 received: self.seq.received,
@@ -267,7 +268,7 @@ impl FlowCounters {
             },
             ssrc_changes: self.ssrc_changes,
             first_packet_ns: self.first_packet_ns,
-            last_packet_ns: self.last_packet_ns,
+            last_packet_ns: None,
             remote: None,
             latched: false,
             relatches: self.relatches,

@@ -76,7 +76,8 @@ pub(crate) struct Flow {
     pub latch: Latch,
     pub rule: Rule,
     pub counters: FlowCounters,
-    /// `now_ns` from which the flow counts as idle (last packet, or first idle scan).
+    /// `now_ns` from which the flow counts as idle: the last packet accepted from
+    /// the remote, or the first idle scan of a flow that has had none.
     pub idle_since: Option<u64>,
     /// A `MediaIdle` was queued for the current idle period.
     pub idle_reported: bool,
@@ -104,7 +105,7 @@ struct Slot {
     generation: u32,
     /// Generation of the flow last removed from this slot (refused on reinsert);
     /// `NONE_RETIRED` before any. Not an `Option`: its tag would push the flow to
-    /// offset 16 and the slot to 512 bytes, where it is 448.
+    /// offset 16 and the slot to the next cache line.
     retired: u32,
     flow: Option<Flow>,
 }
@@ -243,9 +244,10 @@ mod tests {
         // The forwarding decision's rule fields come before the PT map's pointer.
         assert!(offset_of!(Rule, blocked) < offset_of!(Rule, pt_map));
         assert_eq!(size_of::<Slot>() % 64, 0);
-        // No SRTP parameters nor a PT map in the slot, no tag on `retired`: 448
-        // bytes (seven cache lines), not 704.
-        assert!(size_of::<Slot>() <= 448, "{}", size_of::<Slot>());
+        // No SRTP parameters nor a PT map in the slot, no tag on `retired`, drop
+        // counts in `u32` and no separate last-packet time: 384 bytes (six cache
+        // lines), not 704.
+        assert!(size_of::<Slot>() <= 384, "{}", size_of::<Slot>());
         // SRTP state stays out of the slot: two pointers beside it, four flows a line.
         assert_eq!(size_of::<FlowCrypto>(), 2 * size_of::<usize>());
     }

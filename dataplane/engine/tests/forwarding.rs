@@ -419,7 +419,16 @@ fn events_latch_idle_and_ssrc_change() {
     );
     c.engine.scan_idle(30 * SEC, 5 * SEC);
     assert_eq!(c.engine.pop_event(), None);
+    // The idle scans move neither flow's packet times: B, which counts idle time
+    // from its first scan, still has none.
+    let times = |c: &Call, id| {
+        let s = c.engine.flow_stats(id).unwrap();
+        (s.first_packet_ns, s.last_packet_ns)
+    };
+    assert_eq!(times(&c, c.a), (Some(0), Some(MS)));
+    assert_eq!(times(&c, c.b), (None, None));
     c.send(31 * SEC, c.a, c.alice, &rtp(0, 3, 0, 2, b""));
+    assert_eq!(times(&c, c.a), (Some(0), Some(31 * SEC)));
     c.engine.scan_idle(37 * SEC, 5 * SEC);
     assert_eq!(
         c.engine.pop_event(),
@@ -428,6 +437,7 @@ fn events_latch_idle_and_ssrc_change() {
             idle_ns: 6 * SEC
         })
     );
+    assert_eq!(times(&c, c.a), (Some(0), Some(31 * SEC)));
 }
 
 #[test]
