@@ -12,8 +12,8 @@
 //! The non-ignored smoke test runs 200 cycles against both so the harness cannot
 //! rot; the benchmarks are `--ignored` (see `perf/ng/README.md` for the commands).
 //! `FERRELAY_BENCH_CALLS`, `FERRELAY_BENCH_CLIENTS`, `FERRELAY_BENCH_WORKERS`,
-//! `FERRELAY_BENCH_WARM`, `FERRELAY_BENCH_MUX` and `FERRELAY_BENCH_NG_THREADS` change
-//! the load and the relay;
+//! `FERRELAY_BENCH_WARM`, `FERRELAY_BENCH_MUX`, `FERRELAY_BENCH_AGE_S` and
+//! `FERRELAY_BENCH_NG_THREADS` change the load and the relay;
 //! `FERRELAY_BENCH_JSON` names a file the numbers are written to.
 //!
 //! `ng_rate_ceiling` adds a third process to the comparison: a null responder that
@@ -84,7 +84,7 @@ fn ng_threads_arg() -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn ferrelay(ports: (u16, u16), workers: usize) -> Ferrelay {
+fn ferrelay(ports: (u16, u16), workers: usize, extra: &[&str]) -> Ferrelay {
     let ng: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let child = Command::new(BIN)
         .args(["--listen-ng", &ng.to_string()])
@@ -100,6 +100,7 @@ fn ferrelay(ports: (u16, u16), workers: usize) -> Ferrelay {
         ])
         // Its own HTTP port, so two relays (or another test) never collide.
         .args(["--listen-http", &format!("127.0.0.1:{}", free_port())])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -400,7 +401,7 @@ fn load_average() -> String {
 
 /// The same cycles against both relays, ferrelay first, after a warm-up of each.
 async fn compare(calls: usize, clients: usize, workers: usize) -> (Rate, Rate) {
-    let f = ferrelay((30_000, 39_999), workers);
+    let f = ferrelay((30_000, 39_999), workers, &[]);
     let r = rtpengine::start((40_000, 49_999), &[]).await;
     println!("ferrelay NG on {}, rtpengine NG on {}", f.ng, r.ng);
     let ft = Target {
@@ -527,7 +528,9 @@ async fn ng_throughput_vs_rtpengine() {
 /// and answer, no delete), over a port range wide enough for them. Set-up stops
 /// at the first refusal (ports or descriptors run out) and the calls reached are
 /// reported; `FERRELAY_BENCH_MUX=1` offers and answers rtcp-mux so a call needs
-/// one port per party instead of two.
+/// one port per party instead of two. `FERRELAY_BENCH_AGE_S=31` then also waits
+/// for the reply caches to drop the set-up's replies (two pings 31 s apart) and
+/// reports the RSS per call again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark; see perf/ng/README.md"]
 async fn memory_per_established_call() {
@@ -535,11 +538,14 @@ async fn memory_per_established_call() {
     let clients = env("FERRELAY_BENCH_CLIENTS", 4).max(1);
     let workers = env("FERRELAY_BENCH_WORKERS", 2).max(1);
     let mux = env("FERRELAY_BENCH_MUX", 0) != 0;
+    let age_s = env("FERRELAY_BENCH_AGE_S", 0);
+    // Calls without media must outlive the wait (both relays default to 60 s).
+    let timeout = ["--timeout=3600"];
     let ports = (20_000, 65_000);
     let mut out = Vec::new();
     for who in ["ferrelay", "rtpengine"] {
         let (t, _guard): (Target, Box<dyn std::any::Any>) = if who == "ferrelay" {
-            let f = ferrelay(ports, workers);
+            let f = ferrelay(ports, workers, &timeout);
             let t = Target {
                 who: "ferrelay",
                 pid: f.child.id(),
@@ -547,7 +553,7 @@ async fn memory_per_established_call() {
             };
             (t, Box::new(f))
         } else {
-            let r = rtpengine::start(ports, &[]).await;
+            let r = rtpengine::start(ports, &timeout).await;
             let t = Target {
                 who: "rtpengine",
                 pid: r.pid(),
@@ -567,6 +573,33 @@ async fn memory_per_established_call() {
         let (after, fd1) = (rss_kib(t.pid), fds(t.pid));
         // A client stops at its first refusal, after its last complete call.
         let per = (after.saturating_sub(before)) as f64 / r.calls.max(1) as f64;
+        // The same calls once the reply caches have let go of their offer and
+        // answer replies: both relays keep a reply two 30 s generations and rotate
+        // when a request arrives at least 30 s after the last rotation, so two
+        // pings that far apart empty both. What a call holds for its lifetime,
+        // where the figure above adds what its set-up holds for one minute.
+        let aged = match age_s {
+            0 => None,
+            secs => {
+                for _ in 0..2 {
+                    std::thread::sleep(Duration::from_secs(secs as u64));
+                    wait_ping(t.ng, who);
+                }
+                std::thread::sleep(Duration::from_millis(300));
+                let (a, fd2) = (rss_kib(t.pid), fds(t.pid));
+                let per = (a.saturating_sub(before)) as f64 / r.calls.max(1) as f64;
+                println!(
+                    "{who:>9}: after {} s and two pings (reply cache emptied): RSS {a} KiB, \
+                     {per:.2} KiB per call; descriptors {fd2} (the calls are still up)",
+                    2 * secs
+                );
+                assert!(
+                    fd2 + 16 >= fd1,
+                    "{who} let calls go while aging: {fd1} -> {fd2} fds"
+                );
+                Some((a, per))
+            }
+        };
         println!(
             "{who:>9}: RSS {before} KiB -> {after} KiB with {} more established calls \
              (of {calls} asked, rtcp-mux {mux}): {per:.2} KiB per call; descriptors {fd0} -> {fd1} \
@@ -577,8 +610,11 @@ async fn memory_per_established_call() {
         if let Some(f) = &r.failed {
             println!("{who:>9}: set-up stopped: {f}");
         }
+        let aged = aged.map_or(String::new(), |(a, per)| {
+            format!(r#", "rss_aged_kib": {a}, "kib_per_call_aged": {per:.2}"#)
+        });
         out.push(format!(
-            r#""{who}": {{"calls_asked": {calls}, "calls": {}, "rtcp_mux": {mux}, "rss_before_kib": {before}, "rss_after_kib": {after}, "kib_per_call": {per:.2}, "fds_before": {fd0}, "fds_after": {fd1}}}"#,
+            r#""{who}": {{"calls_asked": {calls}, "calls": {}, "rtcp_mux": {mux}, "rss_before_kib": {before}, "rss_after_kib": {after}, "kib_per_call": {per:.2}, "fds_before": {fd0}, "fds_after": {fd1}{aged}}}"#,
             r.calls
         ));
     }
