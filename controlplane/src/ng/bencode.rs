@@ -182,7 +182,7 @@ fn digits(n: u64) -> usize {
 
 /// Appends `n` in decimal without going through `fmt` (which costs an allocation
 /// and a formatter per length prefix on the reply path).
-fn decimal(mut n: u64, out: &mut Vec<u8>) {
+fn decimal(n: u64, out: &mut Vec<u8>) {
     // Most numbers in a reply are short key lengths and small counters: fixed-size
     // copies the compiler inlines, where a variable-length one calls memmove.
     if n < 10 {
@@ -193,17 +193,8 @@ fn decimal(mut n: u64, out: &mut Vec<u8>) {
         out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
         return;
     }
-    let mut buf = [0u8; 20];
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[at..]);
+    // Timestamps and byte counts: two digits per step from a table.
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 fn encode_bytes(b: &[u8], out: &mut Vec<u8>) {

@@ -2,6 +2,7 @@
 //! command table (after rtpengine's `include/control_ng.h`). Sans-IO: the servers
 //! feed bytes and send back what this returns.
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -96,7 +97,10 @@ pub fn frame(buf: &[u8]) -> Framing {
 /// Whether `body` may be a `query` (it holds the bencoded word): a quick test
 /// before decoding, jumping from one `5` to the next.
 pub(crate) fn mentions_query(body: &[u8]) -> bool {
-    memchr::memmem::find(body, b"5:query").is_some()
+    // Built once: `memmem::find` would build its searcher per request.
+    static QUERY: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"5:query"));
+    QUERY.find(body).is_some()
 }
 
 /// NG requests by command and result. Unknown commands and undecodable messages
