@@ -105,7 +105,7 @@ pub(crate) fn mentions_query(body: &[u8]) -> bool {
 
 /// NG requests by command and result. Unknown commands and undecodable messages
 /// count under `other`, so a flood of junk is visible in metrics.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NgCounts {
     ok: [u64; NgCounts::COMMANDS.len()],
     error: [u64; NgCounts::COMMANDS.len()],

@@ -84,6 +84,11 @@ impl<B: MediaBackend> Shards<B> {
     }
 
     fn route(&self, body: &[u8]) -> Route {
+        // One shard holds every call and answers `list` and `statistics` itself
+        // (over the same sessions, so with the same bytes): nothing to look for.
+        if self.shards.len() == 1 {
+            return Route::Shard(0);
+        }
         let keys = TopKeys::scan(body);
         match keys.command {
             Some(c) if eq_norm(c, b"list") => Route::All(Global::List),
@@ -361,6 +366,38 @@ mod tests {
     }
 
     const SDP: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+
+    #[test]
+    fn one_shard_answers_list_and_statistics_as_the_global_path_does() {
+        // One shard skips routing: its own `list` and `statistics` must give the
+        // bytes that the path over every shard gives for the same calls.
+        let (one, four) = (sharded(1), sharded(4));
+        let now = Instant::now();
+        for s in [&one, &four] {
+            for i in 0..12 {
+                let offer = msg(
+                    &format!("o{i}"),
+                    &[
+                        ("command", "offer"),
+                        ("call-id", &format!("call-{i}")),
+                        ("from-tag", "a"),
+                        ("sdp", SDP),
+                    ],
+                );
+                ok(s.handle(&offer, now));
+            }
+        }
+        for req in [
+            msg("l1", &[("command", "list"), ("limit", "5")]),
+            msg("l2", &[("command", "list")]),
+            msg("s", &[("command", "statistics")]),
+            msg("x", &[("command", "list"), ("limit", "-1")]),
+        ] {
+            let (a, b) = (one.handle(&req, now), four.handle(&req, now));
+            assert_eq!(a, b, "{}", String::from_utf8_lossy(&req));
+        }
+        assert_eq!(one.counts(), four.counts());
+    }
 
     #[test]
     fn calls_spread_over_shards_and_list_and_statistics_see_them_all() {
