@@ -20,6 +20,7 @@ pub mod http;
 pub mod logfmt;
 pub mod metrics;
 pub mod ng;
+pub mod poll;
 pub mod relay;
 pub mod session;
 pub mod sip;

@@ -19,12 +19,19 @@ use crate::ng::commands::Controller;
 use crate::ng::server::{self, Shared};
 use crate::ng::shards::Shards;
 use crate::ng::udp::{self, WorkerEventFd, WorkerEvents};
+use crate::poll::{Budget, Poller};
 use crate::session::backend::{BackendError, FlowCounters, MediaBackend};
 use crate::session::{SessionConfig, Sessions, port_pools};
 
-/// Stats queries per worker per tick: a small share of the command ring, so
-/// signalling always finds room (each offer or answer queues about eight commands).
-const POLL_BUDGET: usize = 256;
+/// Stats queries per worker per tick, at least: counters for `query` and the
+/// metrics stay fresh when a worker holds few flows.
+const POLL_MIN: usize = 256;
+/// At most: an eighth of the command ring, so signalling always finds room (each
+/// offer or answer queues about eight commands), and half the worker's event
+/// ring, which carries each answer back. Past `POLL_MAX * timeout / 2` flows on
+/// one worker (61,440 at the default 60 s; the default port range gives a worker
+/// at most 10,001), a flow is polled less often than the timeout wants.
+const POLL_MAX: usize = 2048;
 /// Command ring per worker. A full ring refuses the NG request; a burst of offers
 /// from many proxy processes must fit (found with 4 clients on a 2-core host,
 /// where the data plane's default of 1024 filled).
@@ -351,7 +358,14 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
     if let Some(front) = sip_front {
         tasks.push(front.spawn(ctl.clone(), stop_rx.clone()));
     }
-    tasks.push(tokio::spawn(ticker(opts.tick, ctl.clone(), stop_rx)));
+    // Held calls time out after the silent timeout, the others after the timeout.
+    let media_timeout = cfg.timeout.min(cfg.silent_timeout);
+    tasks.push(tokio::spawn(ticker(
+        opts.tick,
+        media_timeout,
+        ctl.clone(),
+        stop_rx,
+    )));
     tracing::info!(
         %ng_udp,
         %ng_tcp,
@@ -482,35 +496,45 @@ fn apply_event(c: &mut Controller<DataplaneBackend>, w: usize, ev: FlowEvent, no
     }
 }
 
-/// Polls flow stats (bounded per tick) and runs the session timers, shard by shard.
-async fn ticker(every: Duration, ctl: Shared<DataplaneBackend>, mut stop: watch::Receiver<bool>) {
+/// The poll budget for ticks of `every` and a media timeout of `timeout`: every
+/// flow within half the timeout, so a call with media shows growing counters at
+/// least twice before the timeout could end it. The shards share the per-worker
+/// floor and ceiling.
+fn poll_budget(every: Duration, timeout: Duration, shards: usize) -> Budget {
+    let half = timeout.as_secs_f64() / 2.0;
+    Budget {
+        cycle_ticks: (half / every.as_secs_f64().max(1e-3)).floor().max(1.0) as usize,
+        min: (POLL_MIN / shards.max(1)).max(1),
+        max: (POLL_MAX / shards.max(1)).max(1),
+    }
+}
+
+/// Polls flow stats (sized per worker, see [`crate::poll`]) and runs the session
+/// timers, shard by shard.
+async fn ticker(
+    every: Duration,
+    media_timeout: Duration,
+    ctl: Shared<DataplaneBackend>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut iv = tokio::time::interval(every);
     iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut cursors = vec![0usize; ctl.len()];
-    // The per-worker budget is shared by the shards.
-    let budget = (POLL_BUDGET / ctl.len()).max(1);
+    let mut pollers: Vec<Poller> = (0..ctl.len()).map(|_| Poller::default()).collect();
+    let budget = poll_budget(every, media_timeout, ctl.len());
     loop {
         tokio::select! {
             r = stop.changed() => if r.is_err() || *stop.borrow() { return },
             _ = iv.tick() => {}
         }
-        for (i, cursor) in cursors.iter_mut().enumerate() {
+        for (i, poller) in pollers.iter_mut().enumerate() {
             let mut c = ctl.lock(i);
             c.sessions.tick(Instant::now());
-            let flows = c.sessions.flows_to_poll();
             let workers = c.sessions.backend().workers().max(1);
-            let mut sent = vec![0usize; workers];
-            let n = flows.len();
-            for k in 0..n {
-                let (w, id) = flows[(*cursor + k) % n];
-                if sent[w] >= budget {
-                    continue;
-                }
-                sent[w] += 1;
+            let batch = poller.plan(c.sessions.installed_flows(), workers, budget);
+            for &(w, id) in batch {
                 let _ = c.sessions.backend_mut().query_flow(w, id);
             }
             c.sessions.backend_mut().flush();
-            *cursor = cursor.wrapping_add(budget * workers);
         }
     }
 }
@@ -539,5 +563,34 @@ impl RelayHandle {
         }
         self.dp.shutdown();
         tracing::info!("ferrelay stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_cover_every_flow_within_half_the_media_timeout() {
+        let s = Duration::from_secs;
+        // Defaults: 1 s ticks, 60 s timeout, one shard.
+        assert_eq!(
+            poll_budget(s(1), s(60), 1),
+            Budget {
+                cycle_ticks: 30,
+                min: POLL_MIN,
+                max: POLL_MAX
+            }
+        );
+        // Four shards share the floor and the ceiling of a worker's polls.
+        let b = poll_budget(s(1), s(60), 4);
+        assert_eq!((b.min, b.max), (POLL_MIN / 4, POLL_MAX / 4));
+        // Short test ticks and timeouts; a timeout below two ticks still polls.
+        assert_eq!(
+            poll_budget(Duration::from_millis(50), s(2), 1).cycle_ticks,
+            20
+        );
+        assert_eq!(poll_budget(s(1), s(1), 1).cycle_ticks, 1);
+        assert_eq!(poll_budget(Duration::ZERO, s(1), 1).cycle_ticks, 500);
     }
 }

@@ -491,7 +491,7 @@ impl Call {
     }
 
     /// All installed flows of the call.
-    pub fn flows(&self) -> impl Iterator<Item = FlowId> + '_ {
+    pub fn flows(&self) -> impl Iterator<Item = FlowId> + Clone + '_ {
         self.monologues
             .iter()
             .flat_map(|m| m.sides.iter())

@@ -728,12 +728,17 @@ impl<B: MediaBackend> Sessions<B> {
             .count()
     }
 
-    /// Flows to ask the workers about, so counters and media timeouts stay current.
-    pub fn flows_to_poll(&self) -> Vec<(usize, FlowId)> {
+    /// Every installed flow as `(worker, flow)`, call by call: what the ticker
+    /// polls (`crate::poll`), so counters and media timeouts stay current.
+    pub fn installed_flows(&self) -> impl Iterator<Item = (usize, FlowId)> + Clone + '_ {
         self.calls
             .values()
             .flat_map(|c| c.flows().map(move |f| (c.worker, f)))
-            .collect()
+    }
+
+    /// [`Sessions::installed_flows`], collected.
+    pub fn flows_to_poll(&self) -> Vec<(usize, FlowId)> {
+        self.installed_flows().collect()
     }
 
     /// Runs the timers: offer, media, silent and final timeouts, and port release.
