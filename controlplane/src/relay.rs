@@ -27,11 +27,15 @@ use crate::session::{SessionConfig, Sessions, port_pools};
 /// metrics stay fresh when a worker holds few flows.
 const POLL_MIN: usize = 256;
 /// At most: an eighth of the command ring, so signalling always finds room (each
-/// offer or answer queues about eight commands), and half the worker's event
-/// ring, which carries each answer back. Past `POLL_MAX * timeout / 2` flows on
-/// one worker (61,440 at the default 60 s; the default port range gives a worker
-/// at most 10,001), a flow is polled less often than the timeout wants.
+/// offer or answer queues about eight commands). Past `POLL_MAX * timeout / 2`
+/// flows on one worker (61,440 at the default 60 s; the default port range gives
+/// a worker at most 10,001), a flow is polled less often than the timeout wants.
 const POLL_MAX: usize = 2048;
+/// A tick's polls go out in this many rounds, spread over the tick: each answer
+/// comes back on the worker's event ring (4,096 events), which also carries the
+/// final counts of every flow removed, and a round of at most 512 leaves most of
+/// it to them.
+const POLL_ROUNDS: u32 = 4;
 /// Command ring per worker. A full ring refuses the NG request; a burst of offers
 /// from many proxy processes must fit (found with 4 clients on a 2-core host,
 /// where the data plane's default of 1024 filled).
@@ -502,33 +506,40 @@ fn apply_event(c: &mut Controller<DataplaneBackend>, w: usize, ev: FlowEvent, no
 /// floor and ceiling.
 fn poll_budget(every: Duration, timeout: Duration, shards: usize) -> Budget {
     let half = timeout.as_secs_f64() / 2.0;
+    let round = every.as_secs_f64().max(1e-3) / f64::from(POLL_ROUNDS);
+    let per_round = |n: usize| (n / POLL_ROUNDS as usize / shards.max(1)).max(1);
     Budget {
-        cycle_ticks: (half / every.as_secs_f64().max(1e-3)).floor().max(1.0) as usize,
-        min: (POLL_MIN / shards.max(1)).max(1),
-        max: (POLL_MAX / shards.max(1)).max(1),
+        cycle_ticks: (half / round).floor().max(1.0) as usize,
+        min: per_round(POLL_MIN),
+        max: per_round(POLL_MAX),
     }
 }
 
-/// Polls flow stats (sized per worker, see [`crate::poll`]) and runs the session
-/// timers, shard by shard.
+/// Runs the session timers every `every` and polls flow stats in
+/// [`POLL_ROUNDS`] rounds between (sized per worker, see [`crate::poll`]),
+/// shard by shard.
 async fn ticker(
     every: Duration,
     media_timeout: Duration,
     ctl: Shared<DataplaneBackend>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut iv = tokio::time::interval(every);
+    let round = (every / POLL_ROUNDS).max(Duration::from_millis(1));
+    let mut iv = tokio::time::interval(round);
     iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pollers: Vec<Poller> = (0..ctl.len()).map(|_| Poller::default()).collect();
     let budget = poll_budget(every, media_timeout, ctl.len());
-    loop {
+    for n in 0u64.. {
         tokio::select! {
             r = stop.changed() => if r.is_err() || *stop.borrow() { return },
             _ = iv.tick() => {}
         }
+        let timers = n % u64::from(POLL_ROUNDS) == 0;
         for (i, poller) in pollers.iter_mut().enumerate() {
             let mut c = ctl.lock(i);
-            c.sessions.tick(Instant::now());
+            if timers {
+                c.sessions.tick(Instant::now());
+            }
             let workers = c.sessions.backend().workers().max(1);
             let batch = poller.plan(c.sessions.installed_flows(), workers, budget);
             for &(w, id) in batch {
@@ -573,24 +584,29 @@ mod tests {
     #[test]
     fn polls_cover_every_flow_within_half_the_media_timeout() {
         let s = Duration::from_secs;
-        // Defaults: 1 s ticks, 60 s timeout, one shard.
+        // Defaults: 1 s ticks of four poll rounds, 60 s timeout, one shard:
+        // every flow within 120 rounds (30 s), 64 to 512 polls a round.
+        assert_eq!(POLL_ROUNDS, 4);
         assert_eq!(
             poll_budget(s(1), s(60), 1),
             Budget {
-                cycle_ticks: 30,
-                min: POLL_MIN,
-                max: POLL_MAX
+                cycle_ticks: 120,
+                min: POLL_MIN / 4,
+                max: POLL_MAX / 4
             }
         );
         // Four shards share the floor and the ceiling of a worker's polls.
         let b = poll_budget(s(1), s(60), 4);
-        assert_eq!((b.min, b.max), (POLL_MIN / 4, POLL_MAX / 4));
-        // Short test ticks and timeouts; a timeout below two ticks still polls.
+        assert_eq!((b.min, b.max), (POLL_MIN / 16, POLL_MAX / 16));
+        // Short test ticks and timeouts; a timeout below a round still polls.
         assert_eq!(
             poll_budget(Duration::from_millis(50), s(2), 1).cycle_ticks,
-            20
+            80
         );
-        assert_eq!(poll_budget(s(1), s(1), 1).cycle_ticks, 1);
-        assert_eq!(poll_budget(Duration::ZERO, s(1), 1).cycle_ticks, 500);
+        assert_eq!(
+            poll_budget(s(1), Duration::from_millis(100), 1).cycle_ticks,
+            1
+        );
+        assert_eq!(poll_budget(Duration::ZERO, s(1), 1).cycle_ticks, 2000);
     }
 }
