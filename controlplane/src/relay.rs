@@ -26,16 +26,18 @@ use crate::session::{SessionConfig, Sessions, port_pools};
 /// Stats queries per worker per tick, at least: counters for `query` and the
 /// metrics stay fresh when a worker holds few flows.
 const POLL_MIN: usize = 256;
-/// At most: an eighth of the command ring, so signalling always finds room (each
-/// offer or answer queues about eight commands). Past `POLL_MAX * timeout / 2`
-/// flows on one worker (61,440 at the default 60 s; the default port range gives
-/// a worker at most 10,001), a flow is polled less often than the timeout wants.
-const POLL_MAX: usize = 2048;
-/// A tick's polls go out in this many rounds, spread over the tick: each answer
-/// comes back on the worker's event ring (4,096 events), which also carries the
-/// final counts of every flow removed, and a round of at most 512 leaves most of
-/// it to them.
-const POLL_ROUNDS: u32 = 4;
+/// At most. Past `POLL_MAX * timeout / 2` flows on one worker, a flow is polled
+/// less often than the timeout wants: 245,760 at the default 60 s, 40,960 at a
+/// 10 s timeout (the default port range gives a worker at most 10,001 flows).
+/// A poll costs the worker a command and an event, and the NG thread the event:
+/// well under a microsecond each.
+const POLL_MAX: usize = 8192;
+/// A tick's polls go out in this many rounds, spread over the tick, so that no
+/// round is a burst: at most 1,024 queries a round, a sixteenth of the command
+/// ring (signalling always finds room; an offer or answer queues about eight
+/// commands) and a quarter of the worker's event ring (4,096 events), which
+/// carries each answer back along with the final counts of every flow removed.
+const POLL_ROUNDS: u32 = 8;
 /// Command ring per worker. A full ring refuses the NG request; a burst of offers
 /// from many proxy processes must fit (found with 4 clients on a 2-core host,
 /// where the data plane's default of 1024 filled).
@@ -584,29 +586,31 @@ mod tests {
     #[test]
     fn polls_cover_every_flow_within_half_the_media_timeout() {
         let s = Duration::from_secs;
-        // Defaults: 1 s ticks of four poll rounds, 60 s timeout, one shard:
-        // every flow within 120 rounds (30 s), 64 to 512 polls a round.
-        assert_eq!(POLL_ROUNDS, 4);
+        // Defaults: 1 s ticks of eight poll rounds, 60 s timeout, one shard:
+        // every flow within 240 rounds (30 s), 32 to 1,024 polls a round.
+        assert_eq!(POLL_ROUNDS, 8);
         assert_eq!(
             poll_budget(s(1), s(60), 1),
             Budget {
-                cycle_ticks: 120,
-                min: POLL_MIN / 4,
-                max: POLL_MAX / 4
+                cycle_ticks: 240,
+                min: 32,
+                max: 1024
             }
         );
+        // A round stays well inside the worker's rings.
+        assert!(POLL_MAX / POLL_ROUNDS as usize <= COMMAND_RING / 16);
         // Four shards share the floor and the ceiling of a worker's polls.
         let b = poll_budget(s(1), s(60), 4);
-        assert_eq!((b.min, b.max), (POLL_MIN / 16, POLL_MAX / 16));
+        assert_eq!((b.min, b.max), (8, 256));
         // Short test ticks and timeouts; a timeout below a round still polls.
         assert_eq!(
             poll_budget(Duration::from_millis(50), s(2), 1).cycle_ticks,
-            80
+            160
         );
         assert_eq!(
             poll_budget(s(1), Duration::from_millis(100), 1).cycle_ticks,
             1
         );
-        assert_eq!(poll_budget(Duration::ZERO, s(1), 1).cycle_ticks, 2000);
+        assert_eq!(poll_budget(Duration::ZERO, s(1), 1).cycle_ticks, 4000);
     }
 }
