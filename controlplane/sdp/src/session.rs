@@ -265,13 +265,22 @@ impl Sdp {
     }
 
     /// Each line's text, then its line end: the text as written out. A line
-    /// without one gets the default unless last.
+    /// without one gets the default unless last. That line was the input's last,
+    /// and may end in a CR cut from its CRLF: then it gets a CRLF whatever the
+    /// default, since a bare `\n` after that CR would read back as one CRLF and
+    /// take the CR out of the line's text.
     fn pieces(&self) -> impl Iterator<Item = &str> {
         let mut lines = self.all_lines().peekable();
         core::iter::from_fn(move || {
             let line = lines.next()?;
             let eol = match line.eol {
-                Eol::None if lines.peek().is_some() => self.eol,
+                Eol::None if lines.peek().is_some() => {
+                    if line.text.ends_with('\r') {
+                        Eol::CrLf
+                    } else {
+                        self.eol
+                    }
+                }
                 eol => eol,
             };
             Some([&*line.text, eol.as_str()])

@@ -118,3 +118,24 @@ fn mutated_samples_never_panic_and_keep_round_trip_invariants() {
         "parsed {parsed}, refused {refused}"
     );
 }
+
+/// Inputs the `sdp` fuzz target found, under the same checks.
+#[test]
+fn fuzz_found_inputs_keep_the_round_trip_invariants() {
+    let found: [&[u8]; 3] = [
+        // A last line cut after its CR: with lines added after it (and `\n` the
+        // SDP's line end), its CR and the new `\n` read back as one CRLF, and
+        // `a=rtcp\r` became an `a=rtcp` without a port.
+        b"v=0\nm=\x0c\x01\x00\x00\x7fYX\r\r\r1\rv\r\r\r=0\nv=vv=0\nv=\nv=\t \x12\na=rtcp\r",
+        b"v=0\nm=audio 4000 RTP/AVP 0\na=rtcp\r",
+        b"v=0\r\nm=audio 4000 RTP/AVP 0\r\na=x\r",
+    ];
+    for input in found {
+        let mut sdp = Sdp::parse_bytes(input).expect("parses");
+        assert_eq!(sdp.to_bytes(), input);
+        anchor(&mut sdp);
+        let out = sdp.to_string();
+        let again = Sdp::parse(&out).unwrap_or_else(|e| panic!("{e}\n{out:?}"));
+        assert_eq!(again.to_string(), out);
+    }
+}
