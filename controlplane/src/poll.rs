@@ -1,4 +1,5 @@
-//! Which flows the ticker asks the workers about each tick.
+//! Which flows the ticker asks the workers about in each poll round (one call
+//! of [`Poller::plan`]; the ticker makes several a tick, see `relay.rs`).
 //!
 //! A call's media timeout is driven by these polls: a call stays alive while a
 //! poll finds one of its flows' packet counts grown (`Sessions::on_flow_stats`).
@@ -7,38 +8,38 @@
 //! at 256 a tick, a worker holding 15,360 flows (7,680 calls on two workers) is
 //! polled through once a minute, and calls with media would time out at the
 //! default 60 s. The poll count of a worker is therefore sized from its flows so
-//! that all of them are polled within a *cycle* of ticks (half the timeout),
+//! that all of them are polled within a *cycle* of rounds (half the timeout),
 //! between a floor (fresh counters for `query` and the metrics with few flows)
 //! and a ceiling (room in the command and event rings for signalling).
 //!
 //! Each worker's flows are walked with a cursor of its own, so one worker's
 //! flows never crowd out another's: with the flow list unchanged, every flow
-//! of worker `w` is polled once every `ceil(flows(w) / polls(w))` ticks.
+//! of worker `w` is polled once every `ceil(flows(w) / polls(w))` rounds.
 
 use ferrelay_engine::FlowId;
 
-/// Polls one shard's flows; keep one per shard across ticks.
+/// Polls one shard's flows; keep one per shard across rounds.
 #[derive(Debug, Default)]
 pub struct Poller {
     /// Per worker: position, in the worker's own flows, of the next to poll.
     cursor: Vec<usize>,
-    /// Per worker, this tick: its flows, the polls granted, and the walk's
+    /// Per worker, this round: its flows, the polls granted, and the walk's
     /// position in its flows.
     count: Vec<usize>,
     budget: Vec<usize>,
     seen: Vec<usize>,
-    /// The flows chosen this tick; kept so that ticks do not allocate.
+    /// The flows chosen this round; kept so that rounds do not allocate.
     batch: Vec<(usize, FlowId)>,
 }
 
-/// How many polls a worker gets in one tick.
+/// How many polls a worker gets in one round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
-    /// Every flow within this many ticks.
-    pub cycle_ticks: usize,
-    /// At least this many a tick (or all the worker's flows, if fewer).
+    /// Every flow within this many rounds.
+    pub cycle_rounds: usize,
+    /// At least this many a round (or all the worker's flows, if fewer).
     pub min: usize,
-    /// At most this many a tick.
+    /// At most this many a round.
     pub max: usize,
 }
 
@@ -46,15 +47,15 @@ impl Budget {
     /// Polls for a worker holding `flows` flows.
     fn polls(&self, flows: usize) -> usize {
         flows
-            .div_ceil(self.cycle_ticks.max(1))
+            .div_ceil(self.cycle_rounds.max(1))
             .clamp(self.min, self.max.max(self.min))
             .min(flows)
     }
 }
 
 impl Poller {
-    /// The flows to poll this tick out of `flows` (every installed flow of the
-    /// shard as `(worker, id)`, in an order that changes little between ticks),
+    /// The flows to poll this round out of `flows` (every installed flow of the
+    /// shard as `(worker, id)`, in an order that changes little between rounds),
     /// for `workers` workers. Walks `flows` twice and allocates nothing once
     /// its buffers have grown.
     pub fn plan<I>(&mut self, flows: I, workers: usize, budget: Budget) -> &[(usize, FlowId)]
@@ -74,7 +75,7 @@ impl Poller {
         self.budget.clear();
         self.budget
             .extend(self.count.iter().map(|&n| budget.polls(n)));
-        // A worker's flows may have shrunk below its cursor since the last tick.
+        // A worker's flows may have shrunk below its cursor since the last round.
         for (c, &n) in self.cursor.iter_mut().zip(&self.count) {
             *c = if n == 0 { 0 } else { *c % n };
         }
@@ -118,7 +119,7 @@ mod tests {
     }
 
     const BUDGET: Budget = Budget {
-        cycle_ticks: 30,
+        cycle_rounds: 30,
         min: 256,
         max: 2048,
     };
@@ -180,7 +181,7 @@ mod tests {
         fl.extend((0..3000).map(|i| (1, FlowId::new(i, 1))));
         let mut p = Poller::default();
         let b = Budget {
-            cycle_ticks: 10,
+            cycle_rounds: 10,
             min: 1,
             max: 10_000,
         };
@@ -193,7 +194,7 @@ mod tests {
         let mut p = Poller::default();
         let many = flows(&[1000]);
         let b = Budget {
-            cycle_ticks: 4,
+            cycle_rounds: 4,
             min: 1,
             max: 1000,
         };

@@ -511,7 +511,7 @@ fn poll_budget(every: Duration, timeout: Duration, shards: usize) -> Budget {
     let round = every.as_secs_f64().max(1e-3) / f64::from(POLL_ROUNDS);
     let per_round = |n: usize| (n / POLL_ROUNDS as usize / shards.max(1)).max(1);
     Budget {
-        cycle_ticks: (half / round).floor().max(1.0) as usize,
+        cycle_rounds: (half / round).floor().max(1.0) as usize,
         min: per_round(POLL_MIN),
         max: per_round(POLL_MAX),
     }
@@ -592,7 +592,7 @@ mod tests {
         assert_eq!(
             poll_budget(s(1), s(60), 1),
             Budget {
-                cycle_ticks: 240,
+                cycle_rounds: 240,
                 min: 32,
                 max: 1024
             }
@@ -604,13 +604,13 @@ mod tests {
         assert_eq!((b.min, b.max), (8, 256));
         // Short test ticks and timeouts; a timeout below a round still polls.
         assert_eq!(
-            poll_budget(Duration::from_millis(50), s(2), 1).cycle_ticks,
+            poll_budget(Duration::from_millis(50), s(2), 1).cycle_rounds,
             160
         );
         assert_eq!(
-            poll_budget(s(1), Duration::from_millis(100), 1).cycle_ticks,
+            poll_budget(s(1), Duration::from_millis(100), 1).cycle_rounds,
             1
         );
-        assert_eq!(poll_budget(Duration::ZERO, s(1), 1).cycle_ticks, 4000);
+        assert_eq!(poll_budget(Duration::ZERO, s(1), 1).cycle_rounds, 4000);
     }
 }

@@ -736,11 +736,6 @@ impl<B: MediaBackend> Sessions<B> {
             .flat_map(|c| c.flows().map(move |f| (c.worker, f)))
     }
 
-    /// [`Sessions::installed_flows`], collected.
-    pub fn flows_to_poll(&self) -> Vec<(usize, FlowId)> {
-        self.installed_flows().collect()
-    }
-
     /// Runs the timers: offer, media, silent and final timeouts, and port release.
     /// Returns the calls that ended, with why.
     pub fn tick(&mut self, now: Instant) -> Vec<(String, EndReason)> {

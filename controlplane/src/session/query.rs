@@ -512,7 +512,7 @@ mod tests {
         .unwrap();
         s.set_blocked(&req(&[("call-id", "q"), ("from-tag", "A")], &[]), true)
             .unwrap();
-        let flows = s.flows_to_poll();
+        let flows: Vec<_> = s.installed_flows().collect();
         assert!(flows.len() >= 8, "{flows:?}");
         for (n, (w, id)) in flows.iter().enumerate() {
             let latched: SocketAddr = if n % 2 == 0 {

@@ -414,7 +414,7 @@ fn delete_frees_ports_after_delay_and_timers_fire() {
         &[],
     );
     s.answer(&a, t0).unwrap();
-    let (w, f) = s.flows_to_poll()[0];
+    let (w, f) = s.installed_flows().next().unwrap();
     let c = FlowCounters {
         packets: 5,
         bytes: 500,
@@ -534,7 +534,7 @@ fn worker_events_reach_only_live_flows() {
         t0,
     )
     .unwrap();
-    let flows = s.flows_to_poll();
+    let flows: Vec<_> = s.installed_flows().collect();
     assert_eq!(flows.len(), 4);
     let (w, f) = flows[0];
     assert_eq!(s.call_of(w, f), Some("e"));
@@ -731,7 +731,7 @@ fn media_address_sip_source_and_final_timeout() {
     let (_, ry) = s.backend().rule_on(p).unwrap();
     assert_eq!(ry.remote, Some("198.51.100.77:7000".parse().unwrap()));
     // Media keeps flowing, but the call may not outlive --final-timeout.
-    let (w, f) = s.flows_to_poll()[0];
+    let (w, f) = s.installed_flows().next().unwrap();
     for (n, sec) in (0..300).step_by(10).enumerate() {
         let c = FlowCounters {
             packets: n as u64 + 1,
@@ -791,12 +791,12 @@ fn a_flow_the_worker_refused_is_freed_and_its_stream_marked_failed() {
     );
     s.answer(&a, t0).unwrap();
     assert_eq!(s.backend().flows.len(), 4);
-    let (w, refused) = s.flows_to_poll()[0];
+    let (w, refused) = s.installed_flows().next().unwrap();
     s.on_flow_refused(w, refused, "flow slot already in use");
     // Both flows of that side are gone from the data plane and from the index.
     assert_eq!(s.backend().flows.len(), 2);
     assert_eq!(s.call_of(w, refused), None);
-    assert_eq!(s.flows_to_poll().len(), 2);
+    assert_eq!(s.installed_flows().count(), 2);
     let failed: Vec<bool> = s.calls["f"]
         .monologues
         .iter()
