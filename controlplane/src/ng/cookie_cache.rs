@@ -26,6 +26,8 @@ pub const MAX_BYTES: usize = 64 << 20;
 /// What one entry costs beyond its key and reply: the entry header and the hash
 /// table slot, rounded up.
 const ENTRY_OVERHEAD: usize = 64;
+/// Entries a generation's table keeps room for however quiet the relay is.
+const MIN_TABLE: usize = 256;
 
 /// A cookie and its reply in one shared buffer, found in the set by the cookie
 /// alone. An NG reply starts with its cookie (`<cookie> <body>`), so the cache
@@ -118,21 +120,35 @@ impl CookieCache {
             self.evicted += self.previous.len() as u64;
         }
         // The dropped generation's table, emptied, is the new current one: no
-        // regrowth from nothing after every rotation.
+        // regrowth from nothing after every rotation at a steady rate.
         std::mem::swap(&mut self.previous, &mut self.current);
         self.current.clear();
+        // But sized for the generation that just ended, not for the busiest one
+        // ever: after a burst of set-ups the table would otherwise keep its
+        // capacity (about 50 bytes an entry) for good. Shrunk only when it is
+        // over twice that, so a rate that wavers does not reallocate it each time.
+        let expect = self.previous.len().max(MIN_TABLE);
+        if self.current.capacity() > 2 * expect {
+            self.current.shrink_to(expect);
+        }
         self.previous_bytes = std::mem::replace(&mut self.current_bytes, 0);
         self.rotated_at = now;
     }
 
-    fn rotate_if_due(&mut self, now: Instant) {
+    /// Rotates when a period has passed (or the current generation is full).
+    /// Called on every lookup and insert, and by the relay's ticker, so replies
+    /// are let go on time even when no request comes.
+    pub fn rotate_if_due(&mut self, now: Instant) {
         let age = now.saturating_duration_since(self.rotated_at);
         if age >= self.period {
             self.rotate(now, false);
-            // Two periods without a rotation: what was current is stale too.
+            // Two periods without a rotation: what was current is stale too, and
+            // neither generation's size says anything about the rate now.
             if age >= 2 * self.period {
                 self.previous.clear();
                 self.previous_bytes = 0;
+                self.previous.shrink_to(MIN_TABLE);
+                self.current.shrink_to(MIN_TABLE);
             }
         } else if self.current.len() >= MAX_ENTRIES {
             self.rotate(now, true);
@@ -238,6 +254,52 @@ mod tests {
         c.insert(b"a", Bytes::from_static(b"reply-a"), t0);
         assert_eq!(c.get(b"a", t0 + Duration::from_secs(61)).as_deref(), None);
         assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn a_burst_does_not_keep_its_table_once_the_rate_falls() {
+        let t0 = Instant::now();
+        let p = Duration::from_secs(30);
+        let at = |s| t0 + Duration::from_secs(s);
+        let mut c = CookieCache::new(p, t0);
+        // A steady rate keeps its tables: sized for it, not shrunk each period.
+        for period in 0..4 {
+            for i in 0..2_000 {
+                c.insert(
+                    format!("s{period}-{i}").as_bytes(),
+                    Bytes::from_static(b"r"),
+                    at(31 * period),
+                );
+            }
+            assert!(c.current.capacity() >= 2_000, "period {period}");
+        }
+        // A burst grows the current table far beyond that...
+        for i in 0..20_000 {
+            c.insert(
+                format!("b{i}").as_bytes(),
+                Bytes::from_static(b"r"),
+                at(124),
+            );
+        }
+        assert!(c.current.capacity() >= 20_000);
+        // ...and it is served for one more period while the rate is low...
+        c.insert(b"quiet", Bytes::from_static(b"r"), at(155));
+        assert_eq!(c.get(b"b7", at(155)).as_deref(), Some(&b"r"[..]));
+        // ...then let go: the next rotation empties it and sizes it for the
+        // quiet period that just ended.
+        c.rotate_if_due(at(186));
+        assert_eq!(c.get(b"b7", at(186)), None);
+        assert_eq!(c.get(b"quiet", at(186)).as_deref(), Some(&b"r"[..]));
+        let held = |c: &CookieCache| c.current.capacity() + c.previous.capacity();
+        assert!(held(&c) < 8_000, "{} entries of room still held", held(&c));
+        // One more quiet period and the steady rate's table is sized down too.
+        c.rotate_if_due(at(217));
+        assert!(held(&c) < 4 * MIN_TABLE, "{} entries of room", held(&c));
+        // Two periods with no rotation at all: both generations are dropped.
+        c.insert(b"late", Bytes::from_static(b"r"), at(230));
+        c.rotate_if_due(at(300));
+        assert!(c.is_empty());
+        assert!(held(&c) < 4 * MIN_TABLE, "{} entries of room", held(&c));
     }
 
     #[test]
