@@ -18,6 +18,7 @@
 pub mod config;
 pub mod http;
 pub mod logfmt;
+pub mod memory;
 pub mod metrics;
 pub mod ng;
 pub mod poll;

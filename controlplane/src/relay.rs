@@ -537,10 +537,13 @@ async fn ticker(
             _ = iv.tick() => {}
         }
         let timers = n % u64::from(POLL_ROUNDS) == 0;
+        let mut released = 0;
         for (i, poller) in pollers.iter_mut().enumerate() {
             let mut c = ctl.lock(i);
             if timers {
-                c.sessions.tick(Instant::now());
+                let now = Instant::now();
+                c.sessions.tick(now);
+                released += c.expire_replies(now);
             }
             let workers = c.sessions.backend().workers().max(1);
             let batch = poller.plan(c.sessions.installed_flows(), workers, budget);
@@ -548,6 +551,14 @@ async fn ticker(
                 let _ = c.sessions.backend_mut().query_flow(w, id);
             }
             c.sessions.backend_mut().flush();
+        }
+        let t = Instant::now();
+        if crate::memory::released(released) {
+            tracing::debug!(
+                released,
+                took_us = t.elapsed().as_micros() as u64,
+                "expired NG replies: freed memory handed back to the OS"
+            );
         }
     }
 }

@@ -290,6 +290,15 @@ impl<B: MediaBackend> Controller<B> {
         self.sessions.backend_mut().flush();
     }
 
+    /// Lets go of the replies whose retransmission cover has run out, even when
+    /// no request comes to do it (the relay's ticker calls this each tick).
+    /// Returns the bytes of replies let go.
+    pub fn expire_replies(&mut self, now: Instant) -> usize {
+        let held = self.cache.bytes();
+        self.cache.rotate_if_due(now);
+        held.saturating_sub(self.cache.bytes())
+    }
+
     /// Replies evicted from the cookie cache before their time (or too large to
     /// keep): a retransmission of one of those is executed again.
     pub fn cache_evictions(&self) -> u64 {
@@ -480,6 +489,22 @@ pub(crate) mod tests {
             .handle(b"k00007 d7:command4:pinge", Instant::now())
             .unwrap();
         assert_eq!(&again[..], b"k00007 d6:result4:ponge");
+    }
+
+    #[test]
+    fn replies_expire_without_a_request_to_rotate_the_cache() {
+        let mut c = controller();
+        let t0 = Instant::now();
+        let first = c.handle(b"p1 d7:command4:pinge", t0).unwrap();
+        let held = c.cache.bytes();
+        assert!(held > first.len());
+        // Within its cover the reply stays, and a tick lets nothing go.
+        assert_eq!(c.expire_replies(t0 + CACHE_PERIOD / 2), 0);
+        assert_eq!(c.handle(b"p1 d7:command4:pinge", t0).unwrap(), first);
+        assert_eq!(c.executed, 1, "answered from the cache");
+        // Two periods on, the ticker alone lets it go and says how much.
+        assert_eq!(c.expire_replies(t0 + 2 * CACHE_PERIOD), held);
+        assert!(c.cache.is_empty());
     }
 
     #[test]
