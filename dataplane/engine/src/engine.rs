@@ -198,16 +198,21 @@ impl Engine {
         };
 
         let rule = &flow.rule;
-        let verdict =
-            flow.latch
-                .check(rule.latch, rule.on_mismatch, rule.remote, src, ssrc, now_ns);
+        let verdict = flow.latch.check(
+            rule.latch,
+            rule.on_mismatch.policy(),
+            rule.remote,
+            src,
+            ssrc,
+            now_ns,
+        );
         let from_remote = match verdict {
             Verdict::Mismatch => return Err(DropReason::SourceMismatch),
             Verdict::AcceptForeign => false,
             Verdict::Accept => true,
             Verdict::Latched { first } => {
                 if !first {
-                    flow.counters.relatches += 1;
+                    flow.counters.relatches = flow.counters.relatches.saturating_add(1);
                 }
                 self.events.push(EngineEvent::Latched { id, addr: src });
                 true
@@ -291,10 +296,10 @@ impl Engine {
     /// once per idle period. A flow that never saw media counts from its first scan.
     pub fn scan_idle(&mut self, now_ns: u64, idle_after_ns: u64) {
         for (id, flow) in self.table.iter_mut() {
-            let since = *flow.idle_since.get_or_insert(now_ns);
+            let since = flow.idle.since_or_start(now_ns);
             let idle_ns = now_ns.saturating_sub(since);
-            if idle_ns >= idle_after_ns && !flow.idle_reported {
-                flow.idle_reported = true;
+            if idle_ns >= idle_after_ns && !flow.idle.reported() {
+                flow.idle.set_reported();
                 self.events.push(EngineEvent::MediaIdle { id, idle_ns });
             }
         }
@@ -345,15 +350,14 @@ fn account(
     let c = &mut flow.counters;
     c.first_packet_ns.get_or_insert(now_ns);
     // Also the last packet's time, which the snapshot reads from here.
-    flow.idle_since = Some(now_ns);
-    flow.idle_reported = false;
+    flow.idle.restart(now_ns);
     match (ssrc, rtp_fields) {
         (Some(ssrc), Some((seq, ts))) => {
             if c.on_rtp(now_ns, ssrc, seq, ts, flow.rule.clock_rate) {
                 events.push(EngineEvent::SsrcChanged { id, ssrc });
             }
         }
-        _ => c.rtcp_packets += 1,
+        _ => c.rtcp_packets = c.rtcp_packets.saturating_add(1),
     }
 }
 
@@ -415,9 +419,9 @@ fn rewrite_rtcp(own: Option<SsrcRewrite>, peer: Option<SsrcRewrite>, pkt: &mut [
 /// Builds the public snapshot of a flow.
 fn snapshot(flow: &Flow) -> FlowStats {
     let mut s = flow.counters.snapshot(flow.rule.clock_rate);
-    // Every accepted packet sets `idle_since`, and nothing else does once one has
-    // arrived (the idle scan only starts the count of a flow without media).
-    s.last_packet_ns = flow.counters.first_packet_ns.and(flow.idle_since);
+    // Every accepted packet restarts the idle period, and nothing else does once
+    // one has arrived (the idle scan only starts the count of a flow without media).
+    s.last_packet_ns = flow.counters.first_packet_ns.get().and(flow.idle.since());
     s.remote = flow.latch.remote(flow.rule.remote);
     s.latched = flow.latch.addr.is_some();
     s.blocked = flow.rule.blocked;
