@@ -540,9 +540,9 @@ fn age(ng: SocketAddr, who: &str, secs: usize) {
 /// and answer, no delete), over a port range wide enough for them. Set-up stops
 /// at the first refusal (ports or descriptors run out) and the calls reached are
 /// reported; `FERRELAY_BENCH_MUX=1` offers and answers rtcp-mux so a call needs
-/// one port per party instead of two. `FERRELAY_BENCH_AGE_S=31` then also waits
-/// for the reply caches to drop the set-up's replies (two pings 31 s apart) and
-/// reports the RSS per call again.
+/// one port per party instead of two. `FERRELAY_BENCH_AGE_S=31` lets the reply
+/// caches drop the warm-up's replies before the baseline and the set-up's after
+/// it (two pings 31 s apart each time), and reports the RSS per call again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark; see perf/ng/README.md"]
 async fn memory_per_established_call() {
