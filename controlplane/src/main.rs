@@ -13,8 +13,11 @@ use ferrelay::relay::{self, RelayOptions};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Collects what every thread freed and purges the free pages now, instead of
-/// at mimalloc's next call after its purge delay (see `ferrelay::memory`).
+/// Collects the calling thread's heap and purges, process-wide, every page
+/// already given back to mimalloc's arenas, now instead of at some later
+/// allocator call after the purge delay (see `ferrelay::memory`). Blocks freed
+/// here for another thread's pages are collected by that thread or by mimalloc
+/// when those pages come free.
 fn return_freed() {
     // SAFETY: `mi_collect` takes no pointers and touches only the allocator's
     // own structures, under its own synchronisation: any thread may call it at

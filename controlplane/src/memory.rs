@@ -8,6 +8,12 @@
 //! calls the hook the binary registered for its global allocator
 //! ([`on_release`]); this library stays allocator-agnostic (and free of
 //! `unsafe`), and without a hook nothing happens.
+//!
+//! The replies are freed on the ticker's thread, not on the NG threads that
+//! allocated them, and with mimalloc's hook that is enough: after 6,000
+//! set-up+delete cycles and no request since, the relay's RSS went from 27.7 to
+//! 15.9 MB at the second rotation, and stayed at 27.7 MB without the hook
+//! (`perf/ng/README.md`, session 8).
 
 use std::sync::OnceLock;
 

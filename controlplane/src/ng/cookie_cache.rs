@@ -126,9 +126,10 @@ impl CookieCache {
         // But sized for the generation that just ended, not for the busiest one
         // ever: after a burst of set-ups the table would otherwise keep its
         // capacity (about 50 bytes an entry) for good. Shrunk only when it is
-        // over twice that, so a rate that wavers does not reallocate it each time.
+        // over four times that: a table sized for n holds up to about 2n (its
+        // buckets double), so a rate that wavers does not reallocate it each time.
         let expect = self.previous.len().max(MIN_TABLE);
-        if self.current.capacity() > 2 * expect {
+        if self.current.capacity() > 4 * expect {
             self.current.shrink_to(expect);
         }
         self.previous_bytes = std::mem::replace(&mut self.current_bytes, 0);
@@ -262,8 +263,14 @@ mod tests {
         let p = Duration::from_secs(30);
         let at = |s| t0 + Duration::from_secs(s);
         let mut c = CookieCache::new(p, t0);
-        // A steady rate keeps its tables: sized for it, not shrunk each period.
+        // A steady rate keeps its tables: the one a rotation hands back, emptied,
+        // still has room for a period's entries, so filling it reallocates nothing.
         for period in 0..4 {
+            c.rotate_if_due(at(31 * period));
+            if period >= 2 {
+                assert!(c.current.is_empty());
+                assert!(c.current.capacity() >= 2_000, "period {period}");
+            }
             for i in 0..2_000 {
                 c.insert(
                     format!("s{period}-{i}").as_bytes(),
@@ -271,7 +278,6 @@ mod tests {
                     at(31 * period),
                 );
             }
-            assert!(c.current.capacity() >= 2_000, "period {period}");
         }
         // A burst grows the current table far beyond that...
         for i in 0..20_000 {
