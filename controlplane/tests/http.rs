@@ -153,6 +153,10 @@ async fn metrics_api_and_probes_over_a_live_call() {
     );
     assert!(metrics.contains("ferrelay_worker_io_backend{worker=\"0\",backend="));
     assert!(sample(&metrics, "ferrelay_ng_requests_total ") >= 2.0);
+    // The offer and the answer are held for retransmissions, with their bytes.
+    let cached = sample(&metrics, "ferrelay_ng_cache_entries ");
+    assert!(cached >= 2.0, "{cached} replies cached");
+    assert!(sample(&metrics, "ferrelay_ng_cache_bytes ") > 64.0 * cached);
     // The NG server's bounds are visible, and nothing hit them here.
     for bound in [
         "ferrelay_ng_cache_evictions_total ",

@@ -136,6 +136,8 @@ impl HttpState {
             ng_requests: self.ctl.sum(|c| c.executed),
             ng_commands: self.ctl.counts().iter().collect(),
             ng_cache_evictions: self.ctl.sum(|c| c.cache_evictions()),
+            ng_cache_entries: self.ctl.sum(|c| c.cache_entries() as u64),
+            ng_cache_bytes: self.ctl.sum(|c| c.cache_bytes() as u64),
             ng_queries_not_waited: self.ctl.queries_not_waited.load(Ordering::Relaxed),
             ng_tcp_refused: self.ctl.tcp_refused.load(Ordering::Relaxed),
             calls_managed: t.managed,

@@ -36,6 +36,10 @@ pub struct RelayFacts {
     /// NG replies dropped from the cookie cache before their time (its byte or
     /// entry bound), so a retransmission of theirs would be executed again.
     pub ng_cache_evictions: u64,
+    /// NG replies the cookie cache holds now, and their bytes as its bound
+    /// counts them: what retransmission cover costs (let go 30–60 s on).
+    pub ng_cache_entries: u64,
+    pub ng_cache_bytes: u64,
     /// NG `query` requests answered from the last poll because too many already
     /// waited for fresh counters.
     pub ng_queries_not_waited: u64,
@@ -334,6 +338,18 @@ impl Scrape {
             "ferrelay_ng_cache_evictions",
             "NG replies evicted from the cookie cache early (byte or entry bound); a retransmission of theirs runs again.",
             f.ng_cache_evictions,
+        )?;
+        gauge(
+            e,
+            "ferrelay_ng_cache_entries",
+            "NG replies held by the cookie cache for retransmissions (kept 30 to 60 s).",
+            f.ng_cache_entries as f64,
+        )?;
+        gauge(
+            e,
+            "ferrelay_ng_cache_bytes",
+            "Bytes the cookie cache holds: keys, replies and per-entry overhead, as its bound counts them.",
+            f.ng_cache_bytes as f64,
         )?;
         counter(
             e,

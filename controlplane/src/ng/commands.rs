@@ -299,6 +299,16 @@ impl<B: MediaBackend> Controller<B> {
         held.saturating_sub(self.cache.bytes())
     }
 
+    /// Replies the cookie cache holds now.
+    pub fn cache_entries(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Bytes the cookie cache holds, as its bound counts them.
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.bytes()
+    }
+
     /// Replies evicted from the cookie cache before their time (or too large to
     /// keep): a retransmission of one of those is executed again.
     pub fn cache_evictions(&self) -> u64 {
