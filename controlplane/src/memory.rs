@@ -16,6 +16,7 @@
 //! (`perf/ng/README.md`, session 8).
 
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// Bytes let go at once that make it worth asking the allocator to return memory.
 pub const RETURN_AFTER_BYTES: usize = 1 << 20;
@@ -28,14 +29,15 @@ pub fn on_release(hook: fn()) {
 }
 
 /// Runs the registered hook after `released` bytes were let go, when that is
-/// worth it; true when it ran.
-pub fn released(released: usize) -> bool {
+/// worth it; how long it took when it ran.
+pub fn released(released: usize) -> Option<Duration> {
     match HOOK.get() {
         Some(hook) if released >= RETURN_AFTER_BYTES => {
+            let t = Instant::now();
             hook();
-            true
+            Some(t.elapsed())
         }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -53,12 +55,12 @@ mod tests {
     #[test]
     fn the_hook_runs_only_after_a_release_worth_it() {
         // No other test in this binary registers a hook.
-        assert!(!released(usize::MAX), "no hook, nothing runs");
+        assert!(released(usize::MAX).is_none(), "no hook, nothing runs");
         on_release(count);
-        assert!(!released(0));
-        assert!(!released(RETURN_AFTER_BYTES - 1));
+        assert!(released(0).is_none());
+        assert!(released(RETURN_AFTER_BYTES - 1).is_none());
         assert_eq!(CALLS.load(Ordering::Relaxed), 0);
-        assert!(released(RETURN_AFTER_BYTES));
+        assert!(released(RETURN_AFTER_BYTES).is_some());
         assert_eq!(CALLS.load(Ordering::Relaxed), 1);
     }
 }

@@ -552,15 +552,12 @@ async fn ticker(
             }
             c.sessions.backend_mut().flush();
         }
-        if released >= crate::memory::RETURN_AFTER_BYTES {
-            let t = Instant::now();
-            if crate::memory::released(released) {
-                tracing::debug!(
-                    released,
-                    took_us = t.elapsed().as_micros() as u64,
-                    "expired NG replies: freed memory handed back to the OS"
-                );
-            }
+        if let Some(took) = crate::memory::released(released) {
+            tracing::debug!(
+                released,
+                took_us = took.as_micros() as u64,
+                "expired NG replies: freed memory handed back to the OS"
+            );
         }
     }
 }
