@@ -211,7 +211,7 @@ fn counters(s: &FlowStats) -> FlowCounters {
     FlowCounters {
         packets: s.rx_packets,
         bytes: s.rx_bytes,
-        errors: s.drops.total(),
+        errors: s.drops,
         remote: s.remote,
     }
 }

@@ -3,15 +3,44 @@
 //! proves it belongs (it sends the latched stream's SSRC) or the latched source has
 //! gone silent for the configured time (a NAT rebinding after a pause).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::rule::{LatchMode, MismatchPolicy};
+
+/// An endpoint as the flow slot keeps it: address and port, without the IPv6
+/// flow info and scope id that `SocketAddr` adds (20 bytes with its `Option`,
+/// where `SocketAddr` takes 32). SDP names neither, rtpengine's own endpoint type
+/// has neither, and a media peer is not link-local: a datagram from a scoped
+/// source is answered unscoped, which the kernel then refuses to send (counted
+/// by the I/O shell as a send error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Addr {
+    ip: IpAddr,
+    port: u16,
+}
+
+impl From<SocketAddr> for Addr {
+    #[inline]
+    fn from(a: SocketAddr) -> Self {
+        Addr {
+            ip: a.ip(),
+            port: a.port(),
+        }
+    }
+}
+
+impl From<Addr> for SocketAddr {
+    #[inline]
+    fn from(a: Addr) -> Self {
+        SocketAddr::new(a.ip, a.port)
+    }
+}
 
 /// What the latch learned from the packets it accepted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Latch {
     /// The latched source; `None` until the first valid packet (or with `Fixed`).
-    pub addr: Option<SocketAddr>,
+    pub addr: Option<Addr>,
     /// SSRC last sent by the latched source (the proof a rebinding source must show).
     pub ssrc: Option<u32>,
     /// `now_ns` of the last packet from the latched source.
@@ -34,8 +63,8 @@ pub(crate) enum Verdict {
 impl Latch {
     /// Where the flow's packets go and come from now.
     #[inline]
-    pub(crate) fn remote(&self, signalled: Option<SocketAddr>) -> Option<SocketAddr> {
-        self.addr.or(signalled)
+    pub(crate) fn remote(&self, signalled: Option<Addr>) -> Option<SocketAddr> {
+        self.addr.or(signalled).map(SocketAddr::from)
     }
 
     /// Judges a packet from `src` carrying `ssrc` (RTP SSRC or RTCP sender SSRC).
@@ -44,11 +73,12 @@ impl Latch {
         &mut self,
         mode: LatchMode,
         policy: MismatchPolicy,
-        signalled: Option<SocketAddr>,
+        signalled: Option<Addr>,
         src: SocketAddr,
         ssrc: Option<u32>,
         now_ns: u64,
     ) -> Verdict {
+        let src = Addr::from(src);
         let Some(expected) = self.addr.or(signalled) else {
             // Nothing signalled, nothing learned yet.
             return match mode {
@@ -89,7 +119,7 @@ impl Latch {
         }
     }
 
-    fn latch(&mut self, src: SocketAddr, ssrc: Option<u32>, now_ns: u64, first: bool) -> Verdict {
+    fn latch(&mut self, src: Addr, ssrc: Option<u32>, now_ns: u64, first: bool) -> Verdict {
         self.addr = Some(src);
         self.ssrc = ssrc;
         self.last_ns = now_ns;
@@ -105,6 +135,11 @@ mod tests {
         SocketAddr::from(([192, 0, 2, 1], port))
     }
 
+    /// A signalled remote.
+    fn sig(port: u16) -> Option<Addr> {
+        Some(a(port).into())
+    }
+
     const RELATCH: MismatchPolicy = MismatchPolicy::Relatch {
         relatch_after_ns: 1_000_000_000,
     };
@@ -112,19 +147,12 @@ mod tests {
     #[test]
     fn first_packet_latches_even_against_the_sdp_address() {
         let mut l = Latch::default();
-        let v = l.check(LatchMode::LatchFirst, RELATCH, Some(a(1)), a(2), Some(7), 0);
+        let v = l.check(LatchMode::LatchFirst, RELATCH, sig(1), a(2), Some(7), 0);
         assert_eq!(v, Verdict::Latched { first: true });
-        assert_eq!(l.remote(Some(a(1))), Some(a(2)));
+        assert_eq!(l.remote(sig(1)), Some(a(2)));
         // The signalled address is now a stranger.
         assert_eq!(
-            l.check(
-                LatchMode::LatchFirst,
-                RELATCH,
-                Some(a(1)),
-                a(1),
-                Some(9),
-                10
-            ),
+            l.check(LatchMode::LatchFirst, RELATCH, sig(1), a(1), Some(9), 10),
             Verdict::Mismatch
         );
     }
@@ -134,14 +162,7 @@ mod tests {
         let mut l = Latch::default();
         for policy in [MismatchPolicy::Drop, RELATCH] {
             assert_eq!(
-                l.check(
-                    LatchMode::Fixed,
-                    policy,
-                    Some(a(1)),
-                    a(2),
-                    Some(7),
-                    u64::MAX
-                ),
+                l.check(LatchMode::Fixed, policy, sig(1), a(2), Some(7), u64::MAX),
                 Verdict::Mismatch
             );
         }
@@ -149,7 +170,7 @@ mod tests {
             l.check(
                 LatchMode::Fixed,
                 MismatchPolicy::Accept,
-                Some(a(1)),
+                sig(1),
                 a(2),
                 None,
                 0
@@ -160,7 +181,7 @@ mod tests {
             l.check(
                 LatchMode::Fixed,
                 MismatchPolicy::Drop,
-                Some(a(1)),
+                sig(1),
                 a(1),
                 None,
                 0
@@ -210,6 +231,29 @@ mod tests {
             ),
             Verdict::Latched { first: false }
         );
-        assert_eq!(l.addr, Some(a(4)));
+        assert_eq!(l.addr, Some(Addr::from(a(4))));
+    }
+
+    #[test]
+    fn endpoints_keep_address_and_port_only() {
+        let v4 = a(5004);
+        assert_eq!(SocketAddr::from(Addr::from(v4)), v4);
+        let v6: SocketAddr = "[2001:db8::1]:5006".parse().unwrap();
+        assert_eq!(SocketAddr::from(Addr::from(v6)), v6);
+        let scoped = SocketAddr::V6(std::net::SocketAddrV6::new(
+            "fe80::1".parse().unwrap(),
+            5008,
+            7,
+            3,
+        ));
+        let back = SocketAddr::from(Addr::from(scoped));
+        assert_eq!((back.ip(), back.port()), (scoped.ip(), 5008));
+        // A scoped source still matches the latch it set.
+        let mut l = Latch::default();
+        let v = l.check(LatchMode::LatchFirst, RELATCH, None, scoped, None, 0);
+        assert_eq!(v, Verdict::Latched { first: true });
+        let v = l.check(LatchMode::LatchFirst, RELATCH, None, scoped, None, 1);
+        assert_eq!(v, Verdict::Accept);
+        assert_eq!(core::mem::size_of::<Option<Addr>>(), 20);
     }
 }

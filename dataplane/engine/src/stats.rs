@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use hdrhistogram::Histogram;
 
-use crate::error::{DropCounts, FlowDrops};
+use crate::error::{DropCounts, DropReason, FlowDrops};
 
 /// RFC 3550 A.1: a jump of more than this many sequence numbers ahead is suspect.
 const MAX_DROPOUT: u16 = 3000;
@@ -27,7 +27,7 @@ pub(crate) struct SeqTracker {
     bad_seq: u32,
     received: u64,
     /// `u32`, stopping at its maximum: four billion duplicates on one flow is not
-    /// a count anyone reads, and the slot stays five cache lines.
+    /// a count anyone reads, and the slot stays four cache lines.
     duplicates: u32,
     reordered: u32,
 }
@@ -216,7 +216,11 @@ pub struct FlowStats {
     pub fwd_bytes: u64,
     /// RTCP packets (compounds) accepted from the remote.
     pub rtcp_packets: u64,
-    pub drops: DropCounts,
+    /// Datagrams that arrived on this flow and were dropped, for any reason (the
+    /// worker's [`WorkerStats::drops`] count them by reason).
+    pub drops: u64,
+    /// Why the last of them was dropped.
+    pub last_drop: Option<DropReason>,
     pub rtp: RtpStreamStats,
     /// Times the RTP SSRC changed mid-flow.
     pub ssrc_changes: u64,
@@ -247,7 +251,7 @@ pub(crate) struct FlowCounters {
     pub jitter: JitterEstimator,
     pub first_packet_ns: Stamp,
     /// The counts below stop at `u32::MAX` (the snapshot widens them): none of
-    /// them nears it in a call's life, and 12 bytes fewer keep the slot at five
+    /// them nears it in a call's life, and 12 bytes fewer keep the slot at four
     /// cache lines.
     pub rtcp_packets: u32,
     pub ssrc_changes: u32,
@@ -288,7 +292,8 @@ impl FlowCounters {
             fwd_packets: self.fwd_packets,
             fwd_bytes: self.fwd_bytes,
             rtcp_packets: self.rtcp_packets.into(),
-            drops: self.drops.counts(),
+            drops: self.drops.count(),
+            last_drop: self.drops.last(),
             rtp: RtpStreamStats {
                 ssrc: self.ssrc.unwrap_or(0),
                 received: self.seq.received,

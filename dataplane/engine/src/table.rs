@@ -15,8 +15,7 @@
 
 use crate::crypto::FlowCrypto;
 use crate::error::EngineError;
-use crate::latch::Latch;
-use std::net::SocketAddr;
+use crate::latch::{Addr, Latch};
 
 use crate::rule::{
     Component, CryptoSpec, FlowId, FlowRule, LatchMode, MismatchPolicy, Output, PtMap, SsrcRewrite,
@@ -28,17 +27,17 @@ use crate::stats::FlowCounters;
 /// the PT map out of line, present only when it maps something. Both would cost
 /// every slot 232 bytes that plain, unmapped flows (most of them) never read.
 ///
-/// `repr(C)`, in `FlowRule`'s order: the fields a peer flow reads to address its
-/// output lead.
+/// `repr(C)`: the remote, which a peer flow reads to address its output, leads;
+/// the clock rate fills the four bytes after it, then `FlowRule`'s order.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct Rule {
-    pub remote: Option<SocketAddr>,
+    pub remote: Option<Addr>,
+    pub clock_rate: u32,
     pub on_mismatch: Mismatch,
     pub rtp_out: Option<Output>,
     pub rtcp_out: Option<Output>,
     pub ssrc_rewrite: Option<SsrcRewrite>,
-    pub clock_rate: u32,
     pub component: Component,
     pub latch: LatchMode,
     pub blocked: bool,
@@ -51,7 +50,7 @@ impl Rule {
     pub(crate) fn split(r: FlowRule) -> (Rule, CryptoSpec) {
         let pt_map = (!r.pt_map.is_identity()).then(|| Box::new(r.pt_map));
         let rule = Rule {
-            remote: r.remote,
+            remote: r.remote.map(Addr::from),
             on_mismatch: r.on_mismatch.into(),
             rtp_out: r.rtp_out,
             rtcp_out: r.rtcp_out,
@@ -309,15 +308,16 @@ mod tests {
         let rule = flow + offset_of!(Flow, rule);
         // What a peer reads to address its output: generation, latch, signalled remote.
         assert!(flow + offset_of!(Flow, latch) + size_of::<Latch>() <= 128);
-        assert!(rule + offset_of!(Rule, remote) + 32 <= 128);
+        assert!(rule + offset_of!(Rule, remote) + size_of::<Option<Addr>>() <= 128);
         // The forwarding decision's rule fields come before the PT map's pointer.
         assert!(offset_of!(Rule, blocked) < offset_of!(Rule, pt_map));
         assert_eq!(size_of::<Slot>() % 64, 0);
-        // No SRTP parameters nor a PT map in the slot, no tag on `retired`, drop
-        // and rare counts in `u32`, no separate last-packet time, times and the
-        // mismatch policy without an `Option`'s or an enum's extra word: 320
-        // bytes (five cache lines), not 704.
-        assert!(size_of::<Slot>() <= 320, "{}", size_of::<Slot>());
+        // No SRTP parameters nor a PT map in the slot, no tag on `retired`, rare
+        // counts in `u32`, drops as a count and the last reason, endpoints
+        // without IPv6 scope, no separate last-packet time, times and the
+        // mismatch policy without an `Option`'s or an enum's extra word: 256
+        // bytes (four cache lines), not 704.
+        assert!(size_of::<Slot>() <= 256, "{}", size_of::<Slot>());
         // SRTP state stays out of the slot: two pointers beside it, four flows a line.
         assert_eq!(size_of::<FlowCrypto>(), 2 * size_of::<usize>());
     }

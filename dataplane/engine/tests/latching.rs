@@ -96,7 +96,10 @@ fn foreign_sprayer_never_takes_over_a_live_stream() {
     assert_eq!(s.remote, Some(alice));
     assert_eq!(s.relatches, 0);
     assert_eq!(s.fwd_packets, 500);
-    assert_eq!(s.drops.get(DropReason::SourceMismatch), attack);
+    assert_eq!(
+        (s.drops, s.last_drop),
+        (attack, Some(DropReason::SourceMismatch))
+    );
     // The sprayed packets never reached the stream's loss/jitter accounting.
     assert_eq!((s.rtp.ssrc, s.rtp.received, s.rtp.lost), (0xCAFE, 500, 0));
     // Bob's media still goes to Alice.
