@@ -211,6 +211,10 @@ pub enum ConfigError {
     Invalid { origin: String, reason: String },
 }
 
+/// Most media interfaces: a call's side keeps its interface's index in two
+/// bytes, and no host has anywhere near this many addresses to relay on.
+pub const MAX_INTERFACES: usize = 256;
+
 /// Most NG threads by default. They get a quarter of the cores: the rest stay
 /// with the workers, and on a small host one thread that keeps its caches warm
 /// beats two that share the cores with them (measured on 2 cores: 52 against
@@ -355,6 +359,12 @@ impl Config {
         if let Some((list, origin)) = ifaces {
             if list.is_empty() {
                 return Err(invalid(origin, "at least one interface is needed"));
+            }
+            if list.len() > MAX_INTERFACES {
+                return Err(invalid(
+                    origin,
+                    format!("{} interfaces; at most {MAX_INTERFACES}", list.len()),
+                ));
             }
             c.interfaces = list
                 .iter()
@@ -563,6 +573,20 @@ mod tests {
         assert!(e.starts_with("--ng-threads"), "{e}");
         let c = Config::resolve(&cli(&["--ng-threads", "3"]), None).unwrap();
         assert_eq!(c.ng_threads, 3);
+        let mut many = Vec::new();
+        for i in 0..=MAX_INTERFACES {
+            many.push("--interface".to_owned());
+            many.push(format!("i{i}/127.0.0.{}", i % 200 + 1));
+        }
+        let mut many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let e = Config::resolve(&cli(&many), None).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--interface") && e.contains("at most 256"),
+            "{e}"
+        );
+        many.truncate(2 * MAX_INTERFACES);
+        let c = Config::resolve(&cli(&many), None).unwrap();
+        assert_eq!(c.interfaces.len(), MAX_INTERFACES);
         let e = Config::resolve(&cli(&["--listen-ng", "nowhere"]), None)
             .unwrap_err()
             .to_string();

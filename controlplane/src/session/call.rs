@@ -12,6 +12,7 @@ use super::flags::{Flags, MuxFlags};
 use super::ports::PortPair;
 use super::rewrite::MediaNames;
 use super::sdes::SideCrypto;
+use crate::config::MAX_INTERFACES;
 
 /// Silence before `media-handover` lets a new source take over the stream (the
 /// engine also lets a newcomer with the latched SSRC move it at once).
@@ -112,10 +113,16 @@ pub struct Tally {
 }
 
 /// One party's end of one m= line.
+///
+/// 224 bytes, so that a party's array of one side (most calls) takes the
+/// allocator's 224-byte blocks and not its 320-byte ones: the rare numbers are
+/// boxed, the per-flow counts no wider than the worker's, and the interface's
+/// address is the interface's, not repeated here.
 #[derive(Debug)]
 pub struct Side {
-    /// Index of the interface the pair is bound on (its address is `pair.ip`).
-    pub iface: usize,
+    /// Index of the interface the pair is bound on (and so of its address); the
+    /// configuration allows at most [`MAX_INTERFACES`].
+    iface: u16,
     /// The party sends to `pair.port` (RTP, or both when muxed) and `pair.port + 1`
     /// (RTCP); reserved until the call's ports are released.
     pub pair: PortPair,
@@ -140,12 +147,16 @@ pub struct Side {
     /// SDES keys of this leg (the party's and the relay's); boxed and only while
     /// there are any, since most calls are plain RTP.
     crypto: Option<Box<SideCrypto>>,
-    /// Counters of `[rtp-or-muxed, rtcp]`, from the worker's stats.
-    tally: [Tally; 2],
+    /// Packets, bytes and drops of `[rtp-or-muxed, rtcp]`, from the worker's
+    /// stats. Drops are `u32`, as the worker counts them per flow.
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    errors: [u32; 2],
     /// Where the packets of `[rtp-or-muxed, rtcp]` come from, from the same stats.
     seen: [Option<Endpoint>; 2],
-    /// Counters of flows already removed (re-offers that rejected the stream).
-    pub retired: Tally,
+    /// Counters of flows already removed (re-offers that rejected the stream);
+    /// boxed, as most sides never have any.
+    retired: Option<Box<Tally>>,
     /// Wall-clock second (unix) the counters of `[rtp, rtcp]` last grew.
     pub last_packet_unix: [u32; 2],
     /// A worker refused this side's flows: nothing is relayed to or from it until
@@ -154,9 +165,11 @@ pub struct Side {
 }
 
 impl Side {
+    /// A side on interface `iface`, which is below [`MAX_INTERFACES`].
     pub fn new(iface: usize, pair: PortPair) -> Side {
+        debug_assert!(iface < MAX_INTERFACES);
         Side {
-            iface,
+            iface: u16::try_from(iface).unwrap_or(u16::MAX),
             pair,
             flows: None,
             remote_rtp: None,
@@ -170,12 +183,24 @@ impl Side {
             clock_rate: 8000,
             names: MediaNames::default(),
             crypto: None,
-            tally: [Tally::default(); 2],
+            packets: [0; 2],
+            bytes: [0; 2],
+            errors: [0; 2],
             seen: [None; 2],
-            retired: Tally::default(),
+            retired: None,
             last_packet_unix: [0; 2],
             failed: false,
         }
+    }
+
+    /// Index of the interface the pair is bound on.
+    pub fn iface(&self) -> usize {
+        usize::from(self.iface)
+    }
+
+    /// Counters of the flows removed from this side while it lived.
+    pub fn retired(&self) -> Tally {
+        self.retired.as_deref().copied().unwrap_or_default()
     }
 
     /// The SDES state of this side (the plain one when it has none).
@@ -272,47 +297,49 @@ impl Side {
 
     /// The counters of flow `k` (`[rtp-or-muxed, rtcp]`) as the worker last told.
     pub fn counters(&self, k: usize) -> FlowCounters {
-        let t = self.tally[k];
         FlowCounters {
-            packets: t.packets,
-            bytes: t.bytes,
-            errors: t.errors,
+            packets: self.packets[k],
+            bytes: self.bytes[k],
+            errors: self.errors[k].into(),
             remote: self.seen[k].map(SocketAddr::from),
         }
     }
 
     /// Stores the worker's counters of flow `k`.
     pub fn set_counters(&mut self, k: usize, c: FlowCounters) {
-        self.tally[k] = Tally {
-            packets: c.packets,
-            bytes: c.bytes,
-            errors: c.errors,
-        };
+        self.packets[k] = c.packets;
+        self.bytes[k] = c.bytes;
+        self.errors[k] = u32::try_from(c.errors).unwrap_or(u32::MAX);
         self.seen[k] = c.remote.map(Endpoint::from);
     }
 
     /// Moves the counters of flow `k` (being removed) into `retired`.
     pub fn retire(&mut self, k: usize) {
-        let c = std::mem::take(&mut self.tally[k]);
+        let c = self.counters(k);
+        (self.packets[k], self.bytes[k], self.errors[k]) = (0, 0, 0);
         self.seen[k] = None;
-        self.retired.packets += c.packets;
-        self.retired.bytes += c.bytes;
-        self.retired.errors += c.errors;
+        if c.packets == 0 && c.bytes == 0 && c.errors == 0 {
+            return;
+        }
+        let r = self.retired.get_or_insert_default();
+        r.packets += c.packets;
+        r.bytes += c.bytes;
+        r.errors += c.errors;
     }
 
     /// Totals over live and removed flows.
     pub fn totals(&self) -> FlowCounters {
-        let r = self.retired;
+        let r = self.retired();
         let mut t = FlowCounters {
             packets: r.packets,
             bytes: r.bytes,
             errors: r.errors,
             remote: None,
         };
-        for c in &self.tally {
-            t.packets += c.packets;
-            t.bytes += c.bytes;
-            t.errors += c.errors;
+        for k in 0..2 {
+            t.packets += self.packets[k];
+            t.bytes += self.bytes[k];
+            t.errors += u64::from(self.errors[k]);
         }
         t
     }
@@ -324,13 +351,13 @@ pub struct Monologue {
     /// The SIP tag; empty while an offer waits for the answerer's to-tag.
     pub tag: Box<str>,
     pub created_unix: u32,
-    /// One side per m= line, in SDP order.
-    pub sides: Vec<Side>,
+    /// One side per m= line, in SDP order; a boxed slice, as the array only
+    /// grows when a re-offer adds a line (64 bytes a party, not 80, so a call's
+    /// two fit the allocator's 128-byte blocks).
+    pub sides: Box<[Side]>,
     /// Tag of the party this one talks to.
     pub peer: Option<Box<str>>,
-    /// The `rtcp-mux` options this party's last offer came with.
-    pub mux_flags: MuxFlags,
-    /// Rarely set names, boxed so a monologue without them stays small.
+    /// Rarely set names and options, boxed so a monologue without them stays small.
     names: Option<Box<TagNames>>,
 }
 
@@ -362,6 +389,8 @@ struct TagNames {
     memo: Option<ForkMemo>,
     /// `delete` named this fork: it ends alone at this instant (`delete-delay`).
     ending: Option<Instant>,
+    /// The `rtcp-mux` options this party's last offer came with.
+    mux_flags: MuxFlags,
 }
 
 impl Monologue {
@@ -370,9 +399,8 @@ impl Monologue {
             tag: tag.into(),
 
             created_unix,
-            sides: Vec::new(),
+            sides: Box::default(),
             peer: None,
-            mux_flags: MuxFlags::default(),
             names: None,
         }
     }
@@ -386,6 +414,17 @@ impl Monologue {
 
     pub fn set_label(&mut self, label: &str) {
         self.names.get_or_insert_default().label = Some(label.into());
+    }
+
+    /// The `rtcp-mux` options this party's last offer came with.
+    pub fn mux_flags(&self) -> MuxFlags {
+        self.names.as_ref().map(|n| n.mux_flags).unwrap_or_default()
+    }
+
+    pub fn set_mux_flags(&mut self, f: MuxFlags) {
+        if f != MuxFlags::default() || self.names.is_some() {
+            self.names.get_or_insert_default().mux_flags = f;
+        }
     }
 
     /// The `via-branch` of the party's last answer.
@@ -506,5 +545,19 @@ impl Call {
             .flat_map(|m| m.sides.iter())
             .map(|s| s.totals().packets)
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sides_and_parties_fit_the_allocators_blocks() {
+        // mimalloc's size classes step 192, 224, 256, 320: a party's one-side
+        // array of 272 bytes took 320.
+        assert!(size_of::<Side>() <= 224, "{}", size_of::<Side>());
+        // And a call's two parties fit 128-byte blocks (160 when a party was 80).
+        assert!(size_of::<Monologue>() <= 64, "{}", size_of::<Monologue>());
     }
 }

@@ -429,7 +429,7 @@ impl<B: MediaBackend> Sessions<B> {
         }
         let via = flags::string(req, "via-branch")?;
         let start = out.len();
-        query::call_info(call, out);
+        query::call_info(call, &self.res.cfg.interfaces, out);
         if let Some(m) = call.branch_to_end(tags[0], tags[1], via) {
             if delay.is_zero() {
                 let call_id = call_id.to_owned();
@@ -516,7 +516,13 @@ impl<B: MediaBackend> Sessions<B> {
                     }
                 }
                 negotiate::unlatch(&mut self.res.backend, worker, sh)?;
-                negotiate::sync_stream(&mut self.res.backend, worker, sr, sh)
+                negotiate::sync_stream(
+                    &mut self.res.backend,
+                    &self.res.cfg.interfaces,
+                    worker,
+                    sr,
+                    sh,
+                )
             });
         self.reindex(call_id, before);
         res
@@ -530,7 +536,7 @@ impl<B: MediaBackend> Sessions<B> {
             .calls
             .get(call_id)
             .ok_or_else(|| "Unknown call-id".to_owned())?;
-        query::call_info(call, out);
+        query::call_info(call, &self.res.cfg.interfaces, out);
         Ok(())
     }
 
@@ -891,12 +897,12 @@ impl<B: MediaBackend> Sessions<B> {
         &mut self,
         call_id: &str,
         worker: usize,
-        sides: Vec<call::Side>,
+        sides: Box<[call::Side]>,
         now: Instant,
         at: Instant,
         quiet: Option<u64>,
     ) {
-        for mut side in sides {
+        for mut side in sides.into_vec() {
             let t = side.totals();
             self.totals.media.packets += t.packets;
             self.totals.media.bytes += t.bytes;
@@ -907,16 +913,16 @@ impl<B: MediaBackend> Sessions<B> {
                 if let Some(c) = quiet.and_then(|q| self.quiet.get_mut(&q)) {
                     c.flows_left += 1;
                 }
-                if let Err(e) =
-                    negotiate::retire_flow(&mut self.res.backend, worker, &mut side, k, id)
+                if let Err(e) = negotiate::end_flow(&mut self.res.backend, worker, &mut side, k, id)
                 {
                     tracing::warn!(call_id = %call_id, error = %e, "flow removal failed");
                 }
             }
             if let Some(c) = quiet.and_then(|q| self.quiet.get_mut(&q)) {
-                c.pairs.push((side.iface, side.pair.port));
+                c.pairs.push((side.iface(), side.pair.port));
             }
-            self.draining.push((at, now, side.iface, worker, side.pair));
+            self.draining
+                .push((at, now, side.iface(), worker, side.pair));
         }
     }
 }

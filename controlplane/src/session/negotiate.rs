@@ -12,6 +12,7 @@ use super::call::{Call, Monologue, Policy, Side};
 use super::flags::{Family, Flags};
 use super::ports::FlowSocket;
 use super::{Resources, SessionConfig, rewrite, sdes, unix_now};
+use crate::config::InterfaceSpec;
 
 /// Index of the monologue named `tag`, created when new.
 fn ensure_monologue(call: &mut Call, tag: &str) -> usize {
@@ -57,16 +58,27 @@ fn ensure_side<B: MediaBackend>(
     iface: usize,
     now: Instant,
 ) -> Result<(), String> {
-    // Exact capacity: Vec would round one side up to four (2.3 KiB per party).
-    mono.sides
-        .reserve_exact((i + 1).saturating_sub(mono.sides.len()));
-    while mono.sides.len() <= i {
+    if mono.sides.len() > i {
+        return Ok(());
+    }
+    // Exact capacity: Vec would round one side up to four (2.3 KiB per party),
+    // and the boxed slice it goes back to keeps no spare.
+    let mut sides = std::mem::take(&mut mono.sides).into_vec();
+    sides.reserve_exact(i + 1 - sides.len());
+    let mut added = Ok(());
+    while sides.len() <= i {
         let pair = res.pool(iface).alloc(worker, now);
         res.close_evicted(iface);
-        let pair = pair.map_err(|_| "Ran out of ports".to_owned())?;
-        mono.sides.push(Side::new(iface, pair));
+        match pair {
+            Ok(pair) => sides.push(Side::new(iface, pair)),
+            Err(_) => {
+                added = Err("Ran out of ports".to_owned());
+                break;
+            }
+        }
     }
-    Ok(())
+    mono.sides = sides.into_boxed_slice();
+    added
 }
 
 /// Ends flow `k` of a side: parked, so a later flow on its port takes the socket
@@ -79,22 +91,36 @@ pub(super) fn retire_flow<B: MediaBackend>(
     id: FlowId,
 ) -> Result<(), String> {
     side.retire(k);
+    end_flow(backend, worker, side, k, id)
+}
+
+/// [`retire_flow`] for a side that ends with it: its counters are already
+/// counted, so they are not moved.
+pub(super) fn end_flow<B: MediaBackend>(
+    backend: &mut B,
+    worker: usize,
+    side: &mut Side,
+    k: usize,
+    id: FlowId,
+) -> Result<(), String> {
     if backend.park_flow(worker, id).map_err(|e| e.to_string())? {
         side.pair.park(k, id);
     }
     Ok(())
 }
 
-/// Starts flow `k` of a side on its port's socket (new or parked).
+/// Starts flow `k` of a side on its port's socket (new or parked, or bound
+/// again on `ip`, the side's interface's address).
 fn start_flow<B: MediaBackend>(
     backend: &mut B,
+    ip: IpAddr,
     worker: usize,
     side: &mut Side,
     k: usize,
 ) -> Result<FlowId, String> {
     let sock = side
         .pair
-        .take(k)
+        .take(k, ip)
         .map_err(|e| format!("cannot bind media port {}: {e}", side.pair.port + k as u16))?;
     let rule = side.bare_rule(k);
     let started = match sock {
@@ -117,9 +143,11 @@ pub(super) fn two<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
     }
 }
 
-/// Installs or updates the four flows of m= line `i` between two parties.
+/// Installs or updates the four flows of m= line `i` between two parties, whose
+/// sides' interface indexes name `ifaces`.
 pub(super) fn sync_stream<B: MediaBackend>(
     backend: &mut B,
+    ifaces: &[InterfaceSpec],
     worker: usize,
     sa: &mut Side,
     sb: &mut Side,
@@ -136,8 +164,12 @@ pub(super) fn sync_stream<B: MediaBackend>(
     }
     for s in [&mut *sa, &mut *sb] {
         if s.flows.is_none() {
-            let rtp = start_flow(backend, worker, s, 0)?;
-            let rtcp = match start_flow(backend, worker, s, 1) {
+            let ip = ifaces
+                .get(s.iface())
+                .ok_or("no such media interface")?
+                .local;
+            let rtp = start_flow(backend, ip, worker, s, 0)?;
+            let rtcp = match start_flow(backend, ip, worker, s, 1) {
                 Ok(id) => id,
                 Err(e) => {
                     // Do not leave the first flow of the pair behind.
@@ -192,7 +224,7 @@ pub(super) fn offer_call<B: MediaBackend>(
     let (mx, my) = two(&mut call.monologues, x, y);
     mx.peer = Some(my.tag.clone());
     my.peer = Some(mx.tag.clone());
-    mx.mux_flags = flags.mux;
+    mx.set_mux_flags(flags.mux);
     if let Some(l) = &flags.label {
         mx.set_label(l);
     }
@@ -228,7 +260,7 @@ pub(super) fn offer_call<B: MediaBackend>(
         sx.trim_crypto();
         sy.trim_crypto();
         edits.push(edit?);
-        sync_stream(&mut res.backend, worker, sx, sy)?;
+        sync_stream(&mut res.backend, &res.cfg.interfaces, worker, sx, sy)?;
         plan.push(rewrite::Plan {
             port: if sy.rejected { 0 } else { sy.pair.port },
             mux: sy.mux_offered,
@@ -354,13 +386,13 @@ pub(super) fn answer_call<B: MediaBackend>(
     let policy = Policy::from_flags(flags);
     let mut plan = Vec::with_capacity(sdp.media().len());
     let mut edits = Vec::with_capacity(sdp.media().len());
-    let mut iface = mx.sides.first().map_or(0, |s| s.iface);
+    let mut iface = mx.sides.first().map_or(0, Side::iface);
+    let mf = mx.mux_flags();
     for (i, m) in sdp.media().iter().enumerate() {
         let (sx, sy) = (&mut mx.sides[i], &mut my.sides[i]);
         rewrite::learn_remote(sy, m, sdp, flags);
         sy.policy = policy;
         sy.muxed = sy.mux_signalled && sy.mux_offered;
-        let mf = mx.mux_flags;
         sx.muxed = sx.mux_signalled
             && !mf.reject
             && (sy.muxed || mf.demux || mf.accept || flags.mux.accept);
@@ -375,8 +407,8 @@ pub(super) fn answer_call<B: MediaBackend>(
         if relatch {
             unlatch(&mut res.backend, worker, sy)?;
         }
-        sync_stream(&mut res.backend, worker, sx, sy)?;
-        iface = sx.iface;
+        sync_stream(&mut res.backend, &res.cfg.interfaces, worker, sx, sy)?;
+        iface = sx.iface();
         plan.push(rewrite::Plan {
             port: if rejected { 0 } else { sx.pair.port },
             mux: sx.muxed,

@@ -59,9 +59,9 @@ pub enum PortSocket {
 pub struct PortPair {
     pub rtp: PortSocket,
     pub rtcp: PortSocket,
-    /// The even (RTP) port; RTCP is `port + 1`.
+    /// The even (RTP) port; RTCP is `port + 1`. The address is the pool's (the
+    /// side's interface's), not repeated here.
     pub port: u16,
-    pub ip: IpAddr,
 }
 
 impl PortPair {
@@ -74,12 +74,13 @@ impl PortPair {
     }
 
     /// The socket of port `port + k` for a new flow: the one bound at allocation or
-    /// parked by an earlier flow on it, or else a fresh bind of the same port.
-    pub fn take(&mut self, k: usize) -> std::io::Result<FlowSocket> {
+    /// parked by an earlier flow on it, or else a fresh bind of the same port on
+    /// `ip`, the pair's interface's address.
+    pub fn take(&mut self, k: usize, ip: IpAddr) -> std::io::Result<FlowSocket> {
         match std::mem::take(self.slot(k)) {
             PortSocket::Bound(s) => Ok(FlowSocket::New(s)),
             PortSocket::Parked(id) => Ok(FlowSocket::Parked(id)),
-            PortSocket::Gone => bind(self.ip, self.port + k as u16).map(FlowSocket::New),
+            PortSocket::Gone => bind(ip, self.port + k as u16).map(FlowSocket::New),
         }
     }
 
@@ -260,7 +261,6 @@ impl PortPool {
                 rtp: PortSocket::Bound(rtp),
                 rtcp: PortSocket::Bound(rtcp),
                 port,
-                ip: self.addr,
             });
         }
         // No free pair: one of this worker's parked pairs that has not rested yet
@@ -391,7 +391,7 @@ mod tests {
         let mut got = Vec::new();
         while let Ok(mut pair) = p.alloc(0, t0()) {
             assert_eq!(pair.port % 2, 0);
-            let rtcp = sock(pair.take(1).unwrap());
+            let rtcp = sock(pair.take(1, LO).unwrap());
             assert_eq!(rtcp.local_addr().unwrap().port(), pair.port + 1);
             got.push(pair);
         }
@@ -412,12 +412,12 @@ mod tests {
         let mut p = PortPool::new(LO, 41_501, 41_599, 1);
         let mut pair = p.alloc(0, t0()).unwrap();
         let port = pair.port;
-        let first = sock(pair.take(0).unwrap());
+        let first = sock(pair.take(0, LO).unwrap());
         assert_eq!(first.local_addr().unwrap().port(), port);
         drop(first); // the worker closed it when its flow went away
-        let again = sock(pair.take(0).unwrap());
+        let again = sock(pair.take(0, LO).unwrap());
         assert_eq!(again.local_addr().unwrap().port(), port);
-        let rtcp = sock(pair.take(1).unwrap());
+        let rtcp = sock(pair.take(1, LO).unwrap());
         assert_eq!(rtcp.local_addr().unwrap().port(), port + 1);
     }
 
@@ -437,7 +437,7 @@ mod tests {
     /// its sockets, which the worker holds until it removes the parked flows.
     fn parked_pair(p: &mut PortPool, w: usize, ids: (u32, u32)) -> (PortPair, [FlowSocket; 2]) {
         let mut pair = p.alloc(w, t0()).unwrap();
-        let socks = [pair.take(0).unwrap(), pair.take(1).unwrap()];
+        let socks = [pair.take(0, LO).unwrap(), pair.take(1, LO).unwrap()];
         pair.park(0, FlowId::new(ids.0, 0));
         pair.park(1, FlowId::new(ids.1, 0));
         (pair, socks)
@@ -464,8 +464,8 @@ mod tests {
         let mut again = p.alloc(0, rested()).unwrap();
         assert_eq!(again.port, port);
         assert_eq!(p.parked(), 0);
-        assert!(matches!(again.take(0).unwrap(), FlowSocket::Parked(id) if id.index == 1));
-        assert!(matches!(again.take(1).unwrap(), FlowSocket::Parked(id) if id.index == 2));
+        assert!(matches!(again.take(0, LO).unwrap(), FlowSocket::Parked(id) if id.index == 1));
+        assert!(matches!(again.take(1, LO).unwrap(), FlowSocket::Parked(id) if id.index == 2));
         assert!(p.take_evicted().is_empty());
     }
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::backend::{FlowCounters, MediaBackend};
 use super::call::{Call, Side};
 use super::{Sessions, Totals, flags};
+use crate::config::InterfaceSpec;
 use crate::ng::Value;
 use crate::ng::bencode::Writer;
 
@@ -32,7 +33,14 @@ fn stats(w: &mut Writer<'_>, c: &FlowCounters) {
     w.str("errors").uint(c.errors).end();
 }
 
-fn stream(w: &mut Writer<'_>, side: &Side, k: usize) {
+/// The address a side's ports are bound on: its interface's.
+fn local_ip(ifaces: &[InterfaceSpec], side: &Side) -> IpAddr {
+    ifaces
+        .get(side.iface())
+        .map_or(IpAddr::from([0, 0, 0, 0]), |i| i.local)
+}
+
+fn stream(w: &mut Writer<'_>, side: &Side, ip: IpAddr, k: usize) {
     let signalled = if k == 0 {
         side.remote_rtp
     } else {
@@ -43,8 +51,8 @@ fn stream(w: &mut Writer<'_>, side: &Side, k: usize) {
     w.dict();
     w.str("local port")
         .uint(u64::from(side.pair.port) + k as u64);
-    w.str("local address").ip(side.pair.ip);
-    w.str("family").str(family(side.pair.ip));
+    w.str("local address").ip(ip);
+    w.str("family").str(family(ip));
     w.str("endpoint");
     endpoint(w, c.remote.or(signalled));
     w.str("advertised endpoint");
@@ -70,8 +78,9 @@ fn stream(w: &mut Writer<'_>, side: &Side, k: usize) {
 }
 
 /// The `query` (and `delete`) reply for one call, `result: ok` first, appended
-/// to `out` as bencode without building a value tree.
-pub fn call_info(call: &Call, out: &mut Vec<u8>) {
+/// to `out` as bencode without building a value tree. `ifaces` are the media
+/// interfaces the sides' indexes name.
+pub fn call_info(call: &Call, ifaces: &[InterfaceSpec], out: &mut Vec<u8>) {
     let mut rtp = FlowCounters::default();
     let mut rtcp = FlowCounters::default();
     let w = &mut Writer::new(out);
@@ -99,15 +108,17 @@ pub fn call_info(call: &Call, out: &mut Vec<u8>) {
                 acc.bytes += c.bytes;
                 acc.errors += c.errors;
             }
-            rtp.packets += side.retired.packets;
-            rtp.bytes += side.retired.bytes;
-            rtp.errors += side.retired.errors;
+            let r = side.retired();
+            rtp.packets += r.packets;
+            rtp.bytes += r.bytes;
+            rtp.errors += r.errors;
             w.dict().str("index").uint(i as u64 + 1);
             w.str("type").str(side.names.media());
             w.str("protocol").str(side.names.proto());
             w.str("streams").list();
-            stream(w, side, 0);
-            stream(w, side, 1);
+            let ip = local_ip(ifaces, side);
+            stream(w, side, ip, 0);
+            stream(w, side, ip, 1);
             w.end().str("flags").list();
             if side.muxed {
                 w.str("RTCP-mux");
@@ -258,6 +269,7 @@ mod tests {
     use super::super::call::{Call, Side};
     use super::super::tests::{cfg, req};
     use super::super::{SessionConfig, Sessions};
+    use super::local_ip;
     use crate::config::InterfaceSpec;
     use crate::ng::Value;
 
@@ -289,7 +301,7 @@ mod tests {
         ])
     }
 
-    fn stream(side: &Side, k: usize) -> Value {
+    fn stream(side: &Side, ip: IpAddr, k: usize) -> Value {
         let signalled = if k == 0 {
             side.remote_rtp
         } else {
@@ -307,14 +319,10 @@ mod tests {
         if side.failed {
             flags.push(Value::str("failed"));
         }
-        let family = if side.pair.ip.is_ipv4() {
-            "IPv4"
-        } else {
-            "IPv6"
-        };
+        let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
         Value::Dict(vec![
             entry("local port", int(u64::from(side.pair.port) + k as u64)),
-            entry("local address", Value::str(&side.pair.ip.to_string())),
+            entry("local address", Value::str(&ip.to_string())),
             entry("family", Value::str(family)),
             entry("endpoint", endpoint(c.remote.or(signalled))),
             entry("advertised endpoint", endpoint(signalled)),
@@ -325,7 +333,7 @@ mod tests {
     }
 
     /// The value-tree `call_info` as it was, `result` included.
-    fn reference_call_info(call: &Call) -> Value {
+    fn reference_call_info(call: &Call, ifaces: &[InterfaceSpec]) -> Value {
         let mut rtp = FlowCounters::default();
         let mut rtcp = FlowCounters::default();
         let mut tags = Vec::new();
@@ -340,9 +348,11 @@ mod tests {
                     acc.bytes += c.bytes;
                     acc.errors += c.errors;
                 }
-                rtp.packets += side.retired.packets;
-                rtp.bytes += side.retired.bytes;
-                rtp.errors += side.retired.errors;
+                let r = side.retired();
+                rtp.packets += r.packets;
+                rtp.bytes += r.bytes;
+                rtp.errors += r.errors;
+                let ip = ifaces[side.iface()].local;
                 let mut mflags = Vec::new();
                 for (on, word) in [
                     (side.muxed, "RTCP-mux"),
@@ -360,7 +370,7 @@ mod tests {
                     entry("protocol", Value::str(side.names.proto())),
                     entry(
                         "streams",
-                        Value::List(vec![stream(side, 0), stream(side, 1)]),
+                        Value::List(vec![stream(side, ip, 0), stream(side, ip, 1)]),
                     ),
                     entry("flags", Value::List(mflags)),
                 ]));
@@ -542,11 +552,12 @@ mod tests {
         let sides: Vec<&Side> = call.monologues.iter().flat_map(|m| &m.sides).collect();
         assert!(sides.iter().any(|x| x.rejected) && sides.iter().any(|x| x.muxed));
         assert!(sides.iter().any(|x| x.blocked));
-        assert!(sides.iter().any(|x| matches!(x.pair.ip, IpAddr::V6(_))));
+        let ifaces = &s.res.cfg.interfaces;
+        assert!(sides.iter().any(|x| local_ip(ifaces, x).is_ipv6()));
         for call in s.calls.values() {
             let mut out = b"cookie ".to_vec();
-            super::call_info(call, &mut out);
-            let want = reference_call_info(call).encode();
+            super::call_info(call, ifaces, &mut out);
+            let want = reference_call_info(call, ifaces).encode();
             assert_eq!(
                 String::from_utf8_lossy(&out[7..]),
                 String::from_utf8_lossy(&want)
@@ -557,7 +568,7 @@ mod tests {
         assert!(failed.flat_map(|m| &m.sides).any(|x| x.failed));
         // The public face: `query` decodes the same bytes.
         let q = s.query(&req(&[("call-id", "q")], &[])).unwrap();
-        assert_eq!(q, reference_call_info(&s.calls["q"]));
+        assert_eq!(q, reference_call_info(&s.calls["q"], ifaces));
         let tag_a = q.get("tags").and_then(|t| t.get("A"));
         let label = tag_a.and_then(|a| a.get("label")).and_then(Value::as_str);
         assert_eq!(label, Some("caller"));

@@ -877,7 +877,8 @@ fn calls_hold_their_sides_at_exact_capacity() {
     let call = &s.calls["cap"];
     assert_eq!(call.monologues.capacity(), 2);
     for m in &call.monologues {
-        assert_eq!((m.sides.len(), m.sides.capacity()), (1, 1), "{}", m.tag);
+        // A boxed slice: no spare capacity to check.
+        assert_eq!(m.sides.len(), 1, "{}", m.tag);
     }
 }
 
