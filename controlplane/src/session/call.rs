@@ -348,15 +348,19 @@ impl Side {
 /// One SIP party (tag) of a call.
 #[derive(Debug)]
 pub struct Monologue {
-    /// The SIP tag; empty while an offer waits for the answerer's to-tag.
-    pub tag: Box<str>,
+    /// The SIP tag (empty while an offer waits for the answerer's to-tag) and
+    /// the tag of the party this one talks to, in one block: the party's tag,
+    /// then the peer's. One allocation of both (24 bytes for two 10-byte tags,
+    /// where two took 32) and one fat pointer here, where two took 32 bytes.
+    tags: Box<str>,
+    /// Bits 0-30: length of the party's tag in `tags`. Bit 31: the party has a
+    /// peer, whose tag is the rest (it may be empty: the tagless answerer).
+    tags_meta: u32,
     pub created_unix: u32,
     /// One side per m= line, in SDP order; a boxed slice, as the array only
-    /// grows when a re-offer adds a line (64 bytes a party, not 80, so a call's
-    /// two fit the allocator's 128-byte blocks).
+    /// grows when a re-offer adds a line (48 bytes a party, not 80, so a call's
+    /// two fit the allocator's 96-byte blocks).
     pub sides: Box<[Side]>,
-    /// Tag of the party this one talks to.
-    pub peer: Option<Box<str>>,
     /// Rarely set names and options, boxed so a monologue without them stays small.
     names: Option<Box<TagNames>>,
 }
@@ -395,18 +399,62 @@ struct TagNames {
 
 impl Monologue {
     pub fn new(tag: &str, created_unix: u32) -> Monologue {
+        let (tags, tags_meta) = tags(tag, None);
         Monologue {
-            tag: tag.into(),
-
+            tags,
+            tags_meta,
             created_unix,
             sides: Box::default(),
-            peer: None,
             names: None,
         }
     }
 }
 
+/// Bit 31 of `Monologue::tags_meta`: the party has a peer.
+const HAS_PEER: u32 = 1 << 31;
+
+/// A party's tag and its peer's as a monologue keeps them.
+fn tags(tag: &str, peer: Option<&str>) -> (Box<str>, u32) {
+    // NG and SIP messages are at most 1 MiB, so a tag is always far below 2^31
+    // bytes; were one not, the split would still fall inside the text.
+    let len = u32::try_from(tag.len())
+        .unwrap_or(u32::MAX)
+        .min(HAS_PEER - 1);
+    let mut text = String::with_capacity(tag.len() + peer.map_or(0, str::len));
+    text.push_str(tag);
+    text.push_str(peer.unwrap_or_default());
+    let meta = len | if peer.is_some() { HAS_PEER } else { 0 };
+    (text.into_boxed_str(), meta)
+}
+
 impl Monologue {
+    /// Where the party's tag ends in `tags`.
+    fn split(&self) -> usize {
+        ((self.tags_meta & !HAS_PEER) as usize).min(self.tags.len())
+    }
+
+    /// The SIP tag; empty while an offer waits for the answerer's to-tag.
+    pub fn tag(&self) -> &str {
+        self.tags.get(..self.split()).unwrap_or_default()
+    }
+
+    pub fn set_tag(&mut self, tag: &str) {
+        if self.tag() != tag {
+            (self.tags, self.tags_meta) = tags(tag, self.peer());
+        }
+    }
+
+    /// Tag of the party this one talks to.
+    pub fn peer(&self) -> Option<&str> {
+        (self.tags_meta & HAS_PEER != 0).then(|| self.tags.get(self.split()..).unwrap_or_default())
+    }
+
+    pub fn set_peer(&mut self, peer: Option<&str>) {
+        if self.peer() != peer {
+            (self.tags, self.tags_meta) = tags(self.tag(), peer);
+        }
+    }
+
     /// The `label` the party was given.
     pub fn label(&self) -> Option<&str> {
         self.names.as_ref()?.label.as_deref()
@@ -484,21 +532,21 @@ pub struct Call {
 
 impl Call {
     pub fn monologue(&self, tag: &str) -> Option<usize> {
-        self.monologues.iter().position(|m| &*m.tag == tag)
+        self.monologues.iter().position(|m| m.tag() == tag)
     }
 
     /// How many monologues talk to `tag` (its forks, when more than one).
     fn branches_of(&self, tag: &str) -> usize {
         self.monologues
             .iter()
-            .filter(|m| m.peer.as_deref() == Some(tag))
+            .filter(|m| m.peer() == Some(tag))
             .count()
     }
 
     /// The monologue `m` when it is one of several branches of its peer: then it
     /// can end alone and the call goes on with the others.
     pub fn lone_branch(&self, m: usize, of: Option<usize>) -> Option<usize> {
-        let peer = self.monologues[m].peer.as_deref()?;
+        let peer = self.monologues[m].peer()?;
         let root = self.monologue(peer)?;
         (of.is_none_or(|o| o == root) && self.branches_of(peer) >= 2).then_some(m)
     }
@@ -557,7 +605,23 @@ mod tests {
         // mimalloc's size classes step 192, 224, 256, 320: a party's one-side
         // array of 272 bytes took 320.
         assert!(size_of::<Side>() <= 224, "{}", size_of::<Side>());
-        // And a call's two parties fit 128-byte blocks (160 when a party was 80).
-        assert!(size_of::<Monologue>() <= 64, "{}", size_of::<Monologue>());
+        // And a call's two parties fit 96-byte blocks (160 when a party was 80).
+        assert!(size_of::<Monologue>() <= 48, "{}", size_of::<Monologue>());
+    }
+
+    #[test]
+    fn a_party_keeps_its_tag_and_its_peers_apart() {
+        let mut m = Monologue::new("as7d6f8a9b", 0);
+        assert_eq!((m.tag(), m.peer()), ("as7d6f8a9b", None));
+        m.set_peer(Some(""));
+        assert_eq!((m.tag(), m.peer()), ("as7d6f8a9b", Some("")));
+        m.set_peer(Some("bz1c2d3e4f"));
+        assert_eq!((m.tag(), m.peer()), ("as7d6f8a9b", Some("bz1c2d3e4f")));
+        assert_eq!(m.tags.len(), 20, "one block for both");
+        m.set_tag("");
+        assert_eq!((m.tag(), m.peer()), ("", Some("bz1c2d3e4f")));
+        m.set_tag("é-ü");
+        m.set_peer(None);
+        assert_eq!((m.tag(), m.peer()), ("é-ü", None));
     }
 }

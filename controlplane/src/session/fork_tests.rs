@@ -53,7 +53,7 @@ fn tags(s: &Sessions<FakeBackend>, call: &str) -> Vec<(String, usize)> {
     s.calls[call]
         .monologues
         .iter()
-        .map(|m| (m.tag.to_string(), m.sides.len()))
+        .map(|m| (m.tag().to_string(), m.sides.len()))
         .collect()
 }
 
@@ -73,7 +73,7 @@ fn a_forked_answer_takes_the_media_on_the_ports_every_fork_was_offered() {
         tags(&s, "k"),
         [("A".into(), 1), ("B1".into(), 0), ("B2".into(), 1)]
     );
-    assert_eq!(s.calls["k"].monologues[0].peer.as_deref(), Some("B2"));
+    assert_eq!(s.calls["k"].monologues[0].peer(), Some("B2"));
     // The fork's side first forgot B1's latched address (a Fixed rule), then
     // learns again.
     assert!(s.backend().commands >= before + 2 * 2);
@@ -130,7 +130,7 @@ fn delete_of_the_live_branch_hands_the_media_to_the_other_fork() {
     )
     .unwrap();
     assert_eq!(tags(&s, "k"), [("A".into(), 1), ("B1".into(), 1)]);
-    assert_eq!(s.calls["k"].monologues[0].peer.as_deref(), Some("B1"));
+    assert_eq!(s.calls["k"].monologues[0].peer(), Some("B1"));
     assert_eq!((s.backend().flows.len(), s.ports_in_use()), (4, 2));
     // B1's own answer said where it wants media: it gets it at once.
     assert_eq!(remote_of(&s, to_b), Some(6000));

@@ -440,7 +440,7 @@ impl<B: MediaBackend> Sessions<B> {
                 // (a repeated delete keeps the first deadline).
                 call.monologues[m].set_ending(Some(now + delay));
                 tracing::info!(
-                    call_id = %call_id, tag = %call.monologues[m].tag, delay_s = delay.as_secs(),
+                    call_id = %call_id, tag = %call.monologues[m].tag(), delay_s = delay.as_secs(),
                     "branch delete scheduled"
                 );
             }
@@ -474,15 +474,15 @@ impl<B: MediaBackend> Sessions<B> {
         };
         let worker = call.worker;
         let gone = call.monologues.remove(m);
-        tracing::info!(call_id = %call_id, tag = %gone.tag, "branch deleted");
-        let root_tag = gone.peer.unwrap_or_default();
+        tracing::info!(call_id = %call_id, tag = %gone.tag(), "branch deleted");
+        let root_tag = gone.peer().unwrap_or_default();
         let root = call
-            .monologue(&root_tag)
-            .filter(|r| call.monologues[*r].peer.as_deref() == Some(&gone.tag));
+            .monologue(root_tag)
+            .filter(|r| call.monologues[*r].peer() == Some(gone.tag()));
         let heir = call
             .monologues
             .iter()
-            .rposition(|x| x.peer.as_deref() == Some(&root_tag));
+            .rposition(|x| x.peer() == Some(root_tag));
         let heir = heir.filter(|h| call.monologues[*h].sides.is_empty());
         let (Some(root), Some(heir)) = (root, heir) else {
             // A losing fork (or no fork free to take over): whatever it holds
@@ -493,7 +493,8 @@ impl<B: MediaBackend> Sessions<B> {
             self.reindex(call_id, before);
             return Ok(());
         };
-        call.monologues[root].peer = Some(call.monologues[heir].tag.clone());
+        let heir_tag = call.monologues[heir].tag().to_owned();
+        call.monologues[root].set_peer(Some(&heir_tag));
         let (mr, mh) = negotiate::two(&mut call.monologues, root, heir);
         mh.sides = gone.sides;
         // The heir's own answer (kept when the gone fork displaced it) says where
@@ -673,6 +674,7 @@ impl<B: MediaBackend> Sessions<B> {
             return;
         };
         'found: for mono in &mut call.monologues {
+            let tag = mono.tag().to_owned();
             for side in &mut mono.sides {
                 let Some(flows) = side.flows.filter(|f| f.contains(&id)) else {
                     continue;
@@ -686,7 +688,7 @@ impl<B: MediaBackend> Sessions<B> {
                     }
                 }
                 tracing::error!(
-                    call_id = %call_id, tag = %mono.tag, port = side.pair.port, error = %why,
+                    call_id = %call_id, tag = %tag, port = side.pair.port, error = %why,
                     "worker refused a flow; stream marked failed"
                 );
                 break 'found;
@@ -792,7 +794,7 @@ impl<B: MediaBackend> Sessions<B> {
                 c.monologues
                     .iter()
                     .filter(|m| m.ending().is_some_and(|at| at <= now))
-                    .map(|m| (c.id.clone(), m.tag.clone()))
+                    .map(|m| (c.id.clone(), Box::from(m.tag())))
             })
             .collect();
         for (call_id, tag) in due {

@@ -206,7 +206,7 @@ pub(super) fn offer_call<B: MediaBackend>(
     let x = ensure_monologue(call, from_tag);
     let y = match to_tag {
         Some(t) => ensure_monologue(call, t),
-        None => match call.monologues[x].peer.clone() {
+        None => match call.monologues[x].peer().map(str::to_owned) {
             Some(p) => ensure_monologue(call, &p),
             None => ensure_monologue(call, ""),
         },
@@ -222,8 +222,8 @@ pub(super) fn offer_call<B: MediaBackend>(
     )?;
     let worker = call.worker;
     let (mx, my) = two(&mut call.monologues, x, y);
-    mx.peer = Some(my.tag.clone());
-    my.peer = Some(mx.tag.clone());
+    mx.set_peer(Some(my.tag()));
+    my.set_peer(Some(mx.tag()));
     mx.set_mux_flags(flags.mux);
     if let Some(l) = &flags.label {
         mx.set_label(l);
@@ -291,24 +291,23 @@ pub(super) fn offer_call<B: MediaBackend>(
 /// port. A branch left behind keeps its tag (for `delete` and a later answer) and
 /// no sides.
 fn answerer(call: &mut Call, x: usize, to_tag: &str) -> Result<(usize, bool), String> {
-    let x_tag = call.monologues[x].tag.clone();
+    let x_tag = call.monologues[x].tag().to_owned();
     let live = call.monologues[x]
-        .peer
-        .as_deref()
+        .peer()
         .and_then(|p| call.monologue(p))
         .filter(|p| *p != x);
     let y = match call.monologue(to_tag) {
         Some(y) => y,
         None => match live {
-            Some(l) if call.monologues[l].tag.is_empty() => {
-                call.monologues[l].tag = to_tag.into();
-                call.monologues[x].peer = Some(to_tag.into());
+            Some(l) if call.monologues[l].tag().is_empty() => {
+                call.monologues[l].set_tag(to_tag);
+                call.monologues[x].set_peer(Some(to_tag));
                 return Ok((l, false));
             }
-            Some(l) if call.monologues[l].peer.as_deref() == Some(&*x_tag) => {
+            Some(l) if call.monologues[l].peer() == Some(&*x_tag) => {
                 call.monologues.reserve_exact(1);
                 let mut m = Monologue::new(to_tag, unix_now());
-                m.peer = Some(x_tag.clone());
+                m.set_peer(Some(&x_tag));
                 call.monologues.push(m);
                 call.monologues.len() - 1
             }
@@ -318,7 +317,7 @@ fn answerer(call: &mut Call, x: usize, to_tag: &str) -> Result<(usize, bool), St
     let Some(l) = live.filter(|l| {
         *l != y
             && call.monologues[y].sides.is_empty()
-            && call.monologues[*l].peer.as_deref() == Some(&*x_tag)
+            && call.monologues[*l].peer() == Some(&*x_tag)
     }) else {
         return Ok((y, false));
     };
@@ -334,8 +333,8 @@ fn answerer(call: &mut Call, x: usize, to_tag: &str) -> Result<(usize, bool), St
     let sides = std::mem::take(&mut call.monologues[l].sides);
     call.monologues[y].sides = sides;
     call.monologues[y].take_memo();
-    call.monologues[y].peer = Some(x_tag);
-    call.monologues[x].peer = Some(to_tag.into());
+    call.monologues[y].set_peer(Some(&x_tag));
+    call.monologues[x].set_peer(Some(to_tag));
     tracing::info!(call_id = %call.id, to_tag = %to_tag, "forked answer takes the media");
     Ok((y, true))
 }

@@ -89,13 +89,13 @@ pub fn call_info(call: &Call, ifaces: &[InterfaceSpec], out: &mut Vec<u8>) {
     w.str("last signal").uint(u64::from(call.last_signal_unix));
     w.str("tags").dict();
     for mono in &call.monologues {
-        w.bytes(mono.tag.as_bytes()).dict();
-        w.str("tag").str(&mono.tag);
+        w.bytes(mono.tag().as_bytes()).dict();
+        w.str("tag").str(mono.tag());
         w.str("created").uint(u64::from(mono.created_unix));
         if let Some(l) = mono.label() {
             w.str("label").str(l);
         }
-        if let Some(p) = &mono.peer {
+        if let Some(p) = mono.peer() {
             w.str("in dialogue with").str(p);
         }
         w.str("medias").list();
@@ -376,17 +376,17 @@ mod tests {
                 ]));
             }
             let mut t = vec![
-                entry("tag", Value::str(&mono.tag)),
+                entry("tag", Value::str(mono.tag())),
                 entry("created", int(u64::from(mono.created_unix))),
             ];
             if let Some(l) = mono.label() {
                 t.push(entry("label", Value::str(l)));
             }
-            if let Some(p) = &mono.peer {
+            if let Some(p) = mono.peer() {
                 t.push(entry("in dialogue with", Value::str(p)));
             }
             t.push(entry("medias", Value::List(medias)));
-            tags.push((mono.tag.as_bytes().to_vec(), Value::Dict(t)));
+            tags.push((mono.tag().as_bytes().to_vec(), Value::Dict(t)));
         }
         Value::Dict(vec![
             entry("result", Value::str("ok")),

@@ -878,7 +878,7 @@ fn calls_hold_their_sides_at_exact_capacity() {
     assert_eq!(call.monologues.capacity(), 2);
     for m in &call.monologues {
         // A boxed slice: no spare capacity to check.
-        assert_eq!(m.sides.len(), 1, "{}", m.tag);
+        assert_eq!(m.sides.len(), 1, "{}", m.tag());
     }
 }
 
