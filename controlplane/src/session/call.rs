@@ -120,9 +120,9 @@ pub struct Tally {
 /// address is the interface's, not repeated here.
 #[derive(Debug)]
 pub struct Side {
-    /// Index of the interface the pair is bound on (and so of its address); the
-    /// configuration allows at most [`MAX_INTERFACES`].
-    iface: u16,
+    /// Index of the interface the pair is bound on (and so of its address): one
+    /// byte, as there are at most [`MAX_INTERFACES`].
+    iface: u8,
     /// The party sends to `pair.port` (RTP, or both when muxed) and `pair.port + 1`
     /// (RTCP); reserved until the call's ports are released.
     pub pair: PortPair,
@@ -165,11 +165,10 @@ pub struct Side {
 }
 
 impl Side {
-    /// A side on interface `iface`, which is below [`MAX_INTERFACES`].
-    pub fn new(iface: usize, pair: PortPair) -> Side {
-        debug_assert!(iface < MAX_INTERFACES);
+    /// A side on interface `iface` ([`Side::iface_index`] makes one).
+    pub fn new(iface: u8, pair: PortPair) -> Side {
         Side {
-            iface: u16::try_from(iface).unwrap_or(u16::MAX),
+            iface,
             pair,
             flows: None,
             remote_rtp: None,
@@ -196,6 +195,15 @@ impl Side {
     /// Index of the interface the pair is bound on.
     pub fn iface(&self) -> usize {
         usize::from(self.iface)
+    }
+
+    /// Interface `iface` as a side keeps it; an error beyond [`MAX_INTERFACES`],
+    /// which the configuration refuses at startup.
+    pub fn iface_index(iface: usize) -> Result<u8, String> {
+        u8::try_from(iface)
+            .ok()
+            .filter(|_| iface < MAX_INTERFACES)
+            .ok_or_else(|| format!("media interface {iface} beyond the {MAX_INTERFACES} allowed"))
     }
 
     /// Counters of the flows removed from this side while it lived.
@@ -383,7 +391,8 @@ pub struct SideMemo {
 /// over with its address and keys at once, not only once it sends or answers.
 pub type ForkMemo = Box<[SideMemo]>;
 
-/// `label` and `via-branch` of a monologue.
+/// What few monologues have: `label`, `via-branch`, a fork's kept answer and
+/// pending end, and `rtcp-mux` options other than the defaults.
 #[derive(Debug, Default)]
 struct TagNames {
     label: Option<Box<str>>,
@@ -607,6 +616,14 @@ mod tests {
         assert!(size_of::<Side>() <= 224, "{}", size_of::<Side>());
         // And a call's two parties fit 96-byte blocks (160 when a party was 80).
         assert!(size_of::<Monologue>() <= 48, "{}", size_of::<Monologue>());
+    }
+
+    #[test]
+    fn interface_indexes_beyond_the_limit_are_refused() {
+        assert_eq!(Side::iface_index(0), Ok(0));
+        assert_eq!(Side::iface_index(MAX_INTERFACES - 1), Ok(255));
+        assert!(Side::iface_index(MAX_INTERFACES).is_err());
+        assert!(Side::iface_index(usize::MAX).is_err());
     }
 
     #[test]

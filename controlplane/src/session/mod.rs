@@ -673,26 +673,27 @@ impl<B: MediaBackend> Sessions<B> {
         let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
-        'found: for mono in &mut call.monologues {
-            let tag = mono.tag().to_owned();
-            for side in &mut mono.sides {
-                let Some(flows) = side.flows.filter(|f| f.contains(&id)) else {
-                    continue;
-                };
-                side.flows = None;
-                side.failed = true;
-                for (k, f) in flows.into_iter().enumerate() {
-                    side.retire(k);
-                    if let Err(e) = self.res.backend.remove_flow(worker, f) {
-                        tracing::warn!(call_id = %call_id, error = %e, "removing a refused flow failed");
-                    }
+        let found = call.monologues.iter().enumerate().find_map(|(m, mono)| {
+            let i = mono
+                .sides
+                .iter()
+                .position(|s| s.flows.is_some_and(|f| f.contains(&id)))?;
+            Some((m, i))
+        });
+        if let Some((m, i)) = found {
+            let mono = &mut call.monologues[m];
+            let side = &mut mono.sides[i];
+            side.failed = true;
+            for (k, f) in side.flows.take().into_iter().flatten().enumerate() {
+                side.retire(k);
+                if let Err(e) = self.res.backend.remove_flow(worker, f) {
+                    tracing::warn!(call_id = %call_id, error = %e, "removing a refused flow failed");
                 }
-                tracing::error!(
-                    call_id = %call_id, tag = %tag, port = side.pair.port, error = %why,
-                    "worker refused a flow; stream marked failed"
-                );
-                break 'found;
             }
+            tracing::error!(
+                call_id = %call_id, tag = %mono.tag(), port = mono.sides[i].pair.port, error = %why,
+                "worker refused a flow; stream marked failed"
+            );
         }
         self.reindex(&call_id, before);
     }

@@ -61,6 +61,7 @@ fn ensure_side<B: MediaBackend>(
     if mono.sides.len() > i {
         return Ok(());
     }
+    let index = Side::iface_index(iface)?;
     // Exact capacity: Vec would round one side up to four (2.3 KiB per party),
     // and the boxed slice it goes back to keeps no spare.
     let mut sides = std::mem::take(&mut mono.sides).into_vec();
@@ -70,7 +71,7 @@ fn ensure_side<B: MediaBackend>(
         let pair = res.pool(iface).alloc(worker, now);
         res.close_evicted(iface);
         match pair {
-            Ok(pair) => sides.push(Side::new(iface, pair)),
+            Ok(pair) => sides.push(Side::new(index, pair)),
             Err(_) => {
                 added = Err("Ran out of ports".to_owned());
                 break;

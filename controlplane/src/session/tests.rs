@@ -877,7 +877,7 @@ fn calls_hold_their_sides_at_exact_capacity() {
     let call = &s.calls["cap"];
     assert_eq!(call.monologues.capacity(), 2);
     for m in &call.monologues {
-        // A boxed slice: no spare capacity to check.
+        // The sides are a boxed slice, exact by construction: one per m= line.
         assert_eq!(m.sides.len(), 1, "{}", m.tag());
     }
 }

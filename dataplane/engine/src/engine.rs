@@ -14,7 +14,7 @@ use hdrhistogram::Histogram;
 use crate::crypto::{self, FlowCrypto, Kind};
 use crate::error::{DropReason, EngineError};
 use crate::event::{EngineEvent, EventQueue};
-use crate::latch::Verdict;
+use crate::latch::{Addr, Verdict};
 use crate::rule::{Component, FlowId, FlowRule, LatchMode, SsrcRewrite};
 use crate::stats::{FlowStats, WorkerCounters, WorkerStats, residence_histogram};
 use crate::table::{Flow, FlowTable, Rule};
@@ -237,10 +237,13 @@ impl Engine {
             .ok_or(DropReason::NoDestination)?;
         // Never back to the sender: that is a loop, not a call. The ports, compared
         // first, differ for nearly every packet, so the full compare (an enum of
-        // two address families) is rarely reached.
-        if dest.port() == src.port() && dest == src {
+        // two address families) is rarely reached. Compared as the latch keeps
+        // addresses (without IPv6 scope), so a scoped source that latched its
+        // peer is caught too.
+        if dest.port() == src.port() && dest == Addr::from(src) {
             return Err(DropReason::Reflected);
         }
+        let dest = SocketAddr::from(dest);
         // The peer rewrote the SSRC of the media it forwarded toward our remote, so our
         // remote's reports about that media name the rewritten SSRC.
         let peer_rewrite = match kind {
@@ -422,7 +425,7 @@ fn snapshot(flow: &Flow) -> FlowStats {
     // Every accepted packet restarts the idle period, and nothing else does once
     // one has arrived (the idle scan only starts the count of a flow without media).
     s.last_packet_ns = flow.counters.first_packet_ns.get().and(flow.idle.since());
-    s.remote = flow.latch.remote(flow.rule.remote);
+    s.remote = flow.latch.remote(flow.rule.remote).map(SocketAddr::from);
     s.latched = flow.latch.addr.is_some();
     s.blocked = flow.rule.blocked;
     s

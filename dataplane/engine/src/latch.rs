@@ -36,6 +36,13 @@ impl From<Addr> for SocketAddr {
     }
 }
 
+impl Addr {
+    #[inline]
+    pub(crate) fn port(self) -> u16 {
+        self.port
+    }
+}
+
 /// What the latch learned from the packets it accepted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Latch {
@@ -63,8 +70,8 @@ pub(crate) enum Verdict {
 impl Latch {
     /// Where the flow's packets go and come from now.
     #[inline]
-    pub(crate) fn remote(&self, signalled: Option<Addr>) -> Option<SocketAddr> {
-        self.addr.or(signalled).map(SocketAddr::from)
+    pub(crate) fn remote(&self, signalled: Option<Addr>) -> Option<Addr> {
+        self.addr.or(signalled)
     }
 
     /// Judges a packet from `src` carrying `ssrc` (RTP SSRC or RTCP sender SSRC).
@@ -149,7 +156,7 @@ mod tests {
         let mut l = Latch::default();
         let v = l.check(LatchMode::LatchFirst, RELATCH, sig(1), a(2), Some(7), 0);
         assert_eq!(v, Verdict::Latched { first: true });
-        assert_eq!(l.remote(sig(1)), Some(a(2)));
+        assert_eq!(l.remote(sig(1)), Some(a(2).into()));
         // The signalled address is now a stranger.
         assert_eq!(
             l.check(LatchMode::LatchFirst, RELATCH, sig(1), a(1), Some(9), 10),

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+
 use common::*;
 use ferrelay_engine::{
     Action, Component, DropReason, EngineError, EngineEvent, FlowId, FlowRule, Output, SsrcRewrite,
@@ -94,6 +96,20 @@ fn a_packet_is_never_sent_back_to_its_source() {
     let s = c.engine.flow_stats(c.a).unwrap();
     assert_eq!((s.drops, s.last_drop), (2, Some(DropReason::Reflected)));
     assert_eq!(c.engine.flow_stats(c.b).unwrap().fwd_packets, 0);
+
+    // The same with a link-local IPv6 peer, whose datagrams carry a scope id
+    // the latch does not keep: still caught, not forwarded into a failing send.
+    let mut c = Call::new(Component::Rtp, |_| {});
+    let scoped = SocketAddr::V6(SocketAddrV6::new(
+        Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 7),
+        5000,
+        0,
+        2,
+    ));
+    let (act, _) = c.send(0, c.a, scoped, &rtp(0, 1, 0, 1, b"stale"));
+    assert!(matches!(act, Action::Forward { .. }), "{act:?}");
+    let (act, _) = c.send(MS, c.b, scoped, &rtp(0, 1, 0, 2, b"echo"));
+    assert_eq!(act, Action::Drop(DropReason::Reflected));
 }
 
 #[test]
