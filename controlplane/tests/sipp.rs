@@ -98,6 +98,55 @@ fn stat(v: &Value, group: &str, key: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {group}.{key} in {v:?}"))
 }
 
+/// Every live call's streams, one line each: local port, where its packets go
+/// (the latched endpoint, else the signalled one) and how many it received. To
+/// tell, should the media counts come out wrong, where the packets went.
+async fn streams_now(ng: &mut Ng) -> Vec<String> {
+    let listed = ng
+        .call(&to_dict(vec![
+            ("command", Value::str("list")),
+            ("limit", Value::Int(1000)),
+        ]))
+        .await;
+    let ids: Vec<String> = listed
+        .get("calls")
+        .and_then(Value::as_list)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    let mut lines = Vec::new();
+    for id in ids {
+        let q = ng.call(&cmd("query", &id)).await;
+        let Some(Value::Dict(tags)) = q.get("tags") else {
+            continue;
+        };
+        for (tag, t) in tags {
+            let medias = t.get("medias").and_then(Value::as_list).unwrap_or_default();
+            for stream in medias
+                .iter()
+                .filter_map(|m| m.get("streams").and_then(Value::as_list))
+                .flatten()
+            {
+                let int = |v: Option<&Value>| v.and_then(Value::as_int).unwrap_or(-1);
+                let ep = stream.get("endpoint");
+                lines.push(format!(
+                    "{id} {} :{} -> {}:{} rx {}",
+                    String::from_utf8_lossy(tag),
+                    int(stream.get("local port")),
+                    ep.and_then(|e| e.get("address"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("-"),
+                    int(ep.and_then(|e| e.get("port"))),
+                    int(stream.get("stats").and_then(|s| s.get("packets"))),
+                ));
+            }
+        }
+    }
+    lines
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipp_places_100_calls_with_rtp_through_the_front_end() {
     let sipp = sipp();
@@ -148,6 +197,10 @@ async fn sipp_places_100_calls_with_rtp_through_the_front_end() {
         .kill_on_drop(true)
         .spawn()
         .expect("sipp UAC starts");
+    // Halfway through the calls' media, where every stream sends to.
+    let mut ng = Ng::new(relay.ng_udp).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let midway = streams_now(&mut ng).await;
     let uac = tokio::time::timeout(LIMIT + Duration::from_secs(10), uac.wait_with_output())
         .await
         .expect("SIPp UAC finishes in time")
@@ -170,7 +223,6 @@ async fn sipp_places_100_calls_with_rtp_through_the_front_end() {
         String::from_utf8_lossy(&uas.stderr)
     );
 
-    let mut ng = Ng::new(relay.ng_udp).await;
     let s = ng
         .call(&to_dict(vec![("command", Value::str("statistics"))]))
         .await;
@@ -194,13 +246,26 @@ async fn sipp_places_100_calls_with_rtp_through_the_front_end() {
     // lag by one publish): tells a miscount in the call totals from datagrams that
     // really arrived more than once.
     let (mut rx, mut tx, mut dropped) = (0, 0, 0);
+    let mut reasons = std::collections::BTreeMap::new();
     for w in relay.observatory().samples().into_iter().flatten() {
         rx += w.report.engine.rx_packets;
         tx += w.report.engine.tx_packets;
         dropped += w.report.engine.drops.total();
+        for (r, n) in w.report.engine.drops.iter().filter(|(_, n)| *n > 0) {
+            *reasons.entry(r.as_str()).or_insert(0) += n;
+        }
     }
-    let workers = format!("workers received {rx}, sent {tx}, dropped {dropped} datagrams");
+    let workers =
+        format!("workers received {rx}, sent {tx}, dropped {dropped} datagrams {reasons:?}");
     eprintln!("{workers}");
+    let ports = format!(
+        "SIPp: UAS SIP {uas_port}, media {uas_media}; UAC SIP {uac_port}, media {uac_media}; relay SIP {proxy}"
+    );
+    let bad = !(packets * 100 >= expected * 95 && packets <= expected);
+    eprintln!("{ports}; {} streams 7 s in:", midway.len());
+    for l in midway.iter().take(if bad { usize::MAX } else { 4 }) {
+        eprintln!("  {l}");
+    }
     // Loopback loses nothing on a quiet host; allow 5 % for a loaded CI machine.
     assert!(
         packets * 100 >= expected * 95 && packets <= expected,
