@@ -65,17 +65,29 @@ mod tempdir {
     }
 }
 
-/// A port free right now on loopback (UDP), even so SIPp's RTP/RTCP pairs fit.
+/// A port free right now on loopback (UDP), for SIPp's SIP sockets, which it
+/// binds at start.
 fn free_port() -> u16 {
-    loop {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = s.local_addr().unwrap().port();
-        if p.is_multiple_of(2) && p < 65_000 {
-            return p;
-        }
-    }
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .unwrap()
+        .port()
 }
 
+/// The first of `len` ports from `from` up, a multiple of four, that are all free
+/// on loopback right now, for SIPp's media. SIPp binds only its base media port
+/// (and base + 2): a `uac_pcap` call n plays from and announces base + 4 (n - 1)
+/// without binding it. Those ports must be neither the relay's media ports nor
+/// another socket's, or the calls' SDP sends the relay's media to itself: calls
+/// chain through each other's ports and through the UAS's echo, and every packet
+/// is relayed many times over (CI saw 1.77 million relayed for 49,200). Below the
+/// kernel's ephemeral range (32768 up by default), no port 0 bind lands there.
+fn free_span(from: u16, len: u16) -> u16 {
+    (from..32_768 - len)
+        .step_by(4)
+        .find(|b| (0..len).all(|i| std::net::UdpSocket::bind(("127.0.0.1", b + i)).is_ok()))
+        .expect("a span of free ports below 32768 for SIPp's media")
+}
 /// Packets in one of SIPp's captures (classic pcap: 24-byte file header, then
 /// 16-byte record headers with the captured length at offset 8).
 fn pcap_packets(name: &str) -> i64 {
@@ -160,8 +172,11 @@ async fn sipp_places_100_calls_with_rtp_through_the_front_end() {
     })
     .await;
     let proxy: SocketAddr = relay.sip.expect("SIP front end on");
-    let (uas_port, uas_media, uac_port, uac_media) =
-        (free_port(), free_port(), free_port(), free_port());
+    let (uas_port, uac_port) = (free_port(), free_port());
+    // Media spans below the ephemeral range and the relay's (56000 up), apart.
+    let per_call = 4 * CALLS as u16;
+    let uac_media = free_span(20_000, per_call + 4);
+    let uas_media = free_span(uac_media + per_call + 4, 4);
     let limit = format!("{}s", LIMIT.as_secs());
 
     let uas = Command::new(&sipp)
