@@ -211,8 +211,8 @@ pub enum ConfigError {
     Invalid { origin: String, reason: String },
 }
 
-/// Most media interfaces: a call's side keeps its interface's index in two
-/// bytes, and no host has anywhere near this many addresses to relay on.
+/// Most media interfaces: a call's side keeps its interface's index in one
+/// byte, and no host has anywhere near this many addresses to relay on.
 pub const MAX_INTERFACES: usize = 256;
 
 /// Most NG threads by default. They get a quarter of the cores: the rest stay

@@ -311,20 +311,7 @@ async fn concurrent_clients_over_several_ng_threads_and_shards() {
         t.await.unwrap();
     }
     let mut ng = Ng::new(relay.ng_udp).await;
-    let list = ng
-        .call(&dict([
-            ("command", Value::str("list")),
-            ("limit", Value::Int(1000)),
-        ]))
-        .await;
-    let mut listed: Vec<String> = list
-        .get("calls")
-        .and_then(Value::as_list)
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect();
+    let mut listed = listed_calls(&mut ng, 1000).await;
     listed.sort();
     let mut want: Vec<String> = (0..clients)
         .flat_map(|k| (0..kept).map(move |i| format!("rush-{k}-{i}")))

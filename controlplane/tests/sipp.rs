@@ -114,22 +114,8 @@ fn stat(v: &Value, group: &str, key: &str) -> i64 {
 /// (the latched endpoint, else the signalled one) and how many it received. To
 /// tell, should the media counts come out wrong, where the packets went.
 async fn streams_now(ng: &mut Ng) -> Vec<String> {
-    let listed = ng
-        .call(&to_dict(vec![
-            ("command", Value::str("list")),
-            ("limit", Value::Int(1000)),
-        ]))
-        .await;
-    let ids: Vec<String> = listed
-        .get("calls")
-        .and_then(Value::as_list)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect();
     let mut lines = Vec::new();
-    for id in ids {
+    for id in listed_calls(ng, 1000).await {
         let q = ng.call(&cmd("query", &id)).await;
         let Some(Value::Dict(tags)) = q.get("tags") else {
             continue;

@@ -12,7 +12,7 @@ use super::flags::{Flags, MuxFlags};
 use super::ports::PortPair;
 use super::rewrite::MediaNames;
 use super::sdes::SideCrypto;
-use crate::config::MAX_INTERFACES;
+use crate::config::{InterfaceSpec, MAX_INTERFACES};
 
 /// Silence before `media-handover` lets a new source take over the stream (the
 /// engine also lets a newcomer with the latched SSRC move it at once).
@@ -200,10 +200,15 @@ impl Side {
     /// Interface `iface` as a side keeps it; an error beyond [`MAX_INTERFACES`],
     /// which the configuration refuses at startup.
     pub fn iface_index(iface: usize) -> Result<u8, String> {
+        const { assert!(MAX_INTERFACES == 1 << u8::BITS) };
         u8::try_from(iface)
-            .ok()
-            .filter(|_| iface < MAX_INTERFACES)
-            .ok_or_else(|| format!("media interface {iface} beyond the {MAX_INTERFACES} allowed"))
+            .map_err(|_| format!("media interface {iface} beyond the {MAX_INTERFACES} allowed"))
+    }
+
+    /// The address the side's ports are bound on: its interface's, from the
+    /// interfaces its index names.
+    pub fn local_ip(&self, ifaces: &[InterfaceSpec]) -> Option<IpAddr> {
+        ifaces.get(self.iface()).map(|i| i.local)
     }
 
     /// Counters of the flows removed from this side while it lived.

@@ -165,10 +165,7 @@ pub(super) fn sync_stream<B: MediaBackend>(
     }
     for s in [&mut *sa, &mut *sb] {
         if s.flows.is_none() {
-            let ip = ifaces
-                .get(s.iface())
-                .ok_or("no such media interface")?
-                .local;
+            let ip = s.local_ip(ifaces).ok_or("no such media interface")?;
             let rtp = start_flow(backend, ip, worker, s, 0)?;
             let rtcp = match start_flow(backend, ip, worker, s, 1) {
                 Ok(id) => id,

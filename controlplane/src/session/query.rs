@@ -33,13 +33,6 @@ fn stats(w: &mut Writer<'_>, c: &FlowCounters) {
     w.str("errors").uint(c.errors).end();
 }
 
-/// The address a side's ports are bound on: its interface's.
-fn local_ip(ifaces: &[InterfaceSpec], side: &Side) -> IpAddr {
-    ifaces
-        .get(side.iface())
-        .map_or(IpAddr::from([0, 0, 0, 0]), |i| i.local)
-}
-
 fn stream(w: &mut Writer<'_>, side: &Side, ip: IpAddr, k: usize) {
     let signalled = if k == 0 {
         side.remote_rtp
@@ -116,7 +109,7 @@ pub fn call_info(call: &Call, ifaces: &[InterfaceSpec], out: &mut Vec<u8>) {
             w.str("type").str(side.names.media());
             w.str("protocol").str(side.names.proto());
             w.str("streams").list();
-            let ip = local_ip(ifaces, side);
+            let ip = side.local_ip(ifaces).unwrap_or(IpAddr::from([0, 0, 0, 0]));
             stream(w, side, ip, 0);
             stream(w, side, ip, 1);
             w.end().str("flags").list();
@@ -269,7 +262,6 @@ mod tests {
     use super::super::call::{Call, Side};
     use super::super::tests::{cfg, req};
     use super::super::{SessionConfig, Sessions};
-    use super::local_ip;
     use crate::config::InterfaceSpec;
     use crate::ng::Value;
 
@@ -553,7 +545,11 @@ mod tests {
         assert!(sides.iter().any(|x| x.rejected) && sides.iter().any(|x| x.muxed));
         assert!(sides.iter().any(|x| x.blocked));
         let ifaces = &s.res.cfg.interfaces;
-        assert!(sides.iter().any(|x| local_ip(ifaces, x).is_ipv6()));
+        assert!(
+            sides
+                .iter()
+                .any(|x| x.local_ip(ifaces).is_some_and(|ip| ip.is_ipv6()))
+        );
         for call in s.calls.values() {
             let mut out = b"cookie ".to_vec();
             super::call_info(call, ifaces, &mut out);

@@ -162,6 +162,23 @@ pub fn cmd(command: &str, call: &str) -> Value {
     ])
 }
 
+/// The call-ids of the relay's `list` reply, up to `limit`.
+pub async fn listed_calls(ng: &mut Ng, limit: i64) -> Vec<String> {
+    let list = ng
+        .call(&dict([
+            ("command", Value::str("list")),
+            ("limit", Value::Int(limit)),
+        ]))
+        .await;
+    list.get("calls")
+        .and_then(Value::as_list)
+        .unwrap_or_else(|| panic!("no calls list in {list:?}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
 pub fn to_dict(d: Vec<(&str, Value)>) -> Value {
     Value::Dict(
         d.into_iter()

@@ -10,9 +10,8 @@ use crate::rule::{LatchMode, MismatchPolicy};
 /// An endpoint as the flow slot keeps it: address and port, without the IPv6
 /// flow info and scope id that `SocketAddr` adds (20 bytes with its `Option`,
 /// where `SocketAddr` takes 32). SDP names neither, rtpengine's own endpoint type
-/// has neither, and a media peer is not link-local: a datagram from a scoped
-/// source is answered unscoped, which the kernel then refuses to send (counted
-/// by the I/O shell as a send error).
+/// has neither. What is lost: a link-local peer that only latching could learn
+/// is answered without its scope, so its replies do not reach it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Addr {
     ip: IpAddr,
