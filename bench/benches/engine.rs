@@ -1,7 +1,10 @@
 //! `Engine::on_datagram` forward path with 1000 flows (500 latched pairs) installed:
 //! flow lookup, parse, source check, RTP stats, output lookup, and (in the second
 //! case) SSRC + payload-type rewrite. Packets rotate over every flow so the lookup
-//! walks the whole table, not one hot slot.
+//! walks the whole table, not one hot slot. The engine knows the relay's own
+//! endpoints (127.0.0.1, ports 30000–39999, the flows' remotes outside them) as a
+//! running relay's does; in the third case every remote is one of them, as in a
+//! call hairpinned through the relay, so every packet also passes the loop guard.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -9,7 +12,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ferrelay_engine::{
-    Action, Component, Engine, EngineConfig, FlowId, FlowRule, Output, PtMap, SsrcRewrite, TAILROOM,
+    Action, Component, Engine, EngineConfig, FlowId, FlowRule, LocalEndpoints, Output, PtMap,
+    SsrcRewrite, TAILROOM,
 };
 
 const FLOWS: u32 = 1000;
@@ -32,11 +36,17 @@ struct Bed {
 }
 
 impl Bed {
-    fn new(rewrite: bool) -> Bed {
+    fn new(rewrite: bool, hairpin: bool) -> Bed {
         let mut engine = Engine::new(EngineConfig {
             max_flows: 2 * FLOWS,
             event_capacity: 4 * FLOWS as usize,
         });
+        let (min, max) = if hairpin {
+            (40_000, 40_000 + FLOWS as u16)
+        } else {
+            (30_000, 39_999)
+        };
+        engine.set_local(LocalEndpoints::new([src(0).ip()], min, max));
         let ids: Vec<FlowId> = (0..FLOWS).map(|i| FlowId::new(i, 1)).collect();
         for (i, &id) in ids.iter().enumerate() {
             let mut rule = FlowRule::new(Component::Rtp);
@@ -89,11 +99,12 @@ impl Bed {
 fn engine(c: &mut Criterion) {
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(1));
-    for (name, rewrite) in [
-        ("forward_1000_flows", false),
-        ("forward_1000_flows_ssrc_pt_rewrite", true),
+    for (name, rewrite, hairpin) in [
+        ("forward_1000_flows", false, false),
+        ("forward_1000_flows_ssrc_pt_rewrite", true, false),
+        ("forward_1000_flows_hairpin", false, true),
     ] {
-        let mut bed = Bed::new(rewrite);
+        let mut bed = Bed::new(rewrite, hairpin);
         let mut i = 0u32;
         let mut now = 1_000_000u64;
         g.bench_function(name, |b| {

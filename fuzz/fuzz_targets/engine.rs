@@ -1,11 +1,13 @@
 #![no_main]
-//! Arbitrary datagrams from arbitrary sources into a muxed call with every rewrite on.
+//! Arbitrary datagrams from arbitrary sources into a muxed call with every rewrite on,
+//! one side's remote on the relay's own ports (so the loop guard sees its output).
 use ferrelay_engine::*;
 use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;
 
 fuzz_target!(|data: &[u8]| {
     let mut e = Engine::new(EngineConfig { max_flows: 4, event_capacity: 8 });
+    e.set_local(LocalEndpoints::new([std::net::IpAddr::from([127, 0, 0, 1])], 1000, 1999));
     for (i, port) in [(0u32, 1000u16), (1, 2000)] {
         let mut r = FlowRule::new(Component::Muxed);
         r.remote = Some(SocketAddr::from(([127, 0, 0, 1], port)));

@@ -4,7 +4,8 @@
 //!
 //! Packet path, in order (each step may end in a counted drop):
 //! lookup → demux → (decrypt) → parse → source check/latch → account → block →
-//! output lookup → rewrite → (encrypt) → forward.
+//! output lookup → rewrite → (encrypt) → (loop guard, for the relay's own ports)
+//! → forward.
 
 use std::net::SocketAddr;
 
@@ -15,6 +16,7 @@ use crate::crypto::{self, FlowCrypto, Kind};
 use crate::error::{DropReason, EngineError};
 use crate::event::{EngineEvent, EventQueue};
 use crate::latch::{Addr, Verdict};
+use crate::loops::{LocalEndpoints, LoopGuard};
 use crate::rule::{Component, FlowId, FlowRule, LatchMode, SsrcRewrite};
 use crate::stats::{FlowStats, WorkerCounters, WorkerStats, residence_histogram};
 use crate::table::{Flow, FlowTable, Rule};
@@ -61,6 +63,10 @@ pub struct Engine {
     events: EventQueue,
     counters: WorkerCounters,
     residence: Histogram<u64>,
+    /// The relay's own media endpoints; empty until `set_local`.
+    local: LocalEndpoints,
+    /// Repeats of packets sent to `local`; `None` while it is empty.
+    loops: Option<LoopGuard>,
 }
 
 impl Engine {
@@ -71,6 +77,19 @@ impl Engine {
             events: EventQueue::new(cfg.event_capacity),
             counters: WorkerCounters::default(),
             residence: residence_histogram(),
+            local: LocalEndpoints::default(),
+            loops: None,
+        }
+    }
+
+    /// Tells the engine the relay's own media endpoints, which turns on the loop
+    /// guard (`crate::loops`) for packets sent to them; empty turns it off.
+    pub fn set_local(&mut self, local: LocalEndpoints) {
+        self.loops = (!local.is_empty()).then(LoopGuard::new);
+        self.local = local;
+        for (_, flow) in self.table.iter_mut() {
+            flow.rule.remote_local = flow.rule.remote.is_some_and(|r| self.local.contains(r));
+            flow.latch.addr_local = flow.latch.addr.is_some_and(|a| self.local.contains(a));
         }
     }
 
@@ -78,7 +97,8 @@ impl Engine {
     /// maps payload types, its PT map: the only allocations a flow needs, made
     /// here (and in `update`) so its packet path never makes one.
     pub fn insert(&mut self, id: FlowId, rule: FlowRule) -> Result<(), EngineError> {
-        let (rule, spec) = Rule::split(rule);
+        let (mut rule, spec) = Rule::split(rule);
+        rule.remote_local = rule.remote.is_some_and(|r| self.local.contains(r));
         let srtp = FlowCrypto::build(&spec)?;
         self.table.insert(id, rule, srtp)
     }
@@ -94,7 +114,8 @@ impl Engine {
             .table
             .get_with_crypto(id)
             .ok_or(EngineError::UnknownFlow)?;
-        let (rule, spec) = Rule::split(rule);
+        let (mut rule, spec) = Rule::split(rule);
+        rule.remote_local = rule.remote.is_some_and(|r| self.local.contains(r));
         let decrypt = crypto::change(srtp.decrypt.as_deref(), spec.decrypt.as_ref())?;
         let encrypt = crypto::change(srtp.encrypt.as_deref(), spec.encrypt.as_ref())?;
         srtp.apply(decrypt, encrypt);
@@ -137,8 +158,14 @@ impl Engine {
     ) -> Action {
         self.counters.rx_packets += 1;
         self.counters.rx_bytes += len as u64;
-        match self.forward(now_ns, id, src, buf, len) {
-            Ok((via, dest, len)) => {
+        let mut out = self.forward(now_ns, id, src, buf, len);
+        if let Ok((via, dest, len, true)) = out {
+            out = self
+                .pass_to_local(now_ns, id, dest, buf.get(..len).unwrap_or_default())
+                .map(|()| (via, dest, len, true));
+        }
+        match out {
+            Ok((via, dest, len, _)) => {
                 self.counters.tx_packets += 1;
                 self.counters.tx_bytes += len as u64;
                 Action::Forward { via, dest, len }
@@ -146,11 +173,40 @@ impl Engine {
             Err(reason) => {
                 self.counters.drops.bump(reason);
                 if let Some(flow) = self.table.get_mut(id) {
+                    // Once per run of loop drops, not per packet.
+                    if reason == DropReason::Loop
+                        && flow.counters.drops.last() != Some(DropReason::Loop)
+                    {
+                        self.events.push(EngineEvent::LoopDetected { id });
+                    }
                     flow.counters.drops.bump(reason);
                 }
                 Action::Drop(reason)
             }
         }
+    }
+
+    /// The loop guard's say on a packet `forward` sends to one of the relay's own
+    /// ports: a hairpin passes once, a loop's packet keeps coming back, the same
+    /// bytes to the same port (see `crate::loops`). Out of `forward`, which the
+    /// packets that leave the relay (nearly all) take without it.
+    #[inline(never)]
+    fn pass_to_local(
+        &mut self,
+        now_ns: u64,
+        id: FlowId,
+        dest: SocketAddr,
+        pkt: &[u8],
+    ) -> Result<(), DropReason> {
+        if let Some(guard) = self.loops.as_mut()
+            && guard.repeats(now_ns, Addr::from(dest), pkt)
+        {
+            return Err(DropReason::Loop);
+        }
+        let flow = self.table.get_mut(id).ok_or(DropReason::UnknownFlow)?;
+        flow.counters.fwd_packets += 1;
+        flow.counters.fwd_bytes += pkt.len() as u64;
+        Ok(())
     }
 
     fn forward(
@@ -160,7 +216,7 @@ impl Engine {
         src: SocketAddr,
         buf: &mut [u8],
         len: usize,
-    ) -> Result<(FlowId, SocketAddr, usize), DropReason> {
+    ) -> Result<(FlowId, SocketAddr, usize, bool), DropReason> {
         let (flow, srtp) = self
             .table
             .get_with_crypto(id)
@@ -214,6 +270,7 @@ impl Engine {
                 if !first {
                     flow.counters.relatches = flow.counters.relatches.saturating_add(1);
                 }
+                flow.latch.addr_local = self.local.contains(Addr::from(src));
                 self.events.push(EngineEvent::Latched { id, addr: src });
                 true
             }
@@ -243,6 +300,7 @@ impl Engine {
         if dest.port() == src.port() && dest == Addr::from(src) {
             return Err(DropReason::Reflected);
         }
+        let to_local = peer.sends_to_local();
         let dest = SocketAddr::from(dest);
         // The peer rewrote the SSRC of the media it forwarded toward our remote, so our
         // remote's reports about that media name the rewritten SSRC.
@@ -264,9 +322,13 @@ impl Engine {
         if let Some(k) = srtp.encrypt.as_deref_mut() {
             len = crypto::protect(&mut k.ctx, kind, buf, len)?;
         }
+        if to_local {
+            // Counted by `on_datagram` once the loop guard let it go.
+            return Ok((out.via, dest, len, true));
+        }
         flow.counters.fwd_packets += 1;
         flow.counters.fwd_bytes += len as u64;
-        Ok((out.via, dest, len))
+        Ok((out.via, dest, len, false))
     }
 
     /// Records one forwarded packet's receive-to-send time; clamps past 10 s.

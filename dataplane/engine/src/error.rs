@@ -67,11 +67,14 @@ pub enum DropReason {
     /// call have latched onto one endpoint, and relaying would bounce its
     /// packets (an echoing peer's without end) between it and the relay.
     Reflected,
+    /// The packet went to one of the relay's own ports and keeps coming back: a
+    /// media loop through the relay (`crate::loops`), cut here.
+    Loop,
 }
 
 impl DropReason {
     /// Number of reasons: the length of every drop counter array.
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
 
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -88,6 +91,7 @@ impl DropReason {
         DropReason::NoTailroom,
         DropReason::SrtpRekey,
         DropReason::Reflected,
+        DropReason::Loop,
     ];
 
     /// Position in drop counter arrays.
@@ -112,6 +116,7 @@ impl DropReason {
             DropReason::NoTailroom => "no_tailroom",
             DropReason::SrtpRekey => "srtp_rekey",
             DropReason::Reflected => "reflected",
+            DropReason::Loop => "loop",
         }
     }
 }

@@ -15,6 +15,10 @@ pub enum EngineEvent {
     MediaIdle { id: FlowId, idle_ns: u64 },
     /// The RTP SSRC seen on this flow changed (a new stream restarts loss/jitter).
     SsrcChanged { id: FlowId, ssrc: u32 },
+    /// A packet that arrived on this flow was dropped as a media loop's repeat
+    /// (`DropReason::Loop`); once per flow, again only after it dropped a packet
+    /// for another reason.
+    LoopDetected { id: FlowId },
 }
 
 /// Bounded FIFO whose storage is allocated once, in `new`.

@@ -12,7 +12,7 @@ use crate::rule::{LatchMode, MismatchPolicy};
 /// where `SocketAddr` takes 32). SDP names neither, rtpengine's own endpoint type
 /// has neither. What is lost: a link-local peer that only latching could learn
 /// is answered without its scope, so its replies do not reach it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Addr {
     ip: IpAddr,
     port: u16,
@@ -40,6 +40,11 @@ impl Addr {
     pub(crate) fn port(self) -> u16 {
         self.port
     }
+
+    #[inline]
+    pub(crate) fn ip(self) -> IpAddr {
+        self.ip
+    }
 }
 
 /// What the latch learned from the packets it accepted.
@@ -51,6 +56,9 @@ pub(crate) struct Latch {
     pub ssrc: Option<u32>,
     /// `now_ns` of the last packet from the latched source.
     pub last_ns: u64,
+    /// Whether `addr` is one of the relay's own endpoints (the loop guard
+    /// watches what is sent there); set by the engine, which knows them.
+    pub addr_local: bool,
 }
 
 /// The latch's verdict on one packet.
@@ -127,6 +135,8 @@ impl Latch {
 
     fn latch(&mut self, src: Addr, ssrc: Option<u32>, now_ns: u64, first: bool) -> Verdict {
         self.addr = Some(src);
+        // Until the engine, which knows the relay's endpoints, says otherwise.
+        self.addr_local = false;
         self.ssrc = ssrc;
         self.last_ns = now_ns;
         Verdict::Latched { first }

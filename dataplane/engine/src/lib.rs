@@ -8,6 +8,7 @@ mod engine;
 pub mod error;
 pub mod event;
 mod latch;
+pub mod loops;
 pub mod rule;
 pub mod stats;
 mod table;
@@ -18,6 +19,7 @@ pub use event::EngineEvent;
 /// The SRTP crate, so rule builders and tests name `SrtpParams` and friends
 /// without a dependency of their own.
 pub use ferrelay_srtp as srtp;
+pub use loops::LocalEndpoints;
 pub use rule::{
     Component, CryptoSpec, FlowId, FlowRule, LatchMode, MismatchPolicy, Output, PtMap, SsrcRewrite,
 };

@@ -41,6 +41,9 @@ pub(crate) struct Rule {
     pub component: Component,
     pub latch: LatchMode,
     pub blocked: bool,
+    /// Whether `remote` is one of the relay's own endpoints (the loop guard
+    /// watches what is sent there); set by the engine, which knows them.
+    pub remote_local: bool,
     /// `None` for the identity map.
     pub pt_map: Option<Box<PtMap>>,
 }
@@ -59,6 +62,7 @@ impl Rule {
             component: r.component,
             latch: r.latch,
             blocked: r.blocked,
+            remote_local: false,
             pt_map,
         };
         (rule, r.crypto)
@@ -153,6 +157,16 @@ pub(crate) struct Flow {
 }
 
 impl Flow {
+    /// Whether what this flow sends reaches one of the relay's own endpoints.
+    #[inline]
+    pub(crate) fn sends_to_local(&self) -> bool {
+        if self.latch.addr.is_some() {
+            self.latch.addr_local
+        } else {
+            self.rule.remote_local
+        }
+    }
+
     fn new(rule: Rule) -> Self {
         Flow {
             rule,

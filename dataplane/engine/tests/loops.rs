@@ -1,0 +1,151 @@
+//! The loop guard on the packet path: two calls whose SDPs name each other's
+//! relay ports chase a packet round and round until the guard cuts it, while a
+//! call hairpinned through the relay twice passes every packet once.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use common::*;
+use ferrelay_engine::loops::LOOP_REPEATS;
+use ferrelay_engine::{
+    Action, Component, DropReason, Engine, EngineConfig, EngineEvent, FlowId, FlowRule,
+    LocalEndpoints, Output,
+};
+
+const RELAY: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const BASE: u16 = 30_000;
+
+/// The relay's port of flow slot `i`.
+fn port_of(id: FlowId) -> SocketAddr {
+    SocketAddr::from((RELAY, BASE + id.index as u16))
+}
+
+/// Four flows: call X (slots 0, 1) and call Y (slots 2, 3), each side forwarding
+/// to the other side of its call, with the given signalled remotes.
+fn relay(remotes: [SocketAddr; 4]) -> (Engine, [FlowId; 4]) {
+    let mut engine = Engine::new(EngineConfig {
+        max_flows: 8,
+        event_capacity: 16,
+    });
+    engine.set_local(LocalEndpoints::new([IpAddr::V4(RELAY)], BASE, BASE + 99));
+    let ids = [0, 1, 2, 3].map(|i| FlowId::new(i, 1));
+    for (i, remote) in remotes.into_iter().enumerate() {
+        let mut r = FlowRule::new(Component::Rtp);
+        r.remote = Some(remote);
+        r.rtp_out = Some(Output { via: ids[i ^ 1] });
+        engine.insert(ids[i], r).unwrap();
+    }
+    (engine, ids)
+}
+
+/// Delivers `pkt` from `src` to flow `id`, then wherever the relay sends it while
+/// that is one of its own ports, for at most `hops` sends. Returns the sends made,
+/// where the last one went (if it left the relay) and how it ended.
+fn deliver(
+    engine: &mut Engine,
+    ids: &[FlowId; 4],
+    mut id: FlowId,
+    mut src: SocketAddr,
+    pkt: &[u8],
+    now: u64,
+    hops: usize,
+) -> (usize, Option<SocketAddr>, Option<DropReason>) {
+    let mut sends = 0;
+    while sends < hops {
+        let mut buf = with_tailroom(pkt);
+        match engine.on_datagram(now + sends as u64, id, src, &mut buf, pkt.len()) {
+            Action::Forward { via, dest, len } => {
+                assert_eq!(&buf[..len], pkt, "forwarded unchanged");
+                sends += 1;
+                match ids.iter().find(|f| port_of(**f) == dest) {
+                    Some(next) => (id, src) = (*next, port_of(via)),
+                    None => return (sends, Some(dest), None),
+                }
+            }
+            Action::Drop(r) => return (sends, None, Some(r)),
+        }
+    }
+    (sends, None, None)
+}
+
+#[test]
+fn a_loop_through_the_relays_own_ports_is_cut() {
+    let [x_a, x_b, y_a, y_b] = [0, 1, 2, 3].map(|i| port_of(FlowId::new(i, 1)));
+    // X's sides name Y's ports and Y's name X's: every send goes back to the relay.
+    let (mut engine, ids) = relay([y_b, y_a, x_b, x_a]);
+    let pkt = rtp(0, 1, 160, 0xC0FFEE, &[7; 160]);
+    let (sends, left, end) = deliver(&mut engine, &ids, ids[0], addr(9, 4000), &pkt, 0, 10_000);
+    assert_eq!(left, None, "it never leaves the relay");
+    assert_eq!(end, Some(DropReason::Loop), "after {sends} sends");
+    // Two relay-to-relay sends a trip, each destination seen LOOP_REPEATS - 1 times.
+    assert!(sends <= 2 * LOOP_REPEATS as usize, "{sends} sends");
+
+    let dropped_on = ids
+        .iter()
+        .find(|id| engine.flow_stats(**id).unwrap().last_drop == Some(DropReason::Loop))
+        .copied()
+        .unwrap();
+    let mut reported = Vec::new();
+    while let Some(ev) = engine.pop_event() {
+        if let EngineEvent::LoopDetected { id } = ev {
+            reported.push(id);
+        }
+    }
+    assert_eq!(reported, vec![dropped_on]);
+    assert_eq!(engine.worker_stats().drops.get(DropReason::Loop), 1);
+
+    // The next packet goes round a few times too, and is cut the same way; the
+    // flow already reported its loop.
+    let next = rtp(0, 2, 320, 0xC0FFEE, &[7; 160]);
+    let (sends, _, end) = deliver(
+        &mut engine,
+        &ids,
+        ids[0],
+        addr(9, 4000),
+        &next,
+        20 * MS,
+        10_000,
+    );
+    assert_eq!(end, Some(DropReason::Loop));
+    assert!(sends <= 2 * LOOP_REPEATS as usize, "{sends} sends");
+    assert!(
+        std::iter::from_fn(|| engine.pop_event())
+            .all(|e| !matches!(e, EngineEvent::LoopDetected { .. }))
+    );
+}
+
+#[test]
+fn a_call_hairpinned_through_the_relay_passes_every_packet_once() {
+    let (alice, bob) = (addr(1, 4000), addr(2, 5000));
+    let y_a = port_of(FlowId::new(2, 1));
+    let x_b = port_of(FlowId::new(1, 1));
+    // Alice - X - (relay) - Y - Bob: X's far side is Y's near side and back.
+    let (mut engine, ids) = relay([alice, y_a, x_b, bob]);
+    for seq in 0..500u16 {
+        let now = u64::from(seq) * 20 * MS;
+        let pkt = rtp(0, seq, u32::from(seq) * 160, 0xA11CE, &[1; 160]);
+        let (sends, left, end) = deliver(&mut engine, &ids, ids[0], alice, &pkt, now, 10);
+        assert_eq!((sends, left, end), (2, Some(bob), None), "seq {seq}");
+        let pkt = rtp(0, seq, u32::from(seq) * 160, 0xB0B, &[2; 160]);
+        let (sends, left, end) = deliver(&mut engine, &ids, ids[3], bob, &pkt, now, 10);
+        assert_eq!((sends, left, end), (2, Some(alice), None), "seq {seq}");
+    }
+    assert_eq!(engine.worker_stats().drops.total(), 0);
+    // Counted as forwarded whether the packet went to the relay's own port or out.
+    for id in ids {
+        let s = engine.flow_stats(id).unwrap();
+        assert_eq!((s.rx_packets, s.fwd_packets), (500, 500), "{id:?}");
+    }
+}
+
+#[test]
+fn without_local_endpoints_nothing_is_watched() {
+    let [x_a, x_b, y_a, y_b] = [0, 1, 2, 3].map(|i| port_of(FlowId::new(i, 1)));
+    let (mut engine, ids) = relay([y_b, y_a, x_b, x_a]);
+    engine.set_local(LocalEndpoints::default());
+    let pkt = rtp(0, 1, 160, 0xC0FFEE, &[7; 160]);
+    // The loop spins until the test stops it: what the guard is for.
+    let (sends, _, end) = deliver(&mut engine, &ids, ids[0], addr(9, 4000), &pkt, 0, 1_000);
+    assert_eq!((sends, end), (1_000, None));
+}
