@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ferrelay_dataplane::{Backend, Dataplane, DataplaneConfig, DataplaneError, Event};
-use ferrelay_engine::{FlowId, FlowRule, FlowStats};
+use ferrelay_engine::{EngineEvent, FlowId, FlowRule, FlowStats, LocalEndpoints};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -289,6 +289,11 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
         idle_after: cfg.timeout,
         command_ring: COMMAND_RING,
         max_flows_per_worker: max_flows,
+        local: LocalEndpoints::new(
+            cfg.interfaces.iter().flat_map(|i| [i.local, i.advertised]),
+            cfg.port_min,
+            cfg.port_max,
+        ),
         ..Default::default()
     })?;
     for (i, b) in dp.backend_in_use().iter().enumerate() {
@@ -435,6 +440,7 @@ enum FlowEvent {
     Removed(FlowId, FlowCounters),
     Latched(FlowId, SocketAddr),
     Refused(FlowId, String),
+    Loop(FlowId),
 }
 
 impl FlowEvent {
@@ -443,7 +449,8 @@ impl FlowEvent {
             FlowEvent::Stats(id, _)
             | FlowEvent::Removed(id, _)
             | FlowEvent::Latched(id, _)
-            | FlowEvent::Refused(id, _) => *id,
+            | FlowEvent::Refused(id, _)
+            | FlowEvent::Loop(id) => *id,
         }
     }
 }
@@ -463,6 +470,7 @@ fn route_events(
             Event::FlowStats { id, stats, .. } => FlowEvent::Stats(id, counters(&stats)),
             Event::FlowRemoved { id, stats } => FlowEvent::Removed(id, counters(&stats)),
             Event::Latched { id, addr } => FlowEvent::Latched(id, addr),
+            Event::Engine(EngineEvent::LoopDetected { id }) => FlowEvent::Loop(id),
             Event::CommandFailed { id, error } => {
                 tracing::warn!(worker = w, flow = ?id, error = %error, "worker refused a command");
                 match id {
@@ -499,6 +507,15 @@ fn apply_event(c: &mut Controller<DataplaneBackend>, w: usize, ev: FlowEvent, no
             }
         }
         FlowEvent::Refused(id, why) => c.sessions.on_flow_refused(w, id, &why),
+        FlowEvent::Loop(id) => {
+            if let Some(call_id) = c.sessions.call_of(w, id) {
+                tracing::warn!(
+                    call_id = %call_id,
+                    flow = id.index,
+                    "media loop through the relay's own ports: dropping its repeats"
+                );
+            }
+        }
     }
 }
 

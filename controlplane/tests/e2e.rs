@@ -556,3 +556,135 @@ async fn silent_ports_are_reused_at_once_and_ports_with_media_rest() {
     );
     relay.shutdown().await;
 }
+
+/// Sets up calls X and Y with the SDPs that route X's far side into Y's near side
+/// (and back), as a call sent through the relay twice does: X's offerer at
+/// `x_offerer`, Y's answerer at `y_answerer`. The ports X's offerer and Y's
+/// answerer send to, and X's far side (Y's offerer).
+async fn hairpin(ng: &mut Ng, x_offerer: u16, y_answerer: u16) -> (u16, u16, u16) {
+    let r = ng
+        .call(&offer("hp-x", "xa", &sdp(x_offerer, ""), vec![]))
+        .await;
+    let x_b = media_port(&reply_sdp(&r));
+    // Y's offerer is X's far side: the relay's own port.
+    let r = ng.call(&offer("hp-y", "ya", &sdp(x_b, ""), vec![])).await;
+    let y_b = media_port(&reply_sdp(&r));
+    let r = ng
+        .call(&answer("hp-y", "ya", "yb", &sdp(y_answerer, ""), vec![]))
+        .await;
+    let y_a = media_port(&reply_sdp(&r));
+    // X's answerer is Y's near side: the relay's own port again.
+    let r = ng
+        .call(&answer("hp-x", "xa", "xb", &sdp(y_a, ""), vec![]))
+        .await;
+    (media_port(&reply_sdp(&r)), y_b, x_b)
+}
+
+/// The workers' count of packets dropped as a media loop's repeats, once their
+/// periodic reports (every second) have caught up with `at_least`, or after 3 s.
+async fn loop_drops(relay: &ferrelay::relay::RelayHandle, at_least: u64) -> u64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let n: u64 = relay
+            .observatory()
+            .samples()
+            .into_iter()
+            .flatten()
+            .map(|w| w.report.engine.drops.get(ferrelay_engine::DropReason::Loop))
+            .sum();
+        if n >= at_least || tokio::time::Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A call routed through the relay twice (Alice - X - relay - Y - Bob) sends to
+/// the relay's own ports on the way: every packet arrives once, unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_hairpinned_through_the_relay_passes_every_packet_once() {
+    let relay = relay().await;
+    let mut ng = Ng::new(relay.ng_udp).await;
+    let (alice, bob) = (bind().await, bind().await);
+    let (to_x, to_y, _) = hairpin(
+        &mut ng,
+        alice.local_addr().unwrap().port(),
+        bob.local_addr().unwrap().port(),
+    )
+    .await;
+    // The first packet of each way may race the flows' installation.
+    send_until(&alice, at(to_x), &rtp(0, 0, 0xA11CE, 1), &bob).await;
+    send_until(&bob, at(to_y), &rtp(0, 0, 0xB0B, 2), &alice).await;
+    for seq in 1..=50u16 {
+        let pkt = rtp(0, seq, 0xA11CE, 1);
+        alice.send_to(&pkt, at(to_x)).await.unwrap();
+        assert_eq!(recv(&bob).await.0, pkt, "Alice's {seq} at Bob");
+        let pkt = rtp(0, seq, 0xB0B, 2);
+        bob.send_to(&pkt, at(to_y)).await.unwrap();
+        assert_eq!(recv(&alice).await.0, pkt, "Bob's {seq} at Alice");
+    }
+    // Nothing more: no packet came twice.
+    let mut buf = [0u8; 2048];
+    for s in [&alice, &bob] {
+        let more = tokio::time::timeout(Duration::from_millis(200), s.recv_from(&mut buf)).await;
+        assert!(more.is_err(), "a packet arrived twice");
+    }
+    assert_eq!(loop_drops(&relay, 0).await, 0);
+    relay.shutdown().await;
+}
+
+/// The same two calls, but Y's answerer names the relay's port for X's offerer
+/// (a re-INVITE that routes the call back into itself): a packet from Alice goes
+/// X - Y - X - Y ... inside the relay for ever, two relay-to-relay sends a trip.
+/// The relay cuts each such packet after a few trips and counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_loop_through_the_relays_own_ports_is_cut() {
+    let relay = relay().await;
+    let mut ng = Ng::new(relay.ng_udp).await;
+    let (alice, bob) = (bind().await, bind().await);
+    let (to_x, _, x_b) = hairpin(
+        &mut ng,
+        alice.local_addr().unwrap().port(),
+        bob.local_addr().unwrap().port(),
+    )
+    .await;
+    // Y re-negotiated: its answerer is now the relay's port for X's offerer.
+    let r = ng.call(&offer("hp-y", "ya", &sdp(x_b, ""), vec![])).await;
+    assert_eq!(result(&r), "ok");
+    let r = ng
+        .call(&answer("hp-y", "ya", "yb", &sdp(to_x, ""), vec![]))
+        .await;
+    assert_eq!(result(&r), "ok");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    for seq in 1..=3u16 {
+        alice
+            .send_to(&rtp(0, seq, 0x100B, 3), at(to_x))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(loop_drops(&relay, 3).await >= 3, "each packet is cut");
+    // And nothing goes round any more: the workers' receive count stands still
+    // (without the guard it grows by hundreds of thousands a second).
+    let before = worker_rx(&relay);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let after = worker_rx(&relay);
+    assert_eq!(before, after, "the relay still receives");
+    assert!(
+        after <= 3 * 2 * u64::from(ferrelay_engine::loops::LOOP_REPEATS),
+        "{after} datagrams for 3 packets"
+    );
+    relay.shutdown().await;
+}
+
+/// Datagrams the workers received, as of their last periodic reports.
+fn worker_rx(relay: &ferrelay::relay::RelayHandle) -> u64 {
+    relay
+        .observatory()
+        .samples()
+        .into_iter()
+        .flatten()
+        .map(|w| w.report.engine.rx_packets)
+        .sum()
+}

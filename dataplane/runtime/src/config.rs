@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use ferrelay_engine::LocalEndpoints;
+
 /// Which I/O backend a worker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
@@ -53,6 +55,9 @@ pub struct DataplaneConfig {
     pub stats_interval: Duration,
     /// Silence after which a flow gets one `MediaIdle` event.
     pub idle_after: Duration,
+    /// The relay's own media endpoints, for the engine's loop guard (packets sent
+    /// there that keep coming back are dropped); empty turns the guard off.
+    pub local: LocalEndpoints,
 }
 
 impl Default for DataplaneConfig {
@@ -68,6 +73,7 @@ impl Default for DataplaneConfig {
             busy_poll: false,
             stats_interval: Duration::from_secs(1),
             idle_after: Duration::from_secs(30),
+            local: LocalEndpoints::default(),
         }
     }
 }

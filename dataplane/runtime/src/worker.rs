@@ -70,10 +70,11 @@ impl Core {
         spent: SpentTx,
         stop: Arc<AtomicBool>,
     ) -> Self {
-        let engine = Engine::new(EngineConfig {
+        let mut engine = Engine::new(EngineConfig {
             max_flows: cfg.max_flows_per_worker,
             event_capacity: cfg.event_ring,
         });
+        engine.set_local(cfg.local.clone());
         let idle_after_ns = ns(cfg.idle_after);
         // Scan a few times per idle period so the event is at most 25% late, within bounds.
         let scan_every_ns = (idle_after_ns / 4).clamp(10_000_000, 1_000_000_000);
