@@ -3,7 +3,7 @@
 //! listener, and the timer that polls stats and expires calls. `start` returns a
 //! handle whose `shutdown` releases every port and thread.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -289,11 +289,7 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
         idle_after: cfg.timeout,
         command_ring: COMMAND_RING,
         max_flows_per_worker: max_flows,
-        local: LocalEndpoints::new(
-            cfg.interfaces.iter().flat_map(|i| [i.local, i.advertised]),
-            cfg.port_min,
-            cfg.port_max,
-        ),
+        local: local_endpoints(cfg),
         ..Default::default()
     })?;
     for (i, b) in dp.backend_in_use().iter().enumerate() {
@@ -431,6 +427,23 @@ fn worker_events(
         // Refused flows were removed: their commands go out now.
         c.flush();
     }
+}
+
+/// Where the relay's media sockets are reached, for the workers' loop guard:
+/// every interface's bound and announced address, and loopback for a wildcard
+/// bind (which `LocalEndpoints` leaves out, as it names no destination).
+fn local_endpoints(cfg: &Config) -> LocalEndpoints {
+    let ips = cfg.interfaces.iter().flat_map(|i| {
+        let loopback = match i.local {
+            IpAddr::V4(a) if a.is_unspecified() => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            IpAddr::V6(a) if a.is_unspecified() => Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            _ => None,
+        };
+        [Some(i.local), Some(i.advertised), loopback]
+            .into_iter()
+            .flatten()
+    });
+    LocalEndpoints::new(ips, cfg.port_min, cfg.port_max)
 }
 
 /// A worker event about one flow, in the sessions' terms.

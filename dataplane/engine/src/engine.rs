@@ -173,10 +173,8 @@ impl Engine {
             Err(reason) => {
                 self.counters.drops.bump(reason);
                 if let Some(flow) = self.table.get_mut(id) {
-                    // Once per run of loop drops, not per packet.
-                    if reason == DropReason::Loop
-                        && flow.counters.drops.last() != Some(DropReason::Loop)
-                    {
+                    // The first loop drop, then at most one a minute: not per packet.
+                    if reason == DropReason::Loop && flow.counters.drops.loop_report_due(now_ns) {
                         self.events.push(EngineEvent::LoopDetected { id });
                     }
                     flow.counters.drops.bump(reason);
@@ -188,8 +186,10 @@ impl Engine {
 
     /// The loop guard's say on a packet `forward` sends to one of the relay's own
     /// ports: a hairpin passes once, a loop's packet keeps coming back, the same
-    /// bytes to the same port (see `crate::loops`). Out of `forward`, which the
-    /// packets that leave the relay (nearly all) take without it.
+    /// bytes to the same port (see `crate::loops`); then the flow's forwarded
+    /// count, which `forward` left to it. Out of `forward`, which the packets
+    /// that leave the relay (nearly all) take without it: inside, even never
+    /// called, it cost every packet 2–3 ns (criterion, `forward_1000_flows`).
     #[inline(never)]
     fn pass_to_local(
         &mut self,
@@ -323,7 +323,7 @@ impl Engine {
             len = crypto::protect(&mut k.ctx, kind, buf, len)?;
         }
         if to_local {
-            // Counted by `on_datagram` once the loop guard let it go.
+            // Counted by `pass_to_local` once the loop guard let it go.
             return Ok((out.via, dest, len, true));
         }
         flow.counters.fwd_packets += 1;

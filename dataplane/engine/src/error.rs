@@ -162,9 +162,29 @@ impl DropCounts {
 pub(crate) struct FlowDrops {
     count: u32,
     last: Option<DropReason>,
+    /// When a loop drop was last reported, in units of 2^30 ns (about 1.07 s,
+    /// wrapping after some 19 hours); 0 before any. In the padding: the struct
+    /// stays 8 bytes.
+    loop_reported: u16,
 }
 
+/// A flow's loop drops are reported again after this many 2^30 ns units (about
+/// a minute) while the loop lasts.
+const LOOP_REPORT_EVERY: u16 = 56;
+
 impl FlowDrops {
+    /// Whether a loop drop at `now_ns` is to be reported: the flow's first, then
+    /// at most one about a minute (a looping call would say so every packet).
+    #[inline]
+    pub(crate) fn loop_report_due(&mut self, now_ns: u64) -> bool {
+        let now = ((now_ns >> 30) as u16).max(1);
+        if self.loop_reported == 0 || now.wrapping_sub(self.loop_reported) >= LOOP_REPORT_EVERY {
+            self.loop_reported = now;
+            return true;
+        }
+        false
+    }
+
     #[inline]
     pub(crate) fn bump(&mut self, r: DropReason) {
         self.count = self.count.saturating_add(1);
@@ -209,6 +229,22 @@ mod tests {
         assert_eq!(d.count(), u64::from(u32::MAX), "stops, never wraps");
         assert_eq!(d.last(), Some(DropReason::Malformed));
         assert_eq!(core::mem::size_of::<FlowDrops>(), 8);
+    }
+
+    #[test]
+    fn loop_drops_are_reported_first_and_then_once_a_minute() {
+        let mut d = FlowDrops::default();
+        let s = 1u64 << 30;
+        assert!(d.loop_report_due(0), "the first, even at time 0");
+        assert!(!d.loop_report_due(1_000));
+        assert!(!d.loop_report_due(55 * s));
+        assert!(d.loop_report_due(57 * s));
+        assert!(!d.loop_report_due(60 * s));
+        // Across the u16 wrap of the coarse clock.
+        let late = (u64::from(u16::MAX) - 10) * s;
+        assert!(d.loop_report_due(late));
+        assert!(!d.loop_report_due(late + 30 * s));
+        assert!(d.loop_report_due(late + 70 * s));
     }
 
     #[test]

@@ -16,8 +16,8 @@ pub enum EngineEvent {
     /// The RTP SSRC seen on this flow changed (a new stream restarts loss/jitter).
     SsrcChanged { id: FlowId, ssrc: u32 },
     /// A packet that arrived on this flow was dropped as a media loop's repeat
-    /// (`DropReason::Loop`); once per flow, again only after it dropped a packet
-    /// for another reason.
+    /// (`DropReason::Loop`): the flow's first, then at most one about a minute
+    /// while the loop lasts.
     LoopDetected { id: FlowId },
 }
 

@@ -17,6 +17,22 @@
 //! repeats (its sequence number and timestamp differ from every other packet).
 //! Packets to any other destination cost the guard one flag test.
 //!
+//! The packet is judged as it is sent (after the rewrites and the encryption;
+//! judging the plain packet before them would put the guard's call in the path
+//! every packet takes, which cost 2–3 ns each). An SRTP loop repeats its bytes
+//! (the index is the sequence number) and is also refused by the receiving
+//! side's replay check on its second trip. An SRTCP loop is re-encrypted under
+//! a fresh index every trip, so the guard cuts it on a plain relay-to-relay hop
+//! if it has one; one encrypted on every hop ends only when the replay check
+//! where it entered meets an index it has seen (not tested).
+//!
+//! The window is short (50 ms): a loop through the relay brings a packet back
+//! within micro- to milliseconds, while the same bytes four times within 50 ms
+//! from a real sender are redundant copies (a DTMF end packet is sent three
+//! times; repeated RTCP feedback follows round trips). A loop whose trip takes
+//! longer than a quarter of the window (through far echoing peers) is not cut
+//! here: it adds a packet per trip, not a storm.
+//!
 //! The repeats are kept per worker, not per flow: a loop runs through flows of
 //! different calls (and workers), and every trip passes at least one relay-to-relay
 //! send, whose worker sees the packet come back. The table is fixed-size and
@@ -38,37 +54,37 @@ pub const FINGERPRINT_BYTES: usize = 64;
 /// later one within the window).
 pub const LOOP_REPEATS: u32 = 4;
 
-/// Repeats count only within this long of the first send (1 s): a loop brings a
-/// packet back within micro- or milliseconds, while a sender that legitimately
-/// repeats itself (an RTCP receiver report with nothing new to report) does so
-/// seconds apart.
-pub const LOOP_WINDOW_NS: u64 = 1_000_000_000;
+/// Repeats count only within this long of the first send (50 ms; see the module
+/// docs).
+pub const LOOP_WINDOW_NS: u64 = 50_000_000;
 
-/// Entries of the repeat table (a power of two).
-const ENTRIES: usize = 1024;
+/// Sets of the repeat table, two entries each (16 KiB).
+const SETS: usize = 512;
+
+/// Times are kept in units of 2^20 ns (about 1.05 ms), 32 bits wrapping.
+const UNIT_SHIFT: u32 = 20;
+const WINDOW_UNITS: u32 = (LOOP_WINDOW_NS >> UNIT_SHIFT) as u32;
 
 /// The relay's own media endpoints: what a packet sent there reaches the relay
 /// again. Empty (the default) turns the guard off.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocalEndpoints {
     ips: Box<[IpAddr]>,
-    /// A wildcard bind: every address of that family is local.
-    any_v4: bool,
-    any_v6: bool,
     port_min: u16,
     port_max: u16,
 }
 
 impl LocalEndpoints {
-    /// The addresses the relay binds and announces (`0.0.0.0` or `::` for "every
-    /// address of the family") with the media port range `port_min..=port_max`.
+    /// The addresses the relay's media sockets are reached at (bound and
+    /// announced) with the media port range `port_min..=port_max`. Unspecified
+    /// addresses (`0.0.0.0`, `::`) are left out: they name no destination, and a
+    /// relay bound to one is reached at the addresses it announces (and loopback,
+    /// which the caller adds).
     pub fn new(ips: impl IntoIterator<Item = IpAddr>, port_min: u16, port_max: u16) -> Self {
-        let mut list: Vec<IpAddr> = ips.into_iter().collect();
+        let mut list: Vec<IpAddr> = ips.into_iter().filter(|ip| !ip.is_unspecified()).collect();
         list.sort_unstable();
         list.dedup();
         LocalEndpoints {
-            any_v4: list.iter().any(|ip| ip.is_ipv4() && ip.is_unspecified()),
-            any_v6: list.iter().any(|ip| ip.is_ipv6() && ip.is_unspecified()),
             ips: list.into_boxed_slice(),
             port_min,
             port_max,
@@ -81,15 +97,7 @@ impl LocalEndpoints {
 
     /// Whether a packet sent to `a` would arrive at one of the relay's sockets.
     pub(crate) fn contains(&self, a: Addr) -> bool {
-        if a.port() < self.port_min || a.port() > self.port_max {
-            return false;
-        }
-        let ip = a.ip();
-        match ip {
-            IpAddr::V4(_) if self.any_v4 => true,
-            IpAddr::V6(_) if self.any_v6 => true,
-            _ => self.ips.contains(&ip),
-        }
+        a.port() >= self.port_min && a.port() <= self.port_max && self.ips.contains(&a.ip())
     }
 }
 
@@ -97,24 +105,27 @@ impl LocalEndpoints {
 struct Entry {
     /// 0 for an empty entry (no fingerprint is 0).
     fingerprint: u64,
-    /// When this fingerprint was first sent within the current window.
-    first_ns: u64,
+    /// When this fingerprint was first sent within the current window (units).
+    first: u32,
+    /// 0 for an empty entry.
     sends: u32,
 }
 
-/// Recent sends to local endpoints, by fingerprint, in a direct-mapped table: a
-/// newer fingerprint takes over an entry.
+/// Recent sends to local endpoints, by fingerprint, in a two-way set-associative
+/// table: a new fingerprint takes the set's entry whose window is over, else the
+/// one seen fewer times, else the newer, so a looping packet's count survives
+/// other traffic.
 #[derive(Debug)]
 pub(crate) struct LoopGuard {
-    entries: Box<[Entry]>,
+    entries: Box<[[Entry; 2]]>,
     hasher: RandomState,
 }
 
 impl LoopGuard {
     pub(crate) fn new() -> Self {
         LoopGuard {
-            entries: vec![Entry::default(); ENTRIES].into_boxed_slice(),
-            // A per-process seed: nobody outside can aim packets at one entry.
+            entries: vec![[Entry::default(); 2]; SETS].into_boxed_slice(),
+            // A per-process seed: nobody outside can aim packets at one set.
             hasher: RandomState::default(),
         }
     }
@@ -125,14 +136,28 @@ impl LoopGuard {
     pub(crate) fn repeats(&mut self, now_ns: u64, dest: Addr, pkt: &[u8]) -> bool {
         let head = &pkt[..pkt.len().min(FINGERPRINT_BYTES)];
         let fingerprint = self.hasher.hash_one((dest, pkt.len(), head)).max(1);
-        let e = &mut self.entries[fingerprint as usize % ENTRIES];
-        if e.fingerprint == fingerprint && now_ns.saturating_sub(e.first_ns) < LOOP_WINDOW_NS {
+        let set = &mut self.entries[fingerprint as usize % SETS];
+        let now = (now_ns >> UNIT_SHIFT) as u32;
+        let live = |e: &Entry| e.sends > 0 && now.wrapping_sub(e.first) < WINDOW_UNITS;
+        if let Some(e) = set
+            .iter_mut()
+            .find(|e| e.fingerprint == fingerprint && live(e))
+        {
             e.sends = e.sends.saturating_add(1);
             return e.sends >= LOOP_REPEATS;
         }
-        *e = Entry {
+        // Keep what was seen more often, then what was seen first: a looping
+        // packet's entry outlives the distinct packets between its trips.
+        let [a, b] = &*set;
+        let victim = match (live(a), live(b)) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) if a.sends != b.sends => usize::from(b.sends < a.sends),
+            (true, true) => usize::from(b.first.wrapping_sub(a.first) < 1 << 31),
+        };
+        set[victim] = Entry {
             fingerprint,
-            first_ns: now_ns,
+            first: now,
             sends: 1,
         };
         false
@@ -169,10 +194,18 @@ mod tests {
     }
 
     #[test]
-    fn a_wildcard_bind_makes_its_whole_family_local() {
-        let l = LocalEndpoints::new([IpAddr::V6(Ipv6Addr::UNSPECIFIED)], 1000, 2000);
-        assert!(l.contains(addr("[2001:db8::7]:1500")));
-        assert!(!l.contains(addr("192.0.2.1:1500")));
+    fn unspecified_addresses_name_no_endpoint() {
+        let l = LocalEndpoints::new(
+            [
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            ],
+            1000,
+            2000,
+        );
+        assert!(l.is_empty(), "the guard stays off");
+        assert!(!l.contains(addr("[2001:db8::7]:1500")));
+        assert!(!l.contains(addr("0.0.0.0:1500")));
     }
 
     #[test]
@@ -194,21 +227,44 @@ mod tests {
     }
 
     #[test]
-    fn repeats_seconds_apart_are_not_a_loop() {
+    fn repeats_spread_beyond_the_window_are_not_a_loop() {
         let mut g = LoopGuard::new();
         let to = addr("127.0.0.1:30000");
-        // An RTCP receiver report with nothing to report, every 5 s.
+        // A reduced-size PLI sent again every 20 ms, and an RTCP receiver report
+        // with nothing to report every 5 s: never four within 50 ms.
+        let pli = [0x81u8, 206, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2];
         let rr = [0x80u8, 201, 0, 1, 0, 0, 0, 9];
-        for i in 0..10u64 {
+        for i in 0..50u64 {
+            assert!(!g.repeats(i * 20_000_000, to, &pli), "PLI {i}");
             assert!(!g.repeats(i * 5_000_000_000, to, &rr), "report {i}");
         }
         // A window starts afresh after it ends.
-        let t = 100 * LOOP_WINDOW_NS;
+        let t = 10_000 * LOOP_WINDOW_NS;
         for i in 0..(LOOP_REPEATS - 1) {
             assert!(!g.repeats(t + u64::from(i), to, &rr));
         }
         assert!(g.repeats(t + 5, to, &rr));
         assert!(!g.repeats(t + LOOP_WINDOW_NS, to, &rr));
+    }
+
+    #[test]
+    fn a_looping_packet_keeps_its_count_through_other_traffic() {
+        let mut g = LoopGuard::new();
+        let to = addr("127.0.0.1:30000");
+        let looping = [0x80u8, 0, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7];
+        let mut cut = false;
+        // Between two trips of the looping packet, 4,000 distinct packets (four
+        // per set on average) pass to the same port.
+        for trip in 0..LOOP_REPEATS {
+            cut = g.repeats(u64::from(trip), to, &looping);
+            for n in 0..4_000u32 {
+                let mut p = [0x80u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8];
+                p[4..8].copy_from_slice(&n.to_be_bytes());
+                p[2] = trip as u8;
+                assert!(!g.repeats(u64::from(trip), to, &p));
+            }
+        }
+        assert!(cut, "the fourth trip is cut");
     }
 
     #[test]
