@@ -20,7 +20,7 @@ use std::sync::Arc;
 use crate::attr::{Attr, Direction, is_ice};
 use crate::error::{Reason, SdpError};
 use crate::fields::{Connection, MediaLine, Origin, addrtype};
-use crate::line::{Eol, Kind, Line, classify, split_lines};
+use crate::line::{Eol, Kind, Line, append_index, attribute_line, classify, split_lines};
 use crate::media::Media;
 
 /// Most m= lines one description may carry. Every stream costs the relay two port
@@ -223,6 +223,15 @@ impl Sdp {
         for m in &mut self.media {
             m.remove_ice();
         }
+    }
+
+    /// Appends a session-level `a=<name>[:<value>]` after the session's other
+    /// lines, before the first m= line.
+    pub fn push_attribute(&mut self, name: &str, value: Option<&str>) -> Result<(), SdpError> {
+        let line = attribute_line(name, value, self.eol)?;
+        let at = append_index(&self.lines);
+        self.lines.insert(at, line);
+        Ok(())
     }
 
     /// Removes every session-level `a=<name>` line; returns how many went.

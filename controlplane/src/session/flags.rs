@@ -45,6 +45,9 @@ pub struct Flags {
     pub label: Option<String>,
     /// `SDES-off`, `SDES-no-<suite>`, `SDES-only-<suite>`.
     pub sdes: SdesFlags,
+    /// `loop-protect`: mark the rewritten SDP with `a=rtpengine:<instance>`, and
+    /// pass an SDP that already carries our mark through untouched.
+    pub loop_protect: bool,
 }
 
 /// IP family of an interface or SDP address.
@@ -144,6 +147,7 @@ impl Flags {
                 "sip source address" => f.sip_source_address = true,
                 // Older Kamailio configs spell `replace: [origin]` as a flag word.
                 "replace origin" => f.replace_origin = true,
+                "loop protect" => f.loop_protect = true,
                 // rtpengine takes `SDES-<word>` flags as words of the `SDES` list.
                 w if w.starts_with("sdes ") => f.sdes.word(&w["sdes ".len()..]),
                 _ => {}

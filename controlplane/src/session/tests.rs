@@ -900,3 +900,93 @@ fn streamed_sdp_reply_is_the_value_reply() {
         );
     }
 }
+
+/// rtpengine's `loop-protect`: the rewritten SDP carries `a=rtpengine:<instance>`
+/// at session level; an SDP that comes back with our mark is answered as it is,
+/// and touches no call. Checked against rtpengine 10.5 by hand: the same
+/// placement, the same pass-through for offer and answer (even of an unknown
+/// call), byte for byte.
+#[test]
+fn loop_protect_marks_the_sdp_and_passes_our_own_back_untouched() {
+    let t0 = Instant::now();
+    let mut s = sessions(10);
+    let flags: &[(&str, &[&str])] = &[("flags", &["loop-protect"])];
+    let offer = sdp("192.0.2.10", 5000, "").replace("t=0 0\r\n", "t=0 0\r\na=tool:x\r\n");
+    let r = s
+        .offer(
+            &req(
+                &[("call-id", "lp"), ("from-tag", "A"), ("sdp", &offer)],
+                flags,
+            ),
+            t0,
+        )
+        .unwrap();
+    let out = reply_sdp(&r);
+    let mark = format!("a=rtpengine:{}\r\n", instance_id());
+    let text = out.to_string();
+    assert!(
+        text.contains(&format!("a=tool:x\r\n{mark}m=audio")),
+        "after the session's attributes, before m=: {text}"
+    );
+    assert_eq!(instance_id().len(), 12);
+    assert!(instance_id().bytes().all(|b| b.is_ascii_hexdigit()));
+    let flows = s.backend().flows.len();
+
+    // The marked SDP comes back (the call looped through the proxy): as it was,
+    // with no new call or flow, for an offer and for an answer alike.
+    for (cmd, call) in [
+        ("offer", "lp-again"),
+        ("offer", "lp"),
+        ("answer", "lp-unknown"),
+    ] {
+        let back = req(
+            &[
+                ("call-id", call),
+                ("from-tag", "A"),
+                ("to-tag", "B"),
+                ("sdp", &text),
+            ],
+            flags,
+        );
+        let r = match cmd {
+            "offer" => s.offer(&back, t0),
+            _ => s.answer(&back, t0),
+        }
+        .unwrap();
+        assert_eq!(
+            r.get("sdp").and_then(Value::as_bytes),
+            Some(text.as_bytes()),
+            "{cmd} {call}"
+        );
+    }
+    assert_eq!(s.call_count(), 1);
+    assert_eq!(s.backend().flows.len(), flows);
+
+    // Without the flag, or with another relay's mark, it is an SDP like any other.
+    let r = s
+        .offer(
+            &req(
+                &[("call-id", "lp-noflag"), ("from-tag", "A"), ("sdp", &text)],
+                &[],
+            ),
+            t0,
+        )
+        .unwrap();
+    assert_ne!(port_of(&r), out.media()[0].port());
+    let other = offer.replace("a=tool:x", "a=rtpengine:0123456789ab");
+    let r = s
+        .offer(
+            &req(
+                &[("call-id", "lp-other"), ("from-tag", "A"), ("sdp", &other)],
+                flags,
+            ),
+            t0,
+        )
+        .unwrap();
+    let text = reply_sdp(&r).to_string();
+    assert!(
+        text.contains(&format!("a=rtpengine:0123456789ab\r\n{mark}")),
+        "{text}"
+    );
+    assert_eq!(s.call_count(), 3);
+}
