@@ -431,7 +431,9 @@ fn worker_events(
 
 /// Where the relay's media sockets are reached, for the workers' loop guard:
 /// every interface's bound and announced address, and loopback for a wildcard
-/// bind (which `LocalEndpoints` leaves out, as it names no destination).
+/// bind (which `LocalEndpoints` leaves out, as it names no destination). A
+/// wildcard-bound relay's other host addresses are not listed: a loop through
+/// one of them is not watched.
 fn local_endpoints(cfg: &Config) -> LocalEndpoints {
     let ips = cfg.interfaces.iter().flat_map(|i| {
         let loopback = match i.local {

@@ -220,7 +220,11 @@ async fn loop_protect_matches_rtpengine() {
     for to in [relay.ng_udp, reference.ng] {
         let mut ng = Ng::new(to).await;
         let out = reply_sdp(&ng.call(&offer("lp1", "A", so, lp())).await);
-        assert!(out.contains("a=rtpengine:"), "{out}");
+        // The mark ends the session section: after its own a= line, before m=.
+        let lines: Vec<&str> = out.split("\r\n").collect();
+        let m = lines.iter().position(|l| l.starts_with("m=")).unwrap();
+        assert!(lines[m - 1].starts_with("a=rtpengine:"), "{to}: {out}");
+        assert_eq!(lines[m - 2], "a=tool:x", "{to}: {out}");
         // The SDP loops back through the proxy, as an offer and as an answer.
         let again = ng.call(&offer("lp2", "A", &out, lp())).await;
         assert_eq!(reply_sdp(&again), out, "offer passed through at {to}");

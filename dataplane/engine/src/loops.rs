@@ -23,15 +23,18 @@
 //! (the index is the sequence number) and is also refused by the receiving
 //! side's replay check on its second trip. An SRTCP loop is re-encrypted under
 //! a fresh index every trip, so the guard cuts it on a plain relay-to-relay hop
-//! if it has one; one encrypted on every hop ends only when the replay check
-//! where it entered meets an index it has seen (not tested).
+//! if it has one. One encrypted on every hop is reasoned, not tested, to end
+//! in the replay check of the flow where it entered: that flow's context has
+//! seen the entering packet's index, and the relay's own indices for the same
+//! SSRC reach it within the replay window (or start below it).
 //!
 //! The window is short (50 ms): a loop through the relay brings a packet back
 //! within micro- to milliseconds, while the same bytes four times within 50 ms
 //! from a real sender are redundant copies (a DTMF end packet is sent three
 //! times; repeated RTCP feedback follows round trips). A loop whose trip takes
-//! longer than a quarter of the window (through far echoing peers) is not cut
-//! here: it adds a packet per trip, not a storm.
+//! longer than a third of the window (about 16 ms: through far echoing peers)
+//! is not cut here: its packets never spin the relay, but every packet the
+//! sender adds keeps going round, so its traffic grows with the call's age.
 //!
 //! The repeats are kept per worker, not per flow: a loop runs through flows of
 //! different calls (and workers), and every trip passes at least one relay-to-relay
@@ -63,7 +66,8 @@ const SETS: usize = 512;
 
 /// Times are kept in units of 2^20 ns (about 1.05 ms), 32 bits wrapping.
 const UNIT_SHIFT: u32 = 20;
-const WINDOW_UNITS: u32 = (LOOP_WINDOW_NS >> UNIT_SHIFT) as u32;
+/// The window in those units, rounded up (48 units, 50.3 ms).
+const WINDOW_UNITS: u32 = LOOP_WINDOW_NS.div_ceil(1 << UNIT_SHIFT) as u32;
 
 /// The relay's own media endpoints: what a packet sent there reaches the relay
 /// again. Empty (the default) turns the guard off.
@@ -244,27 +248,35 @@ mod tests {
             assert!(!g.repeats(t + u64::from(i), to, &rr));
         }
         assert!(g.repeats(t + 5, to, &rr));
-        assert!(!g.repeats(t + LOOP_WINDOW_NS, to, &rr));
+        // (Times are kept in units of about a millisecond: well after it.)
+        assert!(!g.repeats(t + 2 * LOOP_WINDOW_NS, to, &rr));
     }
 
+    /// A loop's entry, once seen twice, outlives any number of other packets
+    /// sent to the relay's own ports between its trips.
     #[test]
     fn a_looping_packet_keeps_its_count_through_other_traffic() {
         let mut g = LoopGuard::new();
         let to = addr("127.0.0.1:30000");
         let looping = [0x80u8, 0, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7];
-        let mut cut = false;
-        // Between two trips of the looping packet, 4,000 distinct packets (four
-        // per set on average) pass to the same port.
-        for trip in 0..LOOP_REPEATS {
-            cut = g.repeats(u64::from(trip), to, &looping);
-            for n in 0..4_000u32 {
+        let mut n = 0u32;
+        let mut others = |g: &mut LoopGuard, count: u32, now: u64| {
+            for _ in 0..count {
+                n += 1;
                 let mut p = [0x80u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8];
                 p[4..8].copy_from_slice(&n.to_be_bytes());
-                p[2] = trip as u8;
-                assert!(!g.repeats(u64::from(trip), to, &p));
+                assert!(!g.repeats(now, to, &p));
             }
-        }
-        assert!(cut, "the fourth trip is cut");
+        };
+        // The table already full of live entries (about four per set); the
+        // loop's second trip follows its first at once.
+        others(&mut g, 2_000, 0);
+        assert!(!g.repeats(1, to, &looping));
+        assert!(!g.repeats(3, to, &looping), "second trip");
+        // Seen twice: 4,000 more (about eight per set) do not push it out.
+        others(&mut g, 4_000, 4);
+        assert!(!g.repeats(5, to, &looping), "third trip");
+        assert!(g.repeats(6, to, &looping), "the fourth trip is cut");
     }
 
     #[test]
