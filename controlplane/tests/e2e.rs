@@ -631,10 +631,11 @@ async fn a_call_hairpinned_through_the_relay_passes_every_packet_once() {
 /// The same two calls, but Y's answerer names the relay's port for X's offerer
 /// (a re-INVITE that routes the call back into itself): a packet from Alice goes
 /// X - Y - X - Y ... inside the relay for ever, two relay-to-relay sends a trip.
-/// The relay cuts each such packet after a few trips and counts it.
+/// The relay cuts each such packet after a few trips and counts it. Two workers:
+/// X and Y land on different ones, so the loop crosses between them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_media_loop_through_the_relays_own_ports_is_cut() {
-    let relay = relay().await;
+    let relay = relay_with(|c| c.workers = 2).await;
     let mut ng = Ng::new(relay.ng_udp).await;
     let (alice, bob) = (bind().await, bind().await);
     let (to_x, _, x_b) = hairpin(
@@ -664,9 +665,10 @@ async fn a_media_loop_through_the_relays_own_ports_is_cut() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(loop_drops(&relay) >= 3, "{seq} packets sent, not 3 cut");
-    // And nothing goes round any more: once the sending stopped, the (one)
-    // worker's receive count stands still between two later reports (without
-    // the guard it grows by hundreds of thousands a second).
+    // And nothing goes round any more: once the sending stopped, the workers'
+    // receive counts stand still between two later reports, each worker's made
+    // after the last packet (without the guard they grow by hundreds of
+    // thousands a second).
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let before = worker_rx(&relay);
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -675,6 +677,17 @@ async fn a_media_loop_through_the_relays_own_ports_is_cut() {
     // Each packet: Alice's send, then at most a few trips of two receives.
     let bound = u64::from(seq) * (1 + 2 * u64::from(ferrelay_engine::loops::LOOP_REPEATS));
     assert!(after <= bound, "{after} datagrams for {seq} packets");
+    let per_worker: Vec<u64> = relay
+        .observatory()
+        .samples()
+        .into_iter()
+        .flatten()
+        .map(|w| w.report.engine.rx_packets)
+        .collect();
+    assert!(
+        per_worker.len() == 2 && per_worker.iter().all(|n| *n > 0),
+        "the loop crossed both workers: {per_worker:?}"
+    );
     relay.shutdown().await;
 }
 
