@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod call;
 pub mod flags;
+pub mod loop_protect;
 mod negotiate;
 mod owners;
 pub mod ports;
@@ -21,7 +22,7 @@ mod rewrite;
 pub mod sdes;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use ferrelay_engine::FlowId;
@@ -35,6 +36,7 @@ use crate::ng::Value;
 use backend::{FlowCounters, MediaBackend};
 use call::Call;
 use flags::Flags;
+use loop_protect::{mark, passes_through};
 use owners::FlowOwners;
 use ports::{PortPair, PortPool};
 
@@ -964,48 +966,6 @@ fn sdp_reply(sdp: &Sdp, out: &mut Vec<u8>) {
             sdp.write_to(out);
         })
         .end();
-}
-
-/// The attribute `loop-protect` marks an SDP with, as rtpengine names it.
-pub const LOOP_MARK: &str = "rtpengine";
-
-/// This relay's `loop-protect` mark: 12 hex digits (as rtpengine's), random per
-/// process and shared by its shards, so an SDP that comes back through any of
-/// them is known.
-pub fn instance_id() -> &'static str {
-    static ID: OnceLock<String> = OnceLock::new();
-    ID.get_or_init(|| {
-        let mut b = [0u8; 6];
-        if getrandom::fill(&mut b).is_err() {
-            // No OS randomness: still distinct per process and start.
-            let t = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            b.copy_from_slice(&(t ^ u64::from(std::process::id()) << 40).to_be_bytes()[2..]);
-        }
-        b.iter().map(|x| format!("{x:02x}")).collect()
-    })
-}
-
-/// `loop-protect` on an SDP this relay already rewrote (its session carries our
-/// mark): the SDP went round the signalling and came back, so it is answered as
-/// it is, and no call, port or flow is touched (rtpengine does the same).
-fn passes_through(sdp: &Sdp, flags: &Flags, call_id: &str) -> bool {
-    let ours = flags.loop_protect && sdp.attributes(LOOP_MARK).any(|v| v == instance_id());
-    if ours {
-        tracing::debug!(call_id = %call_id, "SDP carries our loop-protect mark: passed through");
-    }
-    ours
-}
-
-/// With `loop-protect`, marks the rewritten SDP as this relay's.
-fn mark(sdp: &mut Sdp, flags: &Flags) {
-    if flags.loop_protect
-        && let Err(e) = sdp.push_attribute(LOOP_MARK, Some(instance_id()))
-    {
-        // A fixed name and hex digits: not reachable, but never worth a panic.
-        tracing::warn!(error = %e, "loop-protect mark not added");
-    }
 }
 
 fn parse_sdp(req: &Value) -> Result<Sdp, String> {

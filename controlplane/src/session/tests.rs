@@ -9,6 +9,7 @@ use ferrelay_engine::{Component, LatchMode, MismatchPolicy};
 use ferrelay_sdp::Sdp;
 
 use super::backend::fake::FakeBackend;
+use super::loop_protect::instance_id;
 use super::*;
 use crate::config::InterfaceSpec;
 

@@ -88,8 +88,8 @@ impl Engine {
         self.loops = (!local.is_empty()).then(LoopGuard::new);
         self.local = local;
         for (_, flow) in self.table.iter_mut() {
-            flow.rule.remote_local = flow.rule.remote.is_some_and(|r| self.local.contains(r));
-            flow.latch.addr_local = flow.latch.addr.is_some_and(|a| self.local.contains(a));
+            flow.rule.remote_local = is_local(&self.local, flow.rule.remote);
+            flow.latch.addr_local = is_local(&self.local, flow.latch.addr);
         }
     }
 
@@ -98,7 +98,7 @@ impl Engine {
     /// here (and in `update`) so its packet path never makes one.
     pub fn insert(&mut self, id: FlowId, rule: FlowRule) -> Result<(), EngineError> {
         let (mut rule, spec) = Rule::split(rule);
-        rule.remote_local = rule.remote.is_some_and(|r| self.local.contains(r));
+        rule.remote_local = is_local(&self.local, rule.remote);
         let srtp = FlowCrypto::build(&spec)?;
         self.table.insert(id, rule, srtp)
     }
@@ -115,7 +115,7 @@ impl Engine {
             .get_with_crypto(id)
             .ok_or(EngineError::UnknownFlow)?;
         let (mut rule, spec) = Rule::split(rule);
-        rule.remote_local = rule.remote.is_some_and(|r| self.local.contains(r));
+        rule.remote_local = is_local(&self.local, rule.remote);
         let decrypt = crypto::change(srtp.decrypt.as_deref(), spec.decrypt.as_ref())?;
         let encrypt = crypto::change(srtp.encrypt.as_deref(), spec.encrypt.as_ref())?;
         srtp.apply(decrypt, encrypt);
@@ -379,6 +379,11 @@ impl Engine {
     pub fn flow_ids(&self) -> impl Iterator<Item = FlowId> + '_ {
         self.table.iter().map(|(id, _)| id)
     }
+}
+
+/// Whether `a` is one of the relay's own endpoints (none is).
+fn is_local(local: &LocalEndpoints, a: Option<Addr>) -> bool {
+    a.is_some_and(|a| local.contains(a))
 }
 
 /// Decides RTP or RTCP from the port's component and the first two bytes.
