@@ -168,10 +168,12 @@ impl<B: MediaBackend> Shards<B> {
         let limit = query::list_limit(req)?;
         let mut ids = Vec::new();
         for i in 0..self.shards.len() {
-            ids.extend(self.lock(i).sessions.call_ids().cloned());
+            ids.extend(self.lock(i).sessions.call_ids().map(Box::<str>::from));
         }
         ids.sort_unstable();
-        Ok(Some(query::list_reply(ids.iter().take(limit))))
+        Ok(Some(query::list_reply(
+            ids.iter().map(|s| &**s).take(limit),
+        )))
     }
 
     /// NG `statistics` over every shard.

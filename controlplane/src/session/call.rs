@@ -2,7 +2,6 @@
 //! A side owns the port pair its party talks to and the two flows on those ports.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrelay_engine::{Component, CryptoSpec, FlowId, FlowRule, LatchMode, MismatchPolicy, Output};
@@ -114,39 +113,32 @@ pub struct Tally {
 
 /// One party's end of one m= line.
 ///
-/// 224 bytes, so that a party's array of one side (most calls) takes the
-/// allocator's 224-byte blocks and not its 320-byte ones: the rare numbers are
-/// boxed, the per-flow counts no wider than the worker's, and the interface's
-/// address is the interface's, not repeated here.
+/// 192 bytes, so that a party's array of one side (most calls) takes the
+/// allocator's 192-byte blocks: the rare state (SDES keys, counters of removed
+/// flows, an RTCP address that is not the RTP one's or next to it) is boxed
+/// together, the yes/no state and the policy share one word, the per-flow counts
+/// are no wider than the worker's, and the interface's address is the
+/// interface's, not repeated here.
 #[derive(Debug)]
 pub struct Side {
     /// Index of the interface the pair is bound on (and so of its address): one
     /// byte, as there are at most [`MAX_INTERFACES`].
     iface: u8,
+    /// The flags below, the policy, and where RTCP goes ([`Side::remote_rtcp`]).
+    bits: u16,
     /// The party sends to `pair.port` (RTP, or both when muxed) and `pair.port + 1`
     /// (RTCP); reserved until the call's ports are released.
     pub pair: PortPair,
     /// Installed flows on the pair: `[rtp-or-muxed, rtcp]`.
     pub flows: Option<[FlowId; 2]>,
-    /// Where the party wants RTP (from its SDP); `None` before it is known or on hold.
-    pub remote_rtp: Option<Endpoint>,
-    pub remote_rtcp: Option<Endpoint>,
-    /// The party sends and expects RTCP on the RTP port (RFC 5761).
-    pub muxed: bool,
-    /// The party's own SDP carried a=rtcp-mux.
-    pub mux_signalled: bool,
-    /// The relay offered rtcp-mux to this party.
-    pub mux_offered: bool,
-    /// The party's m= port was 0: stream rejected or disabled, no flows.
-    pub rejected: bool,
-    pub policy: Policy,
-    pub blocked: bool,
+    /// Where the party wants RTP (from its SDP); `None` before it is known or on
+    /// hold. Set with [`Side::set_remotes`].
+    remote_rtp: Option<Endpoint>,
     pub clock_rate: u32,
     /// The m= line's media type and protocol.
     pub names: MediaNames,
-    /// SDES keys of this leg (the party's and the relay's); boxed and only while
-    /// there are any, since most calls are plain RTP.
-    crypto: Option<Box<SideCrypto>>,
+    /// What few sides have, boxed and only while there is any.
+    cold: Option<Box<Cold>>,
     /// Packets, bytes and drops of `[rtp-or-muxed, rtcp]`, from the worker's
     /// stats. Drops are `u32`, as the worker counts them per flow.
     packets: [u64; 2],
@@ -154,41 +146,185 @@ pub struct Side {
     errors: [u32; 2],
     /// Where the packets of `[rtp-or-muxed, rtcp]` come from, from the same stats.
     seen: [Option<Endpoint>; 2],
-    /// Counters of flows already removed (re-offers that rejected the stream);
-    /// boxed, as most sides never have any.
-    retired: Option<Box<Tally>>,
     /// Wall-clock second (unix) the counters of `[rtp, rtcp]` last grew.
     pub last_packet_unix: [u32; 2],
-    /// A worker refused this side's flows: nothing is relayed to or from it until
-    /// a new offer or answer installs them again.
-    pub failed: bool,
+}
+
+/// A side's rare state.
+#[derive(Debug, Default)]
+struct Cold {
+    /// SDES keys of this leg (the party's and the relay's); most calls are plain.
+    crypto: Option<SideCrypto>,
+    /// Counters of flows already removed (re-offers that rejected the stream).
+    retired: Tally,
+    /// Where the party wants RTCP, when that is neither its RTP address nor the
+    /// port after it there.
+    rtcp: Option<Endpoint>,
+}
+
+impl Cold {
+    fn is_empty(&self) -> bool {
+        self.crypto.is_none() && self.retired == Tally::default() && self.rtcp.is_none()
+    }
+}
+
+// `Side::bits`: yes/no state.
+const MUXED: u16 = 1;
+const MUX_SIGNALLED: u16 = 1 << 1;
+const MUX_OFFERED: u16 = 1 << 2;
+const REJECTED: u16 = 1 << 3;
+const BLOCKED: u16 = 1 << 4;
+const FAILED: u16 = 1 << 5;
+// The policy: the latch mode, and the mismatch behaviour in two bits.
+const FIXED_LATCH: u16 = 1 << 6;
+const MISMATCH_SHIFT: u32 = 7;
+const MISMATCH: u16 = 0b11 << MISMATCH_SHIFT;
+// Where RTCP goes, in two bits: nowhere, the RTP address (muxed), the port
+// after it, or `Cold::rtcp`.
+const RTCP_SHIFT: u32 = 9;
+const RTCP: u16 = 0b11 << RTCP_SHIFT;
+const RTCP_NONE: u16 = 0;
+const RTCP_SAME: u16 = 1 << RTCP_SHIFT;
+const RTCP_NEXT: u16 = 2 << RTCP_SHIFT;
+const RTCP_COLD: u16 = 3 << RTCP_SHIFT;
+
+/// A getter and a setter for one bit of `Side::bits`.
+macro_rules! flag {
+    ($(#[$doc:meta])* $get:ident, $set:ident, $bit:expr) => {
+        $(#[$doc])*
+        pub fn $get(&self) -> bool {
+            self.bits & $bit != 0
+        }
+
+        pub fn $set(&mut self, on: bool) {
+            if on {
+                self.bits |= $bit;
+            } else {
+                self.bits &= !$bit;
+            }
+        }
+    };
 }
 
 impl Side {
     /// A side on interface `iface` ([`Side::iface_index`] makes one).
     pub fn new(iface: u8, pair: PortPair) -> Side {
-        Side {
+        let mut side = Side {
             iface,
+            bits: 0,
             pair,
             flows: None,
             remote_rtp: None,
-            remote_rtcp: None,
-            muxed: false,
-            mux_signalled: false,
-            mux_offered: false,
-            rejected: false,
-            policy: Policy::default(),
-            blocked: false,
             clock_rate: 8000,
             names: MediaNames::default(),
-            crypto: None,
+            cold: None,
             packets: [0; 2],
             bytes: [0; 2],
             errors: [0; 2],
             seen: [None; 2],
-            retired: None,
             last_packet_unix: [0; 2],
-            failed: false,
+        };
+        side.set_policy(Policy::default());
+        side
+    }
+
+    flag!(
+        /// The party sends and expects RTCP on the RTP port (RFC 5761).
+        muxed, set_muxed, MUXED
+    );
+    flag!(
+        /// The party's own SDP carried a=rtcp-mux.
+        mux_signalled, set_mux_signalled, MUX_SIGNALLED
+    );
+    flag!(
+        /// The relay offered rtcp-mux to this party.
+        mux_offered, set_mux_offered, MUX_OFFERED
+    );
+    flag!(
+        /// The party's m= port was 0: stream rejected or disabled, no flows.
+        rejected, set_rejected, REJECTED
+    );
+    flag!(blocked, set_blocked, BLOCKED);
+    flag!(
+        /// A worker refused this side's flows: nothing is relayed to or from it
+        /// until a new offer or answer installs them again.
+        failed, set_failed, FAILED
+    );
+
+    pub fn policy(&self) -> Policy {
+        Policy {
+            latch: if self.bits & FIXED_LATCH != 0 {
+                LatchMode::Fixed
+            } else {
+                LatchMode::LatchFirst
+            },
+            mismatch: match (self.bits & MISMATCH) >> MISMATCH_SHIFT {
+                0 => Mismatch::Accept,
+                1 => Mismatch::Drop,
+                _ => Mismatch::Handover,
+            },
+        }
+    }
+
+    pub fn set_policy(&mut self, p: Policy) {
+        let latch = match p.latch {
+            LatchMode::Fixed => FIXED_LATCH,
+            LatchMode::LatchFirst => 0,
+        };
+        let mismatch: u16 = match p.mismatch {
+            Mismatch::Accept => 0,
+            Mismatch::Drop => 1,
+            Mismatch::Handover => 2,
+        };
+        self.bits = (self.bits & !(FIXED_LATCH | MISMATCH)) | latch | (mismatch << MISMATCH_SHIFT);
+    }
+
+    /// Where the party wants RTP.
+    pub fn remote_rtp(&self) -> Option<Endpoint> {
+        self.remote_rtp
+    }
+
+    /// Where the party wants RTCP.
+    pub fn remote_rtcp(&self) -> Option<Endpoint> {
+        match self.bits & RTCP {
+            RTCP_SAME => self.remote_rtp,
+            RTCP_NEXT => self.remote_rtp.map(|e| Endpoint {
+                ip: e.ip,
+                port: e.port.wrapping_add(1),
+            }),
+            RTCP_COLD => self.cold.as_ref().and_then(|c| c.rtcp),
+            _ => None,
+        }
+    }
+
+    /// Where the party wants RTP and RTCP.
+    pub fn set_remotes(&mut self, rtp: Option<Endpoint>, rtcp: Option<Endpoint>) {
+        self.remote_rtp = rtp;
+        let at = match (rtp, rtcp) {
+            (_, None) => RTCP_NONE,
+            (Some(r), Some(c)) if c == r => RTCP_SAME,
+            (Some(r), Some(c)) if c.ip == r.ip && r.port.checked_add(1) == Some(c.port) => {
+                RTCP_NEXT
+            }
+            (_, Some(_)) => RTCP_COLD,
+        };
+        self.bits = (self.bits & !RTCP) | at;
+        if at == RTCP_COLD {
+            self.cold_mut().rtcp = rtcp;
+        } else if let Some(c) = &mut self.cold {
+            c.rtcp = None;
+            self.trim_cold();
+        }
+    }
+
+    fn cold_mut(&mut self) -> &mut Cold {
+        self.cold.get_or_insert_default()
+    }
+
+    /// Frees the rare state when none is left.
+    fn trim_cold(&mut self) {
+        if self.cold.as_deref().is_some_and(Cold::is_empty) {
+            self.cold = None;
         }
     }
 
@@ -213,17 +349,38 @@ impl Side {
 
     /// Counters of the flows removed from this side while it lived.
     pub fn retired(&self) -> Tally {
-        self.retired.as_deref().copied().unwrap_or_default()
+        self.cold.as_ref().map(|c| c.retired).unwrap_or_default()
     }
 
     /// The SDES state of this side (the plain one when it has none).
     pub fn crypto(&self) -> &SideCrypto {
-        self.crypto.as_deref().unwrap_or(&PLAIN)
+        self.cold
+            .as_ref()
+            .and_then(|c| c.crypto.as_ref())
+            .unwrap_or(&PLAIN)
     }
 
     /// The SDES state to change; [`Side::trim_crypto`] gives it back when plain.
     pub fn crypto_mut(&mut self) -> &mut SideCrypto {
-        self.crypto.get_or_insert_default()
+        self.cold_mut().crypto.get_or_insert_default()
+    }
+
+    /// The SDES state, boxed, for a memo; `None` when plain.
+    fn crypto_box(&self) -> Option<Box<SideCrypto>> {
+        let c = self.crypto();
+        (!c.is_plain()).then(|| Box::new(c.clone()))
+    }
+
+    fn set_crypto(&mut self, c: Option<Box<SideCrypto>>) {
+        match c {
+            Some(c) => *self.crypto_mut() = *c,
+            None => {
+                if let Some(cold) = &mut self.cold {
+                    cold.crypto = None;
+                }
+                self.trim_cold();
+            }
+        }
     }
 
     /// What this side learnt from its party's SDP, for when another fork takes
@@ -231,30 +388,32 @@ impl Side {
     pub fn memo(&self, peer: &Side) -> SideMemo {
         SideMemo {
             remote_rtp: self.remote_rtp,
-            remote_rtcp: self.remote_rtcp,
-            mux_signalled: self.mux_signalled,
-            muxed: self.muxed,
-            peer_muxed: peer.muxed,
-            crypto: self.crypto.clone(),
-            peer_crypto: peer.crypto.clone(),
+            remote_rtcp: self.remote_rtcp(),
+            mux_signalled: self.mux_signalled(),
+            muxed: self.muxed(),
+            peer_muxed: peer.muxed(),
+            crypto: self.crypto_box(),
+            peer_crypto: peer.crypto_box(),
         }
     }
 
     /// Puts back what [`Side::memo`] kept, on this side and its peer's.
     pub fn restore(&mut self, peer: &mut Side, m: SideMemo) {
-        self.remote_rtp = m.remote_rtp;
-        self.remote_rtcp = m.remote_rtcp;
-        self.mux_signalled = m.mux_signalled;
-        self.muxed = m.muxed;
-        peer.muxed = m.peer_muxed;
-        self.crypto = m.crypto;
-        peer.crypto = m.peer_crypto;
+        self.set_remotes(m.remote_rtp, m.remote_rtcp);
+        self.set_mux_signalled(m.mux_signalled);
+        self.set_muxed(m.muxed);
+        peer.set_muxed(m.peer_muxed);
+        self.set_crypto(m.crypto);
+        peer.set_crypto(m.peer_crypto);
     }
 
     /// Frees the SDES state of a side that has none to keep.
     pub fn trim_crypto(&mut self) {
-        if self.crypto.as_deref().is_some_and(SideCrypto::is_plain) {
-            self.crypto = None;
+        if let Some(c) = &mut self.cold
+            && c.crypto.as_ref().is_some_and(SideCrypto::is_plain)
+        {
+            c.crypto = None;
+            self.trim_cold();
         }
     }
 
@@ -274,12 +433,13 @@ impl Side {
         rtp.rtp_out = Some(Output { via: peer[0] });
         rtp.rtcp_out = Some(rtcp_to);
         let mut rtcp = FlowRule::new(Component::Rtcp);
-        rtcp.remote = self.remote_rtcp.map(SocketAddr::from);
+        rtcp.remote = self.remote_rtcp().map(SocketAddr::from);
         rtcp.rtcp_out = Some(rtcp_to);
+        let policy = self.policy();
         for r in [&mut rtp, &mut rtcp] {
-            r.latch = self.policy.latch;
-            r.on_mismatch = self.policy.on_mismatch();
-            r.blocked = self.blocked;
+            r.latch = policy.latch;
+            r.on_mismatch = policy.on_mismatch();
+            r.blocked = self.blocked();
             r.clock_rate = self.clock_rate;
             match &crypto {
                 Some(c) => r.crypto = c.clone(),
@@ -299,12 +459,13 @@ impl Side {
         r.remote = if which == 0 {
             self.remote_rtp
         } else {
-            self.remote_rtcp
+            self.remote_rtcp()
         }
         .map(SocketAddr::from);
-        r.latch = self.policy.latch;
-        r.on_mismatch = self.policy.on_mismatch();
-        r.blocked = self.blocked;
+        let policy = self.policy();
+        r.latch = policy.latch;
+        r.on_mismatch = policy.on_mismatch();
+        r.blocked = self.blocked();
         r
     }
 
@@ -334,7 +495,7 @@ impl Side {
         if c.packets == 0 && c.bytes == 0 && c.errors == 0 {
             return;
         }
-        let r = self.retired.get_or_insert_default();
+        let r = &mut self.cold_mut().retired;
         r.packets += c.packets;
         r.bytes += c.bytes;
         r.errors += c.errors;
@@ -522,29 +683,102 @@ impl Monologue {
 }
 
 /// One call (SIP call-id).
+///
+/// 96 bytes, the allocator's 96-byte blocks and not its 128-byte ones: the
+/// instants after `created` are kept as nanoseconds since it (8 bytes each, not an
+/// `Instant`'s 16), and the worker index in 4 bytes.
 #[derive(Debug)]
 pub struct Call {
-    /// Shared with the call map's key and the flow index: one copy per call.
-    pub id: Arc<str>,
-    /// The worker that owns every flow of the call.
-    pub worker: usize,
-    pub created: Instant,
+    /// The call-id; the call table ([`super::calls`]) finds the call by it.
+    pub id: Box<str>,
+    /// The worker that owns every flow of the call ([`Call::worker`]).
+    worker: u32,
     pub created_unix: u32,
     pub last_signal_unix: u32,
+    pub created: Instant,
     pub monologues: Vec<Monologue>,
+    /// When the last offer came ([`Call::offered_at`]).
+    offered_at: Since,
+    /// Last time packet counters grew, or the answer came ([`Call::last_media`]).
+    last_media: Since,
+    /// `delete` arrived: media keeps flowing until this instant (`delete-delay`),
+    /// then the call ends; [`Since::NONE`] otherwise ([`Call::deleting`]).
+    deleting: Since,
     /// An answer completed the call; until then the offer timeout applies.
     pub answered: bool,
-    pub offered_at: Instant,
-    /// Last time packet counters grew (or the answer came).
-    pub last_media: Instant,
     /// Every stream is on hold: the silent timeout applies instead.
     pub held: bool,
-    /// `delete` arrived: media keeps flowing until this instant (`delete-delay`),
-    /// then the call ends. A new offer or answer clears it.
-    pub deleting: Option<Instant>,
+}
+
+/// An instant as the nanoseconds after a call's creation (584 years fit). Instants
+/// before the creation read as the creation: a call's timers only look forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Since(u64);
+
+impl Since {
+    /// No instant (`Call::deleting` when no `delete` is pending).
+    const NONE: Since = Since(u64::MAX);
+
+    fn new(origin: Instant, at: Instant) -> Since {
+        let ns = at.saturating_duration_since(origin).as_nanos();
+        Since(u64::try_from(ns).unwrap_or(u64::MAX - 1).min(u64::MAX - 1))
+    }
+
+    fn at(self, origin: Instant) -> Instant {
+        origin + Duration::from_nanos(self.0)
+    }
 }
 
 impl Call {
+    /// A call created at `now` (wall clock `unix`), its flows on `worker`.
+    pub fn new(id: Box<str>, worker: usize, now: Instant, unix: u32) -> Call {
+        Call {
+            id,
+            worker: u32::try_from(worker).expect("worker index fits u32"),
+            created_unix: unix,
+            last_signal_unix: unix,
+            created: now,
+            monologues: Vec::new(),
+            offered_at: Since(0),
+            last_media: Since(0),
+            deleting: Since::NONE,
+            answered: false,
+            held: false,
+        }
+    }
+
+    /// The worker that owns every flow of the call.
+    pub fn worker(&self) -> usize {
+        self.worker as usize
+    }
+
+    /// When the last offer came.
+    pub fn offered_at(&self) -> Instant {
+        self.offered_at.at(self.created)
+    }
+
+    pub fn set_offered_at(&mut self, at: Instant) {
+        self.offered_at = Since::new(self.created, at);
+    }
+
+    /// Last time packet counters grew, or the answer came.
+    pub fn last_media(&self) -> Instant {
+        self.last_media.at(self.created)
+    }
+
+    pub fn set_last_media(&mut self, at: Instant) {
+        self.last_media = Since::new(self.created, at);
+    }
+
+    /// When a pending `delete` ends the call.
+    pub fn deleting(&self) -> Option<Instant> {
+        (self.deleting != Since::NONE).then(|| self.deleting.at(self.created))
+    }
+
+    pub fn set_deleting(&mut self, at: Option<Instant>) {
+        self.deleting = at.map_or(Since::NONE, |t| Since::new(self.created, t));
+    }
+
     pub fn monologue(&self, tag: &str) -> Option<usize> {
         self.monologues.iter().position(|m| m.tag() == tag)
     }
@@ -615,12 +849,116 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sides_and_parties_fit_the_allocators_blocks() {
-        // mimalloc's size classes step 192, 224, 256, 320: a party's one-side
-        // array of 272 bytes took 320.
-        assert!(size_of::<Side>() <= 224, "{}", size_of::<Side>());
+    fn sides_parties_and_calls_fit_the_allocators_blocks() {
+        // mimalloc's size classes step 96, 112, 128 and 192, 224, 256, 320: a
+        // party's one-side array of 272 bytes took 320, of 224 bytes 224.
+        assert!(size_of::<Side>() <= 192, "{}", size_of::<Side>());
         // And a call's two parties fit 96-byte blocks (160 when a party was 80).
         assert!(size_of::<Monologue>() <= 48, "{}", size_of::<Monologue>());
+        assert!(size_of::<Call>() <= 96, "{}", size_of::<Call>());
+    }
+
+    fn side() -> Side {
+        let pair = PortPair {
+            rtp: Default::default(),
+            rtcp: Default::default(),
+            port: 5000,
+        };
+        Side::new(0, pair)
+    }
+
+    #[test]
+    fn a_sides_flags_and_policy_share_a_word_without_touching_each_other() {
+        let mut s = side();
+        assert_eq!(s.policy(), Policy::default());
+        type Flag = (fn(&Side) -> bool, fn(&mut Side, bool));
+        let flags: [Flag; 6] = [
+            (Side::muxed, Side::set_muxed),
+            (Side::mux_signalled, Side::set_mux_signalled),
+            (Side::mux_offered, Side::set_mux_offered),
+            (Side::rejected, Side::set_rejected),
+            (Side::blocked, Side::set_blocked),
+            (Side::failed, Side::set_failed),
+        ];
+        let state = |s: &Side| flags.map(|(get, _)| get(s));
+        for (i, (get, set)) in flags.iter().enumerate() {
+            set(&mut s, true);
+            assert!(get(&s));
+            let mut want = [false; 6];
+            want[i] = true;
+            assert_eq!(state(&s), want, "flag {i} alone");
+            set(&mut s, false);
+        }
+        s.set_muxed(true);
+        s.set_failed(true);
+        for latch in [LatchMode::Fixed, LatchMode::LatchFirst] {
+            for mismatch in [Mismatch::Drop, Mismatch::Handover, Mismatch::Accept] {
+                let p = Policy { latch, mismatch };
+                s.set_policy(p);
+                assert_eq!(s.policy(), p);
+                assert_eq!(state(&s), [true, false, false, false, false, true]);
+            }
+        }
+        s.set_remotes(None, None);
+        assert_eq!(s.policy().mismatch, Mismatch::Accept, "remotes leave it");
+    }
+
+    #[test]
+    fn rtcp_next_to_rtp_costs_no_box_and_anywhere_else_is_kept() {
+        let e = |a: &str| Some(Endpoint::from(a.parse::<SocketAddr>().unwrap()));
+        let mut s = side();
+        s.set_policy(Policy {
+            latch: LatchMode::Fixed,
+            mismatch: Mismatch::Handover,
+        });
+        let cases = [
+            (e("192.0.2.1:5000"), e("192.0.2.1:5001"), false),
+            (e("192.0.2.1:5000"), e("192.0.2.1:5000"), false),
+            (e("192.0.2.1:5000"), None, false),
+            (None, None, false),
+            (e("192.0.2.1:5000"), e("192.0.2.1:6000"), true),
+            (e("192.0.2.1:5000"), e("198.51.100.1:5001"), true),
+            (None, e("192.0.2.1:5001"), true),
+            (e("[2001:db8::1]:65535"), e("[2001:db8::1]:0"), true),
+            (e("[2001:db8::1]:4000"), e("[2001:db8::1]:4001"), false),
+        ];
+        for (rtp, rtcp, boxed) in cases {
+            s.set_remotes(rtp, rtcp);
+            assert_eq!((s.remote_rtp(), s.remote_rtcp()), (rtp, rtcp));
+            assert_eq!(s.cold.is_some(), boxed, "{rtp:?} {rtcp:?}");
+        }
+        assert_eq!(
+            s.policy().latch,
+            LatchMode::Fixed,
+            "remotes leave the policy"
+        );
+
+        // The box is shared with the keys and the removed flows' counts, and
+        // goes once none of them is left.
+        s.set_remotes(e("192.0.2.1:5000"), e("192.0.2.9:7000"));
+        s.crypto_mut();
+        s.trim_crypto();
+        assert!(s.cold.is_some(), "the RTCP address keeps it");
+        s.set_remotes(e("192.0.2.1:5000"), e("192.0.2.1:5001"));
+        assert!(
+            s.cold.is_none(),
+            "plain keys were trimmed, nothing else is left"
+        );
+        s.set_counters(
+            1,
+            FlowCounters {
+                packets: 3,
+                bytes: 300,
+                errors: 1,
+                remote: None,
+            },
+        );
+        s.retire(1);
+        assert_eq!(s.retired().packets, 3);
+        s.set_remotes(e("192.0.2.1:5000"), e("192.0.2.9:7000"));
+        s.set_remotes(None, None);
+        assert!(s.cold.is_some(), "the counts keep it");
+        assert_eq!(s.totals().bytes, 300);
     }
 
     #[test]

@@ -134,7 +134,7 @@ fn delete_of_the_live_branch_hands_the_media_to_the_other_fork() {
     assert_eq!((s.backend().flows.len(), s.ports_in_use()), (4, 2));
     // B1's own answer said where it wants media: it gets it at once.
     assert_eq!(remote_of(&s, to_b), Some(6000));
-    assert!(s.calls["k"].deleting.is_none());
+    assert!(s.calls["k"].deleting().is_none());
     answer(&mut s, "k", "B1", 6002).unwrap();
     assert_eq!(remote_of(&s, to_b), Some(6002));
 }

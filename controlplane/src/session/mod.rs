@@ -12,6 +12,7 @@
 
 pub mod backend;
 pub mod call;
+mod calls;
 pub mod flags;
 pub mod loop_protect;
 mod negotiate;
@@ -35,6 +36,7 @@ use crate::config::{Config, InterfaceSpec};
 use crate::ng::Value;
 use backend::{FlowCounters, MediaBackend};
 use call::Call;
+use calls::{CallIndex, Calls};
 use flags::Flags;
 use loop_protect::{mark, passes_through};
 use owners::FlowOwners;
@@ -161,9 +163,7 @@ impl<B: MediaBackend> Resources<B> {
 #[derive(Debug)]
 pub struct Sessions<B> {
     res: Resources<B>,
-    /// Boxed: a map entry is then 24 bytes, and the map's spare buckets (up to
-    /// half of them after it grows) cost little.
-    calls: HashMap<Arc<str>, Box<Call>, RandomState>,
+    calls: Calls,
     /// Which call owns each installed flow, so worker events find it at once.
     owners: FlowOwners,
     /// Last counters of flows being removed, and the ended call they belonged to
@@ -181,6 +181,13 @@ pub struct Sessions<B> {
     load: Vec<usize>,
     pub totals: Totals,
     started: Instant,
+}
+
+/// A call's index and flows as they were before a change, for the flow index.
+#[derive(Debug, Default)]
+struct Indexed {
+    call: Option<CallIndex>,
+    flows: Vec<(usize, FlowId)>,
 }
 
 /// An ended call's flows whose final counts are still to come: when none of them
@@ -236,7 +243,7 @@ impl<B: MediaBackend> Sessions<B> {
                 pools,
                 backend,
             },
-            calls: HashMap::default(),
+            calls: Calls::default(),
             owners,
             retiring: HashMap::default(),
             quiet: HashMap::default(),
@@ -326,29 +333,14 @@ impl<B: MediaBackend> Sessions<B> {
             let worker = (0..self.load.len())
                 .min_by_key(|w| self.load[*w])
                 .unwrap_or(0);
-            let unix = unix_now();
-            let id: Arc<str> = call_id.into();
-            self.calls.insert(
-                id.clone(),
-                Box::new(Call {
-                    id,
-                    worker,
-                    created: now,
-                    created_unix: unix,
-                    last_signal_unix: unix,
-                    monologues: Vec::new(),
-                    answered: false,
-                    offered_at: now,
-                    last_media: now,
-                    held: false,
-                    deleting: None,
-                }),
-            );
+            self.calls
+                .insert(Box::new(Call::new(call_id.into(), worker, now, unix_now())))
+                .ok_or("Too many calls")?;
             self.load[worker] += 1;
             self.totals.managed += 1;
         }
         let call = self.calls.get_mut(call_id).expect("inserted above");
-        call.deleting = None;
+        call.set_deleting(None);
         let res =
             negotiate::offer_call(&mut self.res, call, from_tag, to_tag, &flags, &mut sdp, now);
         self.reindex(call_id, before);
@@ -392,7 +384,7 @@ impl<B: MediaBackend> Sessions<B> {
             .calls
             .get_mut(call_id)
             .ok_or_else(|| "Unknown call-id".to_owned())?;
-        call.deleting = None;
+        call.set_deleting(None);
         let res =
             negotiate::answer_call(&mut self.res, call, from_tag, to_tag, &flags, &mut sdp, now);
         // The answer's `via-branch` names its fork for a later `delete`.
@@ -457,9 +449,9 @@ impl<B: MediaBackend> Sessions<B> {
         } else if delay.is_zero() {
             let call_id = call_id.to_owned();
             self.end_call(&call_id, EndReason::Deleted, now, true);
-        } else if call.deleting.is_none() {
+        } else if call.deleting().is_none() {
             // A repeated delete keeps the first deadline.
-            call.deleting = Some(now + delay);
+            call.set_deleting(Some(now + delay));
             tracing::info!(call_id = %call_id, delay_s = delay.as_secs(), "delete scheduled");
         }
         Ok(())
@@ -482,7 +474,7 @@ impl<B: MediaBackend> Sessions<B> {
         let Some(call) = self.calls.get_mut(call_id) else {
             return Ok(());
         };
-        let worker = call.worker;
+        let worker = call.worker();
         let gone = call.monologues.remove(m);
         tracing::info!(call_id = %call_id, tag = %gone.tag(), "branch deleted");
         let root_tag = gone.peer().unwrap_or_default();
@@ -522,8 +514,7 @@ impl<B: MediaBackend> Sessions<B> {
                 match memo.next() {
                     Some(m) => sh.restore(sr, m),
                     None => {
-                        sh.remote_rtp = None;
-                        sh.remote_rtcp = None;
+                        sh.set_remotes(None, None);
                     }
                 }
                 negotiate::unlatch(&mut self.res.backend, worker, sh)?;
@@ -561,14 +552,14 @@ impl<B: MediaBackend> Sessions<B> {
     /// `list`: call-ids, at most `limit` (default 32, as rtpengine).
     pub fn list(&self, req: &Value) -> Result<Value, String> {
         let limit = query::list_limit(req)?;
-        let mut ids: Vec<&Arc<str>> = self.calls.keys().collect();
+        let mut ids: Vec<&str> = self.calls.ids().collect();
         ids.sort();
         Ok(query::list_reply(ids.into_iter().take(limit)))
     }
 
     /// The ids of every call here.
-    pub fn call_ids(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.calls.keys()
+    pub fn call_ids(&self) -> impl Iterator<Item = &str> {
+        self.calls.ids()
     }
 
     /// Whether the call `call_id` is here.
@@ -607,13 +598,14 @@ impl<B: MediaBackend> Sessions<B> {
             Some(t) => vec![call.monologue(t).ok_or("Unknown from-tag")?],
             None => (0..call.monologues.len()).collect(),
         };
+        let worker = call.worker();
         for m in targets {
             for side in &mut call.monologues[m].sides {
-                side.blocked = blocked;
+                side.set_blocked(blocked);
                 for id in side.flows.into_iter().flatten() {
                     self.res
                         .backend
-                        .set_blocked(call.worker, id, blocked)
+                        .set_blocked(worker, id, blocked)
                         .map_err(|e| e.to_string())?;
                 }
             }
@@ -627,20 +619,24 @@ impl<B: MediaBackend> Sessions<B> {
         let Some(call) = self
             .owners
             .get(worker, id)
-            .and_then(|cid| self.calls.get_mut(cid))
+            .and_then(|i| self.calls.at_mut(i))
         else {
             return; // removed meanwhile
         };
+        let mut grew = false;
         for side in call.monologues.iter_mut().flat_map(|m| m.sides.iter_mut()) {
             let Some(k) = side.flows.and_then(|f| f.iter().position(|f| *f == id)) else {
                 continue;
             };
             if c.packets > side.counters(k).packets {
                 side.last_packet_unix[k] = unix_now();
-                call.last_media = now;
+                grew = true;
             }
             side.set_counters(k, c);
-            return;
+            break;
+        }
+        if grew {
+            call.set_last_media(now);
         }
     }
 
@@ -676,7 +672,12 @@ impl<B: MediaBackend> Sessions<B> {
     /// gone, so the side is marked failed and logged, both flows of its pair are
     /// removed (which frees their ids) and a later offer or answer reinstalls them.
     pub fn on_flow_refused(&mut self, worker: usize, id: FlowId, why: &str) {
-        let Some(call_id) = self.owners.get(worker, id).cloned() else {
+        let Some(call_id) = self
+            .owners
+            .get(worker, id)
+            .and_then(|i| self.calls.at(i))
+            .map(|c| c.id.to_string())
+        else {
             return; // already removed, or a late answer about a flow that is gone
         };
         let before = self.flows_of(&call_id);
@@ -693,7 +694,7 @@ impl<B: MediaBackend> Sessions<B> {
         if let Some((m, i)) = found {
             let mono = &mut call.monologues[m];
             let side = &mut mono.sides[i];
-            side.failed = true;
+            side.set_failed(true);
             for (k, f) in side.flows.take().into_iter().flatten().enumerate() {
                 side.retire(k);
                 if let Err(e) = self.res.backend.remove_flow(worker, f) {
@@ -710,31 +711,39 @@ impl<B: MediaBackend> Sessions<B> {
 
     /// The call a flow belongs to, for log lines about worker events.
     pub fn call_of(&self, worker: usize, id: FlowId) -> Option<&str> {
-        self.owners
-            .get(worker, id)
-            .filter(|c| {
-                self.calls
-                    .get(*c)
-                    .is_some_and(|c| c.flows().any(|f| f == id))
-            })
-            .map(|c| &**c)
+        let c = self.calls.at(self.owners.get(worker, id)?)?;
+        c.flows().any(|f| f == id).then_some(&*c.id)
     }
 
-    fn flows_of(&self, call_id: &str) -> Vec<(usize, FlowId)> {
-        self.calls
-            .get(call_id)
-            .map(|c| c.flows().map(|f| (c.worker, f)).collect())
-            .unwrap_or_default()
-    }
-
-    /// Brings the flow index up to date after the call's flows changed.
-    fn reindex(&mut self, call_id: &str, before: Vec<(usize, FlowId)>) {
-        for (w, f) in before {
-            self.owners.remove(w, f, call_id);
+    /// The call's index and its flows, for [`Sessions::reindex`] once they changed.
+    fn flows_of(&self, call_id: &str) -> Indexed {
+        let Some(i) = self.calls.find(call_id) else {
+            return Indexed::default();
+        };
+        let flows = self
+            .calls
+            .at(i)
+            .map(|c| c.flows().map(|f| (c.worker(), f)).collect());
+        Indexed {
+            call: Some(i),
+            flows: flows.unwrap_or_default(),
         }
-        if let Some(c) = self.calls.get(call_id) {
+    }
+
+    /// Brings the flow index up to date after the call's flows changed (or the
+    /// call was added or removed).
+    fn reindex(&mut self, call_id: &str, before: Indexed) {
+        if let Some(i) = before.call {
+            for (w, f) in before.flows {
+                self.owners.remove(w, f, i);
+            }
+        }
+        let Some(i) = self.calls.find(call_id) else {
+            return;
+        };
+        if let Some(c) = self.calls.at(i) {
             for f in c.flows() {
-                self.owners.insert(c.worker, f, c.id.clone());
+                self.owners.insert(c.worker(), f, i);
             }
         }
     }
@@ -742,6 +751,7 @@ impl<B: MediaBackend> Sessions<B> {
     /// Asks the workers for fresh counters of one call; returns how many were asked.
     pub fn refresh(&mut self, call_id: &str) -> usize {
         self.flows_of(call_id)
+            .flows
             .into_iter()
             .filter(|(w, f)| self.res.backend.query_flow(*w, *f).is_ok())
             .count()
@@ -752,7 +762,7 @@ impl<B: MediaBackend> Sessions<B> {
     pub fn installed_flows(&self) -> impl Iterator<Item = (usize, FlowId)> + Clone + '_ {
         self.calls
             .values()
-            .flat_map(|c| c.flows().map(move |f| (c.worker, f)))
+            .flat_map(|c| c.flows().map(move |f| (c.worker(), f)))
     }
 
     /// Runs the timers: offer, media, silent and final timeouts, and port release.
@@ -761,20 +771,20 @@ impl<B: MediaBackend> Sessions<B> {
         let cfg = &self.res.cfg;
         let mut ended = Vec::new();
         for call in self.calls.values() {
-            let reason = if let Some(at) = call.deleting {
+            let reason = if let Some(at) = call.deleting() {
                 (now >= at).then_some(EndReason::Deleted)
             } else if let Some(f) = cfg.final_timeout
                 && now.saturating_duration_since(call.created) >= f
             {
                 Some(EndReason::FinalTimeout)
             } else if !call.answered {
-                (now.saturating_duration_since(call.offered_at) >= cfg.offer_timeout)
+                (now.saturating_duration_since(call.offered_at()) >= cfg.offer_timeout)
                     .then_some(EndReason::OfferTimeout)
             } else if call.held {
-                (now.saturating_duration_since(call.last_media) >= cfg.silent_timeout)
+                (now.saturating_duration_since(call.last_media()) >= cfg.silent_timeout)
                     .then_some(EndReason::SilentTimeout)
             } else {
-                (now.saturating_duration_since(call.last_media) >= cfg.timeout)
+                (now.saturating_duration_since(call.last_media()) >= cfg.timeout)
                     .then_some(EndReason::MediaTimeout)
             };
             if let Some(r) = reason {
@@ -798,7 +808,7 @@ impl<B: MediaBackend> Sessions<B> {
     /// Ends the forks whose delayed `delete` is due: alone while the call has
     /// other forks, else (the others went meanwhile) with the whole call.
     fn end_due_branches(&mut self, now: Instant) {
-        let due: Vec<(Arc<str>, Box<str>)> = self
+        let due: Vec<(Box<str>, Box<str>)> = self
             .calls
             .values()
             .flat_map(|c| {
@@ -839,7 +849,7 @@ impl<B: MediaBackend> Sessions<B> {
 
     /// Ends every call (shutdown): flows removed, ports released at once.
     pub fn shutdown(&mut self, now: Instant) {
-        let ids: Vec<Arc<str>> = self.calls.keys().cloned().collect();
+        let ids: Vec<Box<str>> = self.calls.ids().map(Box::from).collect();
         for id in ids {
             self.end_call(&id, EndReason::Shutdown, now, true);
         }
@@ -855,7 +865,7 @@ impl<B: MediaBackend> Sessions<B> {
             return;
         };
         self.reindex(call_id, before);
-        self.load[call.worker] = self.load[call.worker].saturating_sub(1);
+        self.load[call.worker()] = self.load[call.worker()].saturating_sub(1);
         let idx = reason as usize;
         self.totals.ended[idx] += 1;
         let lasted = now.saturating_duration_since(call.created);
@@ -873,7 +883,7 @@ impl<B: MediaBackend> Sessions<B> {
             self.quiet.insert(
                 self.next_quiet,
                 QuietCheck {
-                    worker: call.worker,
+                    worker: call.worker(),
                     flows_left: 0,
                     heard: false,
                     pairs: Vec::new(),
@@ -881,8 +891,9 @@ impl<B: MediaBackend> Sessions<B> {
             );
             self.next_quiet
         });
+        let worker = call.worker();
         for mono in call.monologues {
-            self.retire_sides(call_id, call.worker, mono.sides, now, at, key);
+            self.retire_sides(call_id, worker, mono.sides, now, at, key);
         }
         if let Some(k) = key
             && self.quiet.get(&k).is_some_and(|c| c.flows_left == 0)

@@ -153,7 +153,7 @@ pub(super) fn sync_stream<B: MediaBackend>(
     sa: &mut Side,
     sb: &mut Side,
 ) -> Result<(), String> {
-    if sa.rejected || sb.rejected {
+    if sa.rejected() || sb.rejected() {
         for s in [sa, sb] {
             if let Some(flows) = s.flows.take() {
                 for (k, id) in flows.into_iter().enumerate() {
@@ -176,12 +176,12 @@ pub(super) fn sync_stream<B: MediaBackend>(
                 }
             };
             s.flows = Some([rtp, rtcp]);
-            s.failed = false;
+            s.set_failed(false);
         }
     }
     let (fa, fb) = (sa.flows.expect("installed"), sb.flows.expect("installed"));
-    let ra = sa.rules(fb, sb.muxed, sdes::spec(sa.crypto(), sb.crypto()));
-    let rb = sb.rules(fa, sa.muxed, sdes::spec(sb.crypto(), sa.crypto()));
+    let ra = sa.rules(fb, sb.muxed(), sdes::spec(sa.crypto(), sb.crypto()));
+    let rb = sb.rules(fa, sa.muxed(), sdes::spec(sb.crypto(), sa.crypto()));
     for (ids, rules) in [(fa, ra), (fb, rb)] {
         for (id, rule) in ids.into_iter().zip(rules) {
             backend
@@ -218,7 +218,7 @@ pub(super) fn offer_call<B: MediaBackend>(
         flags.direction[1].as_deref(),
         flags.address_family,
     )?;
-    let worker = call.worker;
+    let worker = call.worker();
     let (mx, my) = two(&mut call.monologues, x, y);
     mx.set_peer(Some(my.tag()));
     my.set_peer(Some(mx.tag()));
@@ -232,22 +232,24 @@ pub(super) fn offer_call<B: MediaBackend>(
     let mut edits = Vec::with_capacity(sdp.media().len());
     let want = flags.transport_protocol.as_deref().map(Proto::parse);
     for (i, m) in sdp.media().iter().enumerate() {
-        ensure_side(res, call.worker, mx, i, x_iface, now)?;
-        ensure_side(res, call.worker, my, i, y_iface, now)?;
+        ensure_side(res, worker, mx, i, x_iface, now)?;
+        ensure_side(res, worker, my, i, y_iface, now)?;
         let (sx, sy) = (&mut mx.sides[i], &mut my.sides[i]);
         all_held &= m.is_on_hold(sdp);
         rewrite::learn_remote(sx, m, sdp, flags);
-        sx.policy = policy;
-        sy.rejected = sx.rejected;
+        sx.set_policy(policy);
+        sy.set_rejected(sx.rejected());
         // Until the answer says otherwise, the answerer speaks what was offered.
         sy.clock_rate = sx.clock_rate;
         sy.names = match &flags.transport_protocol {
             Some(p) => sx.names.with_proto(p),
             None => sx.names.clone(),
         };
-        sy.mux_offered = flags.mux.require
-            || flags.mux.offer
-            || (sx.mux_signalled && !flags.mux.demux && !flags.mux.reject);
+        sy.set_mux_offered(
+            flags.mux.require
+                || flags.mux.offer
+                || (sx.mux_signalled() && !flags.mux.demux && !flags.mux.reject),
+        );
         let edit = sdes::offer(
             sx.crypto_mut(),
             sy.crypto_mut(),
@@ -260,8 +262,8 @@ pub(super) fn offer_call<B: MediaBackend>(
         edits.push(edit?);
         sync_stream(&mut res.backend, &res.cfg.interfaces, worker, sx, sy)?;
         plan.push(rewrite::Plan {
-            port: if sy.rejected { 0 } else { sy.pair.port },
-            mux: sy.mux_offered,
+            port: if sy.rejected() { 0 } else { sy.pair.port },
+            mux: sy.mux_offered(),
             rtcp_on_rtp_port: flags.mux.require,
         });
     }
@@ -273,7 +275,7 @@ pub(super) fn offer_call<B: MediaBackend>(
     call.held = all_held;
     call.last_signal_unix = unix_now();
     if !call.answered {
-        call.offered_at = now;
+        call.set_offered_at(now);
     }
     Ok(())
 }
@@ -368,7 +370,7 @@ pub(super) fn answer_call<B: MediaBackend>(
     if x == y {
         return Err("from-tag and to-tag name the same party".into());
     }
-    let worker = call.worker;
+    let worker = call.worker();
     let (mx, my) = two(&mut call.monologues, x, y);
     // A fork that answers again is not ending any more.
     my.set_ending(None);
@@ -388,14 +390,16 @@ pub(super) fn answer_call<B: MediaBackend>(
     for (i, m) in sdp.media().iter().enumerate() {
         let (sx, sy) = (&mut mx.sides[i], &mut my.sides[i]);
         rewrite::learn_remote(sy, m, sdp, flags);
-        sy.policy = policy;
-        sy.muxed = sy.mux_signalled && sy.mux_offered;
-        sx.muxed = sx.mux_signalled
-            && !mf.reject
-            && (sy.muxed || mf.demux || mf.accept || flags.mux.accept);
-        let rejected = sy.rejected || sx.rejected;
-        sx.rejected = rejected;
-        sy.rejected = rejected;
+        sy.set_policy(policy);
+        sy.set_muxed(sy.mux_signalled() && sy.mux_offered());
+        sx.set_muxed(
+            sx.mux_signalled()
+                && !mf.reject
+                && (sy.muxed() || mf.demux || mf.accept || flags.mux.accept),
+        );
+        let rejected = sy.rejected() || sx.rejected();
+        sx.set_rejected(rejected);
+        sy.set_rejected(rejected);
         let x_proto = Proto::parse(sx.names.proto());
         let edit = sdes::answer(sx.crypto_mut(), sy.crypto_mut(), m, &x_proto);
         sx.trim_crypto();
@@ -408,8 +412,8 @@ pub(super) fn answer_call<B: MediaBackend>(
         iface = sx.iface();
         plan.push(rewrite::Plan {
             port: if rejected { 0 } else { sx.pair.port },
-            mux: sx.muxed,
-            rtcp_on_rtp_port: sx.muxed,
+            mux: sx.muxed(),
+            rtcp_on_rtp_port: sx.muxed(),
         });
     }
     let adv: IpAddr = res.cfg.interfaces[iface].advertised;
@@ -419,7 +423,7 @@ pub(super) fn answer_call<B: MediaBackend>(
     }
     if !call.answered {
         call.answered = true;
-        call.last_media = now;
+        call.set_last_media(now);
     }
     call.last_signal_unix = unix_now();
     Ok(())

@@ -3,7 +3,6 @@
 //! for rtpengine read them unchanged.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::backend::{FlowCounters, MediaBackend};
@@ -35,9 +34,9 @@ fn stats(w: &mut Writer<'_>, c: &FlowCounters) {
 
 fn stream(w: &mut Writer<'_>, side: &Side, ip: IpAddr, k: usize) {
     let signalled = if k == 0 {
-        side.remote_rtp
+        side.remote_rtp()
     } else {
-        side.remote_rtcp
+        side.remote_rtcp()
     }
     .map(SocketAddr::from);
     let c = &side.counters(k);
@@ -55,14 +54,14 @@ fn stream(w: &mut Writer<'_>, side: &Side, ip: IpAddr, k: usize) {
     w.str("flags")
         .list()
         .str(if k == 0 { "RTP" } else { "RTCP" });
-    if side.muxed {
+    if side.muxed() {
         w.str("RTCP-mux");
     }
     if c.remote.is_some() {
         w.str("filled");
     }
     // Not an rtpengine word (it has no refused streams); tools skip unknown flags.
-    if side.failed {
+    if side.failed() {
         w.str("failed");
     }
     w.end().str("stats");
@@ -113,17 +112,17 @@ pub fn call_info(call: &Call, ifaces: &[InterfaceSpec], out: &mut Vec<u8>) {
             stream(w, side, ip, 0);
             stream(w, side, ip, 1);
             w.end().str("flags").list();
-            if side.muxed {
+            if side.muxed() {
                 w.str("RTCP-mux");
             }
-            if side.rejected {
+            if side.rejected() {
                 w.str("rejected");
             }
-            if side.blocked {
+            if side.blocked() {
                 w.str("blocked");
             }
             // A worker refused the flows: nothing is relayed on this stream.
-            if side.failed {
+            if side.failed() {
                 w.str("failed");
             }
             w.end().end();
@@ -239,12 +238,12 @@ pub fn list_limit(req: &Value) -> Result<usize, String> {
 }
 
 /// The `list` reply naming `ids`.
-pub fn list_reply<'a>(ids: impl Iterator<Item = &'a Arc<str>>) -> Value {
+pub fn list_reply<'a>(ids: impl Iterator<Item = &'a str>) -> Value {
     Value::Dict(vec![
         (b"result".to_vec(), Value::str("ok")),
         (
             b"calls".to_vec(),
-            Value::List(ids.map(|s| Value::str(s)).collect()),
+            Value::List(ids.map(Value::str).collect()),
         ),
     ])
 }
@@ -295,20 +294,20 @@ mod tests {
 
     fn stream(side: &Side, ip: IpAddr, k: usize) -> Value {
         let signalled = if k == 0 {
-            side.remote_rtp
+            side.remote_rtp()
         } else {
-            side.remote_rtcp
+            side.remote_rtcp()
         }
         .map(SocketAddr::from);
         let c = &side.counters(k);
         let mut flags = vec![Value::str(if k == 0 { "RTP" } else { "RTCP" })];
-        if side.muxed {
+        if side.muxed() {
             flags.push(Value::str("RTCP-mux"));
         }
         if c.remote.is_some() {
             flags.push(Value::str("filled"));
         }
-        if side.failed {
+        if side.failed() {
             flags.push(Value::str("failed"));
         }
         let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
@@ -347,10 +346,10 @@ mod tests {
                 let ip = ifaces[side.iface()].local;
                 let mut mflags = Vec::new();
                 for (on, word) in [
-                    (side.muxed, "RTCP-mux"),
-                    (side.rejected, "rejected"),
-                    (side.blocked, "blocked"),
-                    (side.failed, "failed"),
+                    (side.muxed(), "RTCP-mux"),
+                    (side.rejected(), "rejected"),
+                    (side.blocked(), "blocked"),
+                    (side.failed(), "failed"),
                 ] {
                     if on {
                         mflags.push(Value::str(word));
@@ -542,8 +541,8 @@ mod tests {
         let call = &s.calls["q"];
         assert_eq!(call.monologues.len(), 3);
         let sides: Vec<&Side> = call.monologues.iter().flat_map(|m| &m.sides).collect();
-        assert!(sides.iter().any(|x| x.rejected) && sides.iter().any(|x| x.muxed));
-        assert!(sides.iter().any(|x| x.blocked));
+        assert!(sides.iter().any(|x| x.rejected()) && sides.iter().any(|x| x.muxed()));
+        assert!(sides.iter().any(|x| x.blocked()));
         let ifaces = &s.res.cfg.interfaces;
         assert!(
             sides
@@ -561,7 +560,7 @@ mod tests {
             assert_eq!(out[7..], want);
         }
         let failed = s.calls.values().flat_map(|c| &c.monologues);
-        assert!(failed.flat_map(|m| &m.sides).any(|x| x.failed));
+        assert!(failed.flat_map(|m| &m.sides).any(|x| x.failed()));
         // The public face: `query` decodes the same bytes.
         let q = s.query(&req(&[("call-id", "q")], &[])).unwrap();
         assert_eq!(q, reference_call_info(&s.calls["q"], ifaces));

@@ -126,8 +126,8 @@ impl MediaNames {
 
 /// Records where the party of `side` wants media, per its m= line `m`.
 pub fn learn_remote(side: &mut Side, m: &Media, sdp: &Sdp, flags: &Flags) {
-    side.rejected = m.is_rejected();
-    side.mux_signalled = m.rtcp_mux();
+    side.set_rejected(m.is_rejected());
+    side.set_mux_signalled(m.rtcp_mux());
     side.names = MediaNames::new(m.media_type(), m.proto().as_str());
     side.clock_rate = m
         .payload_types()
@@ -146,12 +146,13 @@ pub fn learn_remote(side: &mut Side, m: &Media, sdp: &Sdp, flags: &Flags) {
         // RFC 3264 §8.4: c=0.0.0.0 is hold; nowhere to send until it comes back.
         (!a.ip().is_unspecified() && a.port() != 0).then_some(a)
     };
-    side.remote_rtp = m.rtp_addr(sdp).and_then(fix).map(Endpoint::from);
-    side.remote_rtcp = if side.mux_signalled {
-        side.remote_rtp
+    let rtp = m.rtp_addr(sdp).and_then(fix).map(Endpoint::from);
+    let rtcp = if side.mux_signalled() {
+        rtp
     } else {
         m.rtcp_addr(sdp).and_then(fix).map(Endpoint::from)
     };
+    side.set_remotes(rtp, rtcp);
 }
 
 /// Rewrites `sdp` onto the relay: addresses, ports, a=rtcp, rtcp-mux, protocol,

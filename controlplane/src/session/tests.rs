@@ -801,7 +801,7 @@ fn a_flow_the_worker_refused_is_freed_and_its_stream_marked_failed() {
     let failed: Vec<bool> = s.calls["f"]
         .monologues
         .iter()
-        .flat_map(|m| m.sides.iter().map(|x| x.failed))
+        .flat_map(|m| m.sides.iter().map(|x| x.failed()))
         .collect();
     assert_eq!(failed.iter().filter(|f| **f).count(), 1, "{failed:?}");
     // `query` (and the HTTP API, which renders the same reply) shows which stream
@@ -844,7 +844,7 @@ fn a_flow_the_worker_refused_is_freed_and_its_stream_marked_failed() {
         s.calls["f"]
             .monologues
             .iter()
-            .all(|m| m.sides.iter().all(|x| !x.failed && x.flows.is_some()))
+            .all(|m| m.sides.iter().all(|x| !x.failed() && x.flows.is_some()))
     );
     let q = s.query(&req(&[("call-id", "f")], &[])).unwrap();
     assert!(!crate::http::to_json(&q).to_string().contains("\"failed\""));
