@@ -430,22 +430,49 @@ fn worker_events(
 }
 
 /// Where the relay's media sockets are reached, for the workers' loop guard:
-/// every interface's bound and announced address, and loopback for a wildcard
-/// bind (which `LocalEndpoints` leaves out, as it names no destination). A
-/// wildcard-bound relay's other host addresses are not listed: a loop through
-/// one of them is not watched.
+/// every interface's bound and announced address and, for a wildcard bind, every
+/// address the host has when the relay starts (of both families for `::`, which
+/// takes IPv4 too); `LocalEndpoints` adds loopback. Addresses the host gains later
+/// are not watched.
 fn local_endpoints(cfg: &Config) -> LocalEndpoints {
-    let ips = cfg.interfaces.iter().flat_map(|i| {
-        let loopback = match i.local {
-            IpAddr::V4(a) if a.is_unspecified() => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            IpAddr::V6(a) if a.is_unspecified() => Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
-            _ => None,
-        };
-        [Some(i.local), Some(i.advertised), loopback]
-            .into_iter()
-            .flatten()
-    });
-    LocalEndpoints::new(ips, cfg.port_min, cfg.port_max)
+    let wild_v4 = cfg
+        .interfaces
+        .iter()
+        .any(|i| i.local == Ipv4Addr::UNSPECIFIED);
+    let wild_v6 = cfg
+        .interfaces
+        .iter()
+        .any(|i| i.local == Ipv6Addr::UNSPECIFIED);
+    let host = if wild_v4 || wild_v6 {
+        host_addresses()
+    } else {
+        Vec::new()
+    };
+    let host = host.into_iter().filter(|ip| wild_v6 || ip.is_ipv4());
+    let ips = cfg.interfaces.iter().flat_map(|i| [i.local, i.advertised]);
+    LocalEndpoints::new(ips.chain(host), cfg.port_min, cfg.port_max)
+}
+
+/// The host's interface addresses (`getifaddrs`); none, with a warning, if they
+/// cannot be read.
+fn host_addresses() -> Vec<IpAddr> {
+    match nix::ifaddrs::getifaddrs() {
+        Ok(addrs) => addrs
+            .filter_map(|a| {
+                let a = a.address?;
+                a.as_sockaddr_in()
+                    .map(|v4| IpAddr::V4(v4.ip()))
+                    .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "cannot list the host's addresses: the loop guard watches only the configured and loopback ones"
+            );
+            Vec::new()
+        }
+    }
 }
 
 /// A worker event about one flow, in the sessions' terms.
@@ -624,6 +651,49 @@ impl RelayHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::InterfaceSpec;
+
+    fn iface(local: &str, advertised: &str) -> InterfaceSpec {
+        InterfaceSpec {
+            name: "default".into(),
+            local: local.parse().unwrap(),
+            advertised: advertised.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_loop_guard_watches_what_reaches_the_relays_sockets() {
+        let at = |l: &LocalEndpoints, a: &str| l.reaches_relay(a.parse().unwrap());
+        let cfg = |ifaces| Config {
+            interfaces: ifaces,
+            port_min: 30_000,
+            port_max: 30_099,
+            ..Config::default()
+        };
+        // A specific bind: its own and its announced address.
+        let l = local_endpoints(&cfg(vec![iface("127.0.0.1", "203.0.113.5")]));
+        assert!(at(&l, "127.0.0.1:30000") && at(&l, "203.0.113.5:30099"));
+        assert!(!at(&l, "127.0.0.2:30000"), "not bound there");
+
+        // A wildcard bind is reached at every address of the host, loopback's
+        // whole range included, and at what it announces.
+        let l = local_endpoints(&cfg(vec![iface("0.0.0.0", "203.0.113.5")]));
+        assert!(at(&l, "203.0.113.5:30000"));
+        assert!(at(&l, "127.0.0.2:30000"));
+        let host: Vec<IpAddr> = host_addresses();
+        assert!(
+            host.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            "getifaddrs lists loopback: {host:?}"
+        );
+        for ip in host.iter().filter(|ip| ip.is_ipv4()) {
+            assert!(
+                l.reaches_relay(SocketAddr::new(*ip, 30_050)),
+                "host address {ip}"
+            );
+        }
+        assert!(!at(&l, "[::1]:30000"), "an IPv4 bind takes no IPv6");
+        assert!(!at(&l, "192.0.2.1:30000"), "not an address of this host");
+    }
 
     #[test]
     fn polls_cover_every_flow_within_half_the_media_timeout() {

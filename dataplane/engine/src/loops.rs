@@ -42,7 +42,7 @@
 //! allocated once, when the endpoints are set: no allocation on the packet path.
 
 use std::hash::BuildHasher;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use foldhash::fast::RandomState;
 
@@ -74,34 +74,69 @@ const WINDOW_UNITS: u32 = LOOP_WINDOW_NS.div_ceil(1 << UNIT_SHIFT) as u32;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocalEndpoints {
     ips: Box<[IpAddr]>,
+    /// Some media socket is bound to a wildcard address, so every IPv4 loopback
+    /// address (all of 127.0.0.0/8, not only 127.0.0.1) reaches it.
+    loopback_v4: bool,
     port_min: u16,
     port_max: u16,
 }
 
 impl LocalEndpoints {
     /// The addresses the relay's media sockets are reached at (bound and
-    /// announced) with the media port range `port_min..=port_max`. Unspecified
-    /// addresses (`0.0.0.0`, `::`) are left out: they name no destination, and a
-    /// relay bound to one is reached at the addresses it announces (and loopback,
-    /// which the caller adds).
+    /// announced) with the media port range `port_min..=port_max`.
+    ///
+    /// An unspecified address (`0.0.0.0`, `::`) names no destination itself: a
+    /// relay bound to one is reached at every address of the host, which the
+    /// caller lists, and at loopback, which is added here: all of 127.0.0.0/8, and
+    /// `::1` for `::`. A `::` bind takes IPv4 too (Linux's dual-stack default).
     pub fn new(ips: impl IntoIterator<Item = IpAddr>, port_min: u16, port_max: u16) -> Self {
-        let mut list: Vec<IpAddr> = ips.into_iter().filter(|ip| !ip.is_unspecified()).collect();
+        let mut loopback_v4 = false;
+        let mut list = Vec::new();
+        for ip in ips {
+            match ip {
+                IpAddr::V4(a) if a.is_unspecified() => loopback_v4 = true,
+                IpAddr::V6(a) if a.is_unspecified() => {
+                    loopback_v4 = true;
+                    list.push(IpAddr::V6(Ipv6Addr::LOCALHOST));
+                }
+                ip => list.push(canonical(ip)),
+            }
+        }
         list.sort_unstable();
         list.dedup();
         LocalEndpoints {
             ips: list.into_boxed_slice(),
+            loopback_v4,
             port_min,
             port_max,
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ips.is_empty()
+        self.ips.is_empty() && !self.loopback_v4
     }
 
     /// Whether a packet sent to `a` would arrive at one of the relay's sockets.
+    pub fn reaches_relay(&self, a: SocketAddr) -> bool {
+        self.contains(Addr::from(a))
+    }
+
     pub(crate) fn contains(&self, a: Addr) -> bool {
-        a.port() >= self.port_min && a.port() <= self.port_max && self.ips.contains(&a.ip())
+        if a.port() < self.port_min || a.port() > self.port_max {
+            return false;
+        }
+        let ip = canonical(a.ip());
+        self.ips.contains(&ip)
+            || (self.loopback_v4 && matches!(ip, IpAddr::V4(v4) if v4.is_loopback()))
+    }
+}
+
+/// `ip`, with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as the IPv4 address
+/// a dual-stack socket sends it to.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
     }
 }
 
@@ -170,7 +205,7 @@ impl LoopGuard {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+    use std::net::Ipv4Addr;
 
     use super::*;
 
@@ -198,18 +233,37 @@ mod tests {
     }
 
     #[test]
-    fn unspecified_addresses_name_no_endpoint() {
-        let l = LocalEndpoints::new(
-            [
-                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            ],
-            1000,
-            2000,
+    fn a_wildcard_bind_is_reached_at_all_of_loopback() {
+        let v4 = LocalEndpoints::new([IpAddr::V4(Ipv4Addr::UNSPECIFIED)], 1000, 2000);
+        assert!(!v4.is_empty(), "the guard is on");
+        for a in ["127.0.0.1:1500", "127.0.0.2:1000", "127.255.255.254:2000"] {
+            assert!(v4.contains(addr(a)), "{a}");
+        }
+        assert!(v4.contains(addr("[::ffff:127.0.0.3]:1500")), "IPv4-mapped");
+        assert!(!v4.contains(addr("127.0.0.2:2001")), "above the range");
+        assert!(
+            !v4.contains(addr("0.0.0.0:1500")),
+            "the wildcard names no host"
         );
-        assert!(l.is_empty(), "the guard stays off");
-        assert!(!l.contains(addr("[2001:db8::7]:1500")));
-        assert!(!l.contains(addr("0.0.0.0:1500")));
+        assert!(
+            !v4.contains(addr("192.0.2.1:1500")),
+            "only what the caller lists"
+        );
+        assert!(
+            !v4.contains(addr("[::1]:1500")),
+            "an IPv4 bind takes no IPv6"
+        );
+
+        let v6 = LocalEndpoints::new([IpAddr::V6(Ipv6Addr::UNSPECIFIED)], 1000, 2000);
+        assert!(v6.contains(addr("[::1]:1500")));
+        assert!(v6.contains(addr("127.0.0.9:1500")), "dual-stack: IPv4 too");
+        assert!(!v6.contains(addr("[2001:db8::7]:1500")));
+        assert!(!v6.contains(addr("[::]:1500")));
+
+        // A specific loopback bind is reached at its own address only.
+        let one = LocalEndpoints::new([IpAddr::V4(Ipv4Addr::LOCALHOST)], 1000, 2000);
+        assert!(!one.contains(addr("127.0.0.2:1500")));
+        assert!(one.contains(addr("[::ffff:127.0.0.1]:1500")), "IPv4-mapped");
     }
 
     #[test]
