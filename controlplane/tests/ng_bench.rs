@@ -31,7 +31,11 @@ use std::time::{Duration, Instant};
 use common::*;
 use ferrelay::ng::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ferrelay");
+/// The ferrelay binary measured: this build's, or `FERRELAY_BENCH_BIN` (another
+/// build's, to compare two side by side in one period).
+fn bin() -> String {
+    std::env::var("FERRELAY_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ferrelay").into())
+}
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -86,7 +90,7 @@ fn ng_threads_arg() -> Vec<String> {
 
 fn ferrelay(ports: (u16, u16), workers: usize, extra: &[&str]) -> Ferrelay {
     let ng: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let child = Command::new(BIN)
+    let child = Command::new(bin())
         .args(["--listen-ng", &ng.to_string()])
         .args(["--listen-tcp-ng", &ng.to_string()])
         .args(["--workers", &workers.to_string()])
