@@ -689,13 +689,15 @@ impl Monologue {
 /// `Instant`'s 16), and the worker index in 4 bytes.
 #[derive(Debug)]
 pub struct Call {
-    /// The call-id; the call table ([`super::calls`]) finds the call by it.
-    pub id: Box<str>,
+    /// The call-id; the call table ([`super::calls`]) finds the call by it, so
+    /// it never changes ([`Call::id`]).
+    id: Box<str>,
     /// The worker that owns every flow of the call ([`Call::worker`]).
     worker: u32,
     pub created_unix: u32,
     pub last_signal_unix: u32,
-    pub created: Instant,
+    /// What the other instants count from ([`Call::created`]).
+    created: Instant,
     pub monologues: Vec<Monologue>,
     /// When the last offer came ([`Call::offered_at`]).
     offered_at: Since,
@@ -745,6 +747,15 @@ impl Call {
             answered: false,
             held: false,
         }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// When the first offer came.
+    pub fn created(&self) -> Instant {
+        self.created
     }
 
     /// The worker that owns every flow of the call.
@@ -899,8 +910,18 @@ mod tests {
                 assert_eq!(state(&s), [true, false, false, false, false, true]);
             }
         }
+        let p = Policy {
+            latch: LatchMode::Fixed,
+            mismatch: Mismatch::Handover,
+        };
+        s.set_policy(p);
         s.set_remotes(None, None);
-        assert_eq!(s.policy().mismatch, Mismatch::Accept, "remotes leave it");
+        s.set_remotes(
+            Some(Endpoint::from(SocketAddr::from(([192, 0, 2, 1], 5000)))),
+            Some(Endpoint::from(SocketAddr::from(([192, 0, 2, 7], 9)))),
+        );
+        assert_eq!(s.policy(), p, "remotes leave it");
+        assert_eq!(state(&s), [true, false, false, false, false, true]);
     }
 
     #[test]
@@ -928,8 +949,11 @@ mod tests {
             assert_eq!(s.cold.is_some(), boxed, "{rtp:?} {rtcp:?}");
         }
         assert_eq!(
-            s.policy().latch,
-            LatchMode::Fixed,
+            s.policy(),
+            Policy {
+                latch: LatchMode::Fixed,
+                mismatch: Mismatch::Handover,
+            },
             "remotes leave the policy"
         );
 

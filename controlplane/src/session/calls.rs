@@ -44,7 +44,7 @@ impl Calls {
         let slab = &self.slab;
         self.table
             .find(self.hasher.hash_one(id), |&i| {
-                slot(slab, i).is_some_and(|c| &*c.id == id)
+                slot(slab, i).is_some_and(|c| c.id() == id)
             })
             .copied()
     }
@@ -72,17 +72,20 @@ impl Calls {
     }
 
     /// Adds a call whose id is not here yet (the caller checked) and returns its
-    /// index. `None` once 2^32 calls are held, which memory rules out first.
+    /// index. `None` once 2^32 - 1 calls are held, which memory rules out first.
     pub fn insert(&mut self, call: Box<Call>) -> Option<CallIndex> {
-        debug_assert!(!self.contains_key(&call.id), "call {} twice", call.id);
-        let hash = self.hasher.hash_one(&*call.id);
+        debug_assert!(!self.contains_key(call.id()), "call {} twice", call.id());
+        let hash = self.hasher.hash_one(call.id());
         let i = match self.free.pop() {
             Some(i) => {
                 self.slab[i as usize] = Some(call);
                 i
             }
             None => {
-                let i = CallIndex::try_from(self.slab.len()).ok()?;
+                // `CallIndex::MAX` stays free: the flow index's empty slot.
+                let i = CallIndex::try_from(self.slab.len())
+                    .ok()
+                    .filter(|&i| i < CallIndex::MAX)?;
                 self.slab.push(Some(call));
                 i
             }
@@ -94,7 +97,7 @@ impl Calls {
             ..
         } = self;
         table.insert_unique(hash, i, |&j| {
-            slot(slab, j).map_or(0, |c| hasher.hash_one(&*c.id))
+            slot(slab, j).map_or(0, |c| hasher.hash_one(c.id()))
         });
         Some(i)
     }
@@ -106,7 +109,7 @@ impl Calls {
             slab, free, table, ..
         } = self;
         let (i, _) = table
-            .find_entry(hash, |&i| slot(slab, i).is_some_and(|c| &*c.id == id))
+            .find_entry(hash, |&i| slot(slab, i).is_some_and(|c| c.id() == id))
             .ok()?
             .remove();
         free.push(i);
@@ -120,7 +123,7 @@ impl Calls {
 
     /// Every call's id.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.values().map(|c| &*c.id)
+        self.values().map(|c| c.id())
     }
 }
 
@@ -151,11 +154,14 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(c.len(), 2);
         assert_eq!(c.find("b"), Some(b));
-        assert_eq!(&*c["a"].id, "a");
-        assert_eq!(c.at(b).map(|x| &*x.id), Some("b"));
+        assert_eq!(c["a"].id(), "a");
+        assert_eq!(c.at(b).map(|x| x.id()), Some("b"));
         assert!(c.get("nope").is_none());
 
-        assert_eq!(c.remove("a").map(|x| x.id), Some("a".into()));
+        assert_eq!(
+            c.remove("a").map(|x| Box::<str>::from(x.id())),
+            Some("a".into())
+        );
         assert!(c.remove("a").is_none());
         assert!(c.at(a).is_none(), "a removed call's index names nothing");
         assert_eq!(c.len(), 1);

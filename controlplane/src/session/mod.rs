@@ -676,7 +676,7 @@ impl<B: MediaBackend> Sessions<B> {
             .owners
             .get(worker, id)
             .and_then(|i| self.calls.at(i))
-            .map(|c| c.id.to_string())
+            .map(|c| c.id().to_string())
         else {
             return; // already removed, or a late answer about a flow that is gone
         };
@@ -712,7 +712,7 @@ impl<B: MediaBackend> Sessions<B> {
     /// The call a flow belongs to, for log lines about worker events.
     pub fn call_of(&self, worker: usize, id: FlowId) -> Option<&str> {
         let c = self.calls.at(self.owners.get(worker, id)?)?;
-        c.flows().any(|f| f == id).then_some(&*c.id)
+        c.flows().any(|f| f == id).then_some(c.id())
     }
 
     /// The call's index and its flows, for [`Sessions::reindex`] once they changed.
@@ -774,7 +774,7 @@ impl<B: MediaBackend> Sessions<B> {
             let reason = if let Some(at) = call.deleting() {
                 (now >= at).then_some(EndReason::Deleted)
             } else if let Some(f) = cfg.final_timeout
-                && now.saturating_duration_since(call.created) >= f
+                && now.saturating_duration_since(call.created()) >= f
             {
                 Some(EndReason::FinalTimeout)
             } else if !call.answered {
@@ -788,7 +788,7 @@ impl<B: MediaBackend> Sessions<B> {
                     .then_some(EndReason::MediaTimeout)
             };
             if let Some(r) = reason {
-                ended.push((call.id.to_string(), r));
+                ended.push((call.id().to_string(), r));
             }
         }
         self.end_due_branches(now);
@@ -815,7 +815,7 @@ impl<B: MediaBackend> Sessions<B> {
                 c.monologues
                     .iter()
                     .filter(|m| m.ending().is_some_and(|at| at <= now))
-                    .map(|m| (c.id.clone(), Box::from(m.tag())))
+                    .map(|m| (Box::from(c.id()), Box::from(m.tag())))
             })
             .collect();
         for (call_id, tag) in due {
@@ -868,7 +868,7 @@ impl<B: MediaBackend> Sessions<B> {
         self.load[call.worker()] = self.load[call.worker()].saturating_sub(1);
         let idx = reason as usize;
         self.totals.ended[idx] += 1;
-        let lasted = now.saturating_duration_since(call.created);
+        let lasted = now.saturating_duration_since(call.created());
         self.totals.call_seconds += lasted.as_secs();
         let (answered, packets) = (call.answered, call.packets());
         let at = if release_now {

@@ -335,7 +335,7 @@ fn answerer(call: &mut Call, x: usize, to_tag: &str) -> Result<(usize, bool), St
     call.monologues[y].take_memo();
     call.monologues[y].set_peer(Some(&x_tag));
     call.monologues[x].set_peer(Some(to_tag));
-    tracing::info!(call_id = %call.id, to_tag = %to_tag, "forked answer takes the media");
+    tracing::info!(call_id = %call.id(), to_tag = %to_tag, "forked answer takes the media");
     Ok((y, true))
 }
 
