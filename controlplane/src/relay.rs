@@ -435,6 +435,12 @@ fn worker_events(
 /// takes IPv4 too); `LocalEndpoints` adds loopback. Addresses the host gains later
 /// are not watched.
 fn local_endpoints(cfg: &Config) -> LocalEndpoints {
+    let wild = cfg.interfaces.iter().any(|i| i.local.is_unspecified());
+    endpoints_with_host(cfg, if wild { host_addresses() } else { Vec::new() })
+}
+
+/// [`local_endpoints`] with the host's addresses given.
+fn endpoints_with_host(cfg: &Config, host: Vec<IpAddr>) -> LocalEndpoints {
     let wild_v4 = cfg
         .interfaces
         .iter()
@@ -443,12 +449,9 @@ fn local_endpoints(cfg: &Config) -> LocalEndpoints {
         .interfaces
         .iter()
         .any(|i| i.local == Ipv6Addr::UNSPECIFIED);
-    let host = if wild_v4 || wild_v6 {
-        host_addresses()
-    } else {
-        Vec::new()
-    };
-    let host = host.into_iter().filter(|ip| wild_v6 || ip.is_ipv4());
+    let host = host
+        .into_iter()
+        .filter(|ip| wild_v6 || (wild_v4 && ip.is_ipv4()));
     let ips = cfg.interfaces.iter().flat_map(|i| [i.local, i.advertised]);
     LocalEndpoints::new(ips.chain(host), cfg.port_min, cfg.port_max)
 }
@@ -677,22 +680,37 @@ mod tests {
 
         // A wildcard bind is reached at every address of the host, loopback's
         // whole range included, and at what it announces.
+        let host: Vec<IpAddr> = ["10.1.2.3", "2001:db8::5"]
+            .map(|a| a.parse().unwrap())
+            .into();
+        let l = endpoints_with_host(&cfg(vec![iface("0.0.0.0", "203.0.113.5")]), host.clone());
+        for a in ["203.0.113.5:30000", "10.1.2.3:30000", "127.0.0.2:30000"] {
+            assert!(at(&l, a), "{a}");
+        }
+        assert!(!at(&l, "[2001:db8::5]:30000"), "an IPv4 bind takes no IPv6");
+        assert!(!at(&l, "[::1]:30000"), "an IPv4 bind takes no IPv6");
+        assert!(!at(&l, "192.0.2.1:30000"), "not an address of this host");
+        // `::` takes both families (Linux's dual-stack default).
+        let l = endpoints_with_host(&cfg(vec![iface("::", "2001:db8::9")]), host.clone());
+        for a in [
+            "10.1.2.3:30000",
+            "[2001:db8::5]:30000",
+            "[::1]:30000",
+            "127.0.0.2:30000",
+        ] {
+            assert!(at(&l, a), "{a}");
+        }
+        // A specific bind takes none of the host's other addresses.
+        let l = endpoints_with_host(&cfg(vec![iface("127.0.0.1", "127.0.0.1")]), host);
+        assert!(!at(&l, "10.1.2.3:30000"));
+        // What the host really has is listed, and goes in for a wildcard bind.
         let l = local_endpoints(&cfg(vec![iface("0.0.0.0", "203.0.113.5")]));
-        assert!(at(&l, "203.0.113.5:30000"));
-        assert!(at(&l, "127.0.0.2:30000"));
-        let host: Vec<IpAddr> = host_addresses();
-        assert!(
-            host.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            "getifaddrs lists loopback: {host:?}"
-        );
-        for ip in host.iter().filter(|ip| ip.is_ipv4()) {
+        for ip in host_addresses().into_iter().filter(IpAddr::is_ipv4) {
             assert!(
-                l.reaches_relay(SocketAddr::new(*ip, 30_050)),
+                l.reaches_relay(SocketAddr::new(ip, 30_050)),
                 "host address {ip}"
             );
         }
-        assert!(!at(&l, "[::1]:30000"), "an IPv4 bind takes no IPv6");
-        assert!(!at(&l, "192.0.2.1:30000"), "not an address of this host");
     }
 
     #[test]

@@ -144,7 +144,9 @@ pub fn learn_remote(side: &mut Side, m: &Media, sdp: &Sdp, flags: &Flags) {
     let fix = |a: SocketAddr| {
         let a = over.map_or(a, |ip| SocketAddr::new(ip, a.port()));
         // RFC 3264 §8.4: c=0.0.0.0 is hold; nowhere to send until it comes back.
-        (!a.ip().is_unspecified() && a.port() != 0).then_some(a)
+        // So is its IPv4-mapped form, which a dual-stack socket would send to
+        // the host itself.
+        (!a.ip().to_canonical().is_unspecified() && a.port() != 0).then_some(a)
     };
     let rtp = m.rtp_addr(sdp).and_then(fix).map(Endpoint::from);
     let rtcp = if side.mux_signalled() {

@@ -137,6 +137,33 @@ fn offer_answer_wires_both_directions() {
 }
 
 #[test]
+fn an_ipv4_mapped_unspecified_address_is_hold_too() {
+    // Sent to from a dual-stack socket, `::ffff:0.0.0.0` reaches the host itself.
+    let t0 = Instant::now();
+    let mut s = sessions(10);
+    let held =
+        sdp("192.0.2.10", 5000, "").replace("c=IN IP4 192.0.2.10", "c=IN IP6 ::ffff:0.0.0.0");
+    s.offer(
+        &req(&[("call-id", "c"), ("from-tag", "A"), ("sdp", &held)], &[]),
+        t0,
+    )
+    .unwrap();
+    let a = req(
+        &[
+            ("call-id", "c"),
+            ("from-tag", "A"),
+            ("to-tag", "B"),
+            ("sdp", &sdp("198.51.100.2", 7000, "")),
+        ],
+        &[],
+    );
+    // The answer's port is the offerer's: its flow must send nowhere.
+    let toward_offerer = port_of(&s.answer(&a, t0).unwrap());
+    let (_, rule) = s.backend().rule_on(toward_offerer).unwrap();
+    assert_eq!(rule.remote, None, "nothing is sent there");
+}
+
+#[test]
 fn reoffer_and_hold_keep_ports() {
     let t0 = Instant::now();
     let mut s = sessions(10);

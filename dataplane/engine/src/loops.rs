@@ -125,8 +125,11 @@ impl LocalEndpoints {
         if a.port() < self.port_min || a.port() > self.port_max {
             return false;
         }
+        // Linux delivers what is sent to an unspecified address to the host
+        // itself (to the sending socket's own address, or loopback).
         let ip = canonical(a.ip());
-        self.ips.contains(&ip)
+        (ip.is_unspecified() && !self.is_empty())
+            || self.ips.contains(&ip)
             || (self.loopback_v4 && matches!(ip, IpAddr::V4(v4) if v4.is_loopback()))
     }
 }
@@ -227,6 +230,10 @@ mod tests {
         assert!(l.contains(addr("203.0.113.5:30099")), "advertised address");
         assert!(!l.contains(addr("127.0.0.1:29999")), "below the range");
         assert!(!l.contains(addr("127.0.0.1:30100")), "above the range");
+        assert!(
+            l.contains(addr("0.0.0.0:30000")),
+            "sent from 127.0.0.1, it arrives at 127.0.0.1"
+        );
         assert!(!l.contains(addr("127.0.0.2:30000")), "another address");
         assert!(!l.contains(addr("[::1]:30000")));
         assert!(!LocalEndpoints::default().contains(addr("127.0.0.1:30000")));
@@ -241,9 +248,10 @@ mod tests {
         }
         assert!(v4.contains(addr("[::ffff:127.0.0.3]:1500")), "IPv4-mapped");
         assert!(!v4.contains(addr("127.0.0.2:2001")), "above the range");
+        assert!(v4.contains(addr("0.0.0.0:1500")), "the host itself");
         assert!(
-            !v4.contains(addr("0.0.0.0:1500")),
-            "the wildcard names no host"
+            v4.contains(addr("[::ffff:0.0.0.0]:1500")),
+            "the host itself"
         );
         assert!(
             !v4.contains(addr("192.0.2.1:1500")),
@@ -258,7 +266,11 @@ mod tests {
         assert!(v6.contains(addr("[::1]:1500")));
         assert!(v6.contains(addr("127.0.0.9:1500")), "dual-stack: IPv4 too");
         assert!(!v6.contains(addr("[2001:db8::7]:1500")));
-        assert!(!v6.contains(addr("[::]:1500")));
+        assert!(v6.contains(addr("[::]:1500")), "the host itself");
+        assert!(
+            !LocalEndpoints::default().contains(addr("0.0.0.0:1500")),
+            "no endpoints: the guard is off"
+        );
 
         // A specific loopback bind is reached at its own address only.
         let one = LocalEndpoints::new([IpAddr::V4(Ipv4Addr::LOCALHOST)], 1000, 2000);
