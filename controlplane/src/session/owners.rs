@@ -4,11 +4,12 @@
 //!
 //! Sessions that have the workers to themselves index them densely: a vector
 //! per worker holding the call's index ([`CallIndex`]), 4 bytes per slot instead
-//! of a hash map entry and its spare buckets. Sessions that share the workers with other
-//! control-plane shards see only some of the slots, and a dense vector would grow
-//! to the highest slot any shard used: they keep a map of their own flows
-//! (measured at 4,000 calls: eight shards with dense vectors cost 3.56 KiB per
-//! established call, with maps 1.90; one with its dense vector 1.61).
+//! of a hash map entry and its spare buckets. Sessions that share the workers
+//! with other control-plane shards see only some of the slots, and a dense vector
+//! would grow to the highest slot any shard used: they keep a map of their own
+//! flows (measured at 4,000 calls when a slot held a 16-byte shared id: eight
+//! shards with dense vectors cost 3.56 KiB per established call, with maps 1.90;
+//! one with its dense vector 1.61).
 
 use std::collections::HashMap;
 
