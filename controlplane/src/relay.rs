@@ -279,6 +279,7 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
     let max_flows = ((u32::from(cfg.port_max) - u32::from(cfg.port_min) + 1)
         * cfg.interfaces.len() as u32)
         .min(ferrelay_dataplane::MAX_INDEX);
+    let local = local_endpoints(cfg);
     let mut dp = Dataplane::start(DataplaneConfig {
         workers: cfg.workers,
         backend: match cfg.io_backend {
@@ -289,7 +290,7 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
         idle_after: cfg.timeout,
         command_ring: COMMAND_RING,
         max_flows_per_worker: max_flows,
-        local: local_endpoints(cfg),
+        local: local.clone(),
         ..Default::default()
     })?;
     for (i, b) in dp.backend_in_use().iter().enumerate() {
@@ -367,10 +368,21 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
     }
     // Held calls time out after the silent timeout, the others after the timeout.
     let media_timeout = cfg.timeout.min(cfg.silent_timeout);
+    // A wildcard-bound relay is reached at whatever addresses the host has.
+    let hosts = cfg
+        .interfaces
+        .iter()
+        .any(|i| i.local.is_unspecified())
+        .then(|| LocalWatch {
+            cfg: cfg.clone(),
+            now: local,
+            dp: shared.clone(),
+        });
     tasks.push(tokio::spawn(ticker(
         opts.tick,
         media_timeout,
         ctl.clone(),
+        hosts,
         stop_rx,
     )));
     tracing::info!(
@@ -431,9 +443,9 @@ fn worker_events(
 
 /// Where the relay's media sockets are reached, for the workers' loop guard:
 /// every interface's bound and announced address and, for a wildcard bind, every
-/// address the host has when the relay starts (of both families for `::`, which
-/// takes IPv4 too); `LocalEndpoints` adds loopback. Addresses the host gains later
-/// are not watched.
+/// address the host has now (of both families for `::`, which takes IPv4 too;
+/// the ticker reads them again every [`LOCAL_REFRESH`]); `LocalEndpoints` adds
+/// loopback.
 fn local_endpoints(cfg: &Config) -> LocalEndpoints {
     let wild = cfg.interfaces.iter().any(|i| i.local.is_unspecified());
     endpoints_with_host(cfg, if wild { host_addresses() } else { Vec::new() })
@@ -579,15 +591,51 @@ fn poll_budget(every: Duration, timeout: Duration, shards: usize) -> Budget {
     }
 }
 
+/// How often a wildcard-bound relay reads the host's addresses again.
+const LOCAL_REFRESH: Duration = Duration::from_secs(30);
+
+/// The loop guard's endpoints of a wildcard-bound relay, kept up with the
+/// host's addresses: the workers get them anew when they change.
+struct LocalWatch {
+    cfg: Config,
+    now: LocalEndpoints,
+    dp: Arc<SharedDataplane>,
+}
+
+impl LocalWatch {
+    fn refresh(&mut self) {
+        let next = local_endpoints(&self.cfg);
+        if next == self.now {
+            return;
+        }
+        for w in 0..self.dp.workers {
+            let sent = self.dp.with(w, |h| {
+                h.set_local(next.clone())?;
+                h.flush_wakes();
+                Ok(())
+            });
+            if let Err(e) = sent {
+                tracing::warn!(worker = w, error = %e, "the loop guard's new endpoints were not sent");
+                return; // tried again at the next refresh
+            }
+        }
+        tracing::info!("the host's addresses changed: the loop guard watches the new ones");
+        self.now = next;
+    }
+}
+
 /// Runs the session timers every `every` and polls flow stats in
 /// [`POLL_ROUNDS`] rounds between (sized per worker, see [`crate::poll`]),
-/// shard by shard.
+/// shard by shard; reads the host's addresses again every [`LOCAL_REFRESH`]
+/// when there is a `hosts` watch.
 async fn ticker(
     every: Duration,
     media_timeout: Duration,
     ctl: Shared<DataplaneBackend>,
+    mut hosts: Option<LocalWatch>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut last_refresh = Instant::now();
     let round = (every / POLL_ROUNDS).max(Duration::from_millis(1));
     let mut iv = tokio::time::interval(round);
     iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -599,6 +647,13 @@ async fn ticker(
             _ = iv.tick() => {}
         }
         let timers = n % u64::from(POLL_ROUNDS) == 0;
+        if timers
+            && let Some(w) = &mut hosts
+            && last_refresh.elapsed() >= LOCAL_REFRESH
+        {
+            last_refresh = Instant::now();
+            w.refresh();
+        }
         let mut released = 0;
         for (i, poller) in pollers.iter_mut().enumerate() {
             let mut c = ctl.lock(i);
@@ -662,6 +717,36 @@ mod tests {
             local: local.parse().unwrap(),
             advertised: advertised.parse().unwrap(),
         }
+    }
+
+    #[test]
+    fn a_wildcard_relay_sends_the_workers_new_endpoints_when_they_change() {
+        let dp = Dataplane::start(DataplaneConfig {
+            workers: 1,
+            max_flows_per_worker: 16,
+            ..Default::default()
+        })
+        .expect("data plane");
+        let shared = Arc::new(SharedDataplane::new(dp, 16));
+        let cfg = Config {
+            interfaces: vec![iface("0.0.0.0", "203.0.113.5")],
+            ..Config::default()
+        };
+        // As if the host had no address at startup.
+        let mut w = LocalWatch {
+            cfg: cfg.clone(),
+            now: LocalEndpoints::default(),
+            dp: shared.clone(),
+        };
+        w.refresh();
+        assert_eq!(w.now, local_endpoints(&cfg), "taken and sent");
+        w.refresh();
+        assert_eq!(w.now, local_endpoints(&cfg), "unchanged: nothing to send");
+        shared.shutdown();
+        // With the workers gone, the change is kept for the next try.
+        w.now = LocalEndpoints::default();
+        w.refresh();
+        assert_eq!(w.now, LocalEndpoints::default());
     }
 
     #[test]

@@ -85,7 +85,12 @@ impl Engine {
     /// Tells the engine the relay's own media endpoints, which turns on the loop
     /// guard (`crate::loops`) for packets sent to them; empty turns it off.
     pub fn set_local(&mut self, local: LocalEndpoints) {
-        self.loops = (!local.is_empty()).then(LoopGuard::new);
+        // A guard already running keeps its table (and the repeats it counts).
+        if local.is_empty() {
+            self.loops = None;
+        } else if self.loops.is_none() {
+            self.loops = Some(LoopGuard::new());
+        }
         self.local = local;
         for (_, flow) in self.table.iter_mut() {
             flow.rule.remote_local = is_local(&self.local, flow.rule.remote);

@@ -2,7 +2,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 
-use ferrelay_engine::{EngineEvent, FlowId, FlowRule, FlowStats, WorkerStats};
+use ferrelay_engine::{EngineEvent, FlowId, FlowRule, FlowStats, LocalEndpoints, WorkerStats};
 
 use crate::config::BackendKind;
 use crate::error::CommandError;
@@ -41,6 +41,11 @@ pub enum Command {
     Query {
         token: u64,
         id: Option<FlowId>,
+    },
+    /// The relay's own endpoints changed (the host gained or lost an address):
+    /// the loop guard judges every flow's remote again. Rare, so boxed.
+    SetLocal {
+        local: Box<LocalEndpoints>,
     },
     /// Leave the loop; sockets close when the worker drops them.
     Shutdown,

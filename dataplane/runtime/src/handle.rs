@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ferrelay_engine::{FlowId, FlowRule};
+use ferrelay_engine::{FlowId, FlowRule, LocalEndpoints};
 
 use crate::alloc::FlowIdAllocator;
 use crate::command::{Command, Event, FlowSocket};
@@ -186,6 +186,14 @@ impl WorkerHandle {
         self.send(Command::RemoveFlow { id })?;
         self.ids.release(id);
         Ok(())
+    }
+
+    /// Gives the worker's loop guard the relay's endpoints anew (see
+    /// [`Command::SetLocal`]).
+    pub fn set_local(&mut self, local: LocalEndpoints) -> Result<(), DataplaneError> {
+        self.send(Command::SetLocal {
+            local: Box::new(local),
+        })
     }
 
     /// Blocks or unblocks media on a flow (packets counted and dropped).

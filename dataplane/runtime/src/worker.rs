@@ -251,6 +251,7 @@ impl Core {
                     ),
                 },
                 Command::Query { token, id: None } => self.publish_stats(Some(token)),
+                Command::SetLocal { local } => self.engine.set_local(*local),
                 Command::Shutdown => {
                     self.flush_events();
                     return false;

@@ -1,13 +1,14 @@
 //! End to end through real loopback sockets, once per backend: two "phones" talk RTP
 //! through two relay sockets owned by one worker.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use ferrelay_dataplane::{
     Backend, BackendKind, Dataplane, DataplaneConfig, DataplaneError, Event, WorkerHandle,
+    WorkerReport,
 };
-use ferrelay_engine::{Component, FlowId, FlowRule, LatchMode, Output};
+use ferrelay_engine::{Component, DropReason, FlowId, FlowRule, LatchMode, LocalEndpoints, Output};
 
 fn config(backend: Backend) -> DataplaneConfig {
     DataplaneConfig {
@@ -587,6 +588,76 @@ fn oversized_datagram_is_dropped(backend: Backend) {
     dp.shutdown();
 }
 
+/// The worker's snapshot, asked for with `token`.
+fn worker_stats(w: &mut WorkerHandle, token: u64) -> Box<WorkerReport> {
+    w.query(token, None).unwrap();
+    wait_for(w, Duration::from_secs(2), |ev| match ev {
+        Event::WorkerStats(r) if r.token == Some(token) => Some(r),
+        _ => None,
+    })
+    .expect("WorkerStats")
+}
+
+/// The loop guard takes the relay's endpoints at run time (`set_local`, for a
+/// host that gained an address): a loop that runs while they are unknown stops
+/// once they are given. Flow X forwards through Y, whose remote is X's own port.
+fn the_loop_guard_takes_new_endpoints_at_run_time(backend: Backend) {
+    let Some(mut dp) = start(config(backend)) else {
+        return;
+    };
+    let w = dp.worker(0).unwrap();
+    let (a, a_addr) = phone();
+    let (sx, ax) = relay_socket();
+    let (sy, _) = relay_socket();
+    let fy = w.add_flow(sy, rule(ax, LatchMode::Fixed, None)).unwrap();
+    w.add_flow(sx, rule(a_addr, LatchMode::Fixed, Some(fy)))
+        .unwrap();
+    a.send_to(&rtp(1, 0x6666, 6), ax).unwrap();
+    // Endpoints unknown (the default): one packet goes round and round.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut token = 0;
+    loop {
+        token += 1;
+        let r = worker_stats(w, token);
+        if r.engine.rx_packets > 100 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no loop: {} received",
+            r.engine.rx_packets
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    w.set_local(LocalEndpoints::new(
+        [IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        1,
+        u16::MAX,
+    ))
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let cut = loop {
+        token += 1;
+        let r = worker_stats(w, token);
+        if r.engine.drops.get(DropReason::Loop) > 0 {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not cut: {} received",
+            r.engine.rx_packets
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let later = worker_stats(w, token + 1);
+    assert_eq!(
+        later.engine.rx_packets, cut.engine.rx_packets,
+        "the loop stopped"
+    );
+    dp.shutdown();
+}
+
 macro_rules! per_backend {
     ($($name:ident),*) => {
         mod io_uring {
@@ -609,7 +680,8 @@ per_backend!(
     periodic_stats_arrive,
     ipv6_call_forwards,
     idle_flow_reported,
-    oversized_datagram_is_dropped
+    oversized_datagram_is_dropped,
+    the_loop_guard_takes_new_endpoints_at_run_time
 );
 
 /// Each worker owns its flows: a call on worker 1 forwards while worker 0 idles.
