@@ -373,11 +373,7 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
         .interfaces
         .iter()
         .any(|i| i.local.is_unspecified())
-        .then(|| LocalWatch {
-            cfg: cfg.clone(),
-            now: local,
-            dp: shared.clone(),
-        });
+        .then(|| LocalWatch::new(cfg.clone(), local, shared.clone()));
     tasks.push(tokio::spawn(ticker(
         opts.tick,
         media_timeout,
@@ -448,7 +444,18 @@ fn worker_events(
 /// loopback.
 fn local_endpoints(cfg: &Config) -> LocalEndpoints {
     let wild = cfg.interfaces.iter().any(|i| i.local.is_unspecified());
-    endpoints_with_host(cfg, if wild { host_addresses() } else { Vec::new() })
+    let host = if wild {
+        host_addresses().unwrap_or_else(|e| {
+            tracing::warn!(
+                error = %e,
+                "cannot list the host's addresses: the loop guard watches only the configured and loopback ones until it can"
+            );
+            Vec::new()
+        })
+    } else {
+        Vec::new()
+    };
+    endpoints_with_host(cfg, host)
 }
 
 /// [`local_endpoints`] with the host's addresses given.
@@ -468,26 +475,16 @@ fn endpoints_with_host(cfg: &Config, host: Vec<IpAddr>) -> LocalEndpoints {
     LocalEndpoints::new(ips.chain(host), cfg.port_min, cfg.port_max)
 }
 
-/// The host's interface addresses (`getifaddrs`); none, with a warning, if they
-/// cannot be read.
-fn host_addresses() -> Vec<IpAddr> {
-    match nix::ifaddrs::getifaddrs() {
-        Ok(addrs) => addrs
-            .filter_map(|a| {
-                let a = a.address?;
-                a.as_sockaddr_in()
-                    .map(|v4| IpAddr::V4(v4.ip()))
-                    .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
-            })
-            .collect(),
-        Err(e) => {
-            tracing::warn!(
-                error = %e,
-                "cannot list the host's addresses: the loop guard watches only the configured and loopback ones"
-            );
-            Vec::new()
-        }
-    }
+/// The host's interface addresses (`getifaddrs`).
+fn host_addresses() -> nix::Result<Vec<IpAddr>> {
+    Ok(nix::ifaddrs::getifaddrs()?
+        .filter_map(|a| {
+            let a = a.address?;
+            a.as_sockaddr_in()
+                .map(|v4| IpAddr::V4(v4.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+        })
+        .collect())
 }
 
 /// A worker event about one flow, in the sessions' terms.
@@ -598,14 +595,36 @@ const LOCAL_REFRESH: Duration = Duration::from_secs(30);
 /// host's addresses: the workers get them anew when they change.
 struct LocalWatch {
     cfg: Config,
+    /// What every worker was last sent.
     now: LocalEndpoints,
+    /// A send failed part-way: some workers may hold another set than `now`, so
+    /// the next refresh sends even an unchanged one.
+    stale: bool,
     dp: Arc<SharedDataplane>,
 }
 
 impl LocalWatch {
+    fn new(cfg: Config, now: LocalEndpoints, dp: Arc<SharedDataplane>) -> Self {
+        LocalWatch {
+            cfg,
+            now,
+            stale: false,
+            dp,
+        }
+    }
+
     fn refresh(&mut self) {
-        let next = local_endpoints(&self.cfg);
-        if next == self.now {
+        // An address list that cannot be read (descriptors running out, say) is
+        // not an empty one: the workers keep what they have.
+        let host = match host_addresses() {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list the host's addresses; kept the last");
+                return;
+            }
+        };
+        let next = endpoints_with_host(&self.cfg, host);
+        if next == self.now && !self.stale {
             return;
         }
         for w in 0..self.dp.workers {
@@ -616,11 +635,15 @@ impl LocalWatch {
             });
             if let Err(e) = sent {
                 tracing::warn!(worker = w, error = %e, "the loop guard's new endpoints were not sent");
-                return; // tried again at the next refresh
+                self.stale = true;
+                return; // sent again at the next refresh
             }
         }
-        tracing::info!("the host's addresses changed: the loop guard watches the new ones");
+        if next != self.now {
+            tracing::info!("the host's addresses changed: the loop guard watches the new ones");
+        }
         self.now = next;
+        self.stale = false;
     }
 }
 
@@ -733,20 +756,19 @@ mod tests {
             ..Config::default()
         };
         // As if the host had no address at startup.
-        let mut w = LocalWatch {
-            cfg: cfg.clone(),
-            now: LocalEndpoints::default(),
-            dp: shared.clone(),
-        };
+        let mut w = LocalWatch::new(cfg.clone(), LocalEndpoints::default(), shared.clone());
         w.refresh();
         assert_eq!(w.now, local_endpoints(&cfg), "taken and sent");
+        assert!(!w.stale);
         w.refresh();
         assert_eq!(w.now, local_endpoints(&cfg), "unchanged: nothing to send");
         shared.shutdown();
-        // With the workers gone, the change is kept for the next try.
+        // With the workers gone, the change waits for the next try, and so does
+        // an unchanged set after a failed send.
         w.now = LocalEndpoints::default();
         w.refresh();
         assert_eq!(w.now, LocalEndpoints::default());
+        assert!(w.stale, "sent again next time");
     }
 
     #[test]
@@ -790,7 +812,11 @@ mod tests {
         assert!(!at(&l, "10.1.2.3:30000"));
         // What the host really has is listed, and goes in for a wildcard bind.
         let l = local_endpoints(&cfg(vec![iface("0.0.0.0", "203.0.113.5")]));
-        for ip in host_addresses().into_iter().filter(IpAddr::is_ipv4) {
+        for ip in host_addresses()
+            .unwrap()
+            .into_iter()
+            .filter(IpAddr::is_ipv4)
+        {
             assert!(
                 l.reaches_relay(SocketAddr::new(ip, 30_050)),
                 "host address {ip}"

@@ -129,7 +129,7 @@ impl LocalEndpoints {
         // itself (to the sending socket's own address, or loopback).
         let ip = canonical(a.ip());
         (ip.is_unspecified() && !self.is_empty())
-            || self.ips.contains(&ip)
+            || self.ips.binary_search(&ip).is_ok()
             || (self.loopback_v4 && matches!(ip, IpAddr::V4(v4) if v4.is_loopback()))
     }
 }
