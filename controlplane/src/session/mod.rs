@@ -21,6 +21,7 @@ pub mod ports;
 pub mod query;
 mod rewrite;
 pub mod sdes;
+mod side;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -987,6 +988,8 @@ fn parse_sdp(req: &Value) -> Result<Sdp, String> {
     Sdp::parse_bytes(raw).map_err(|e| format!("Failed to parse SDP: {e}"))
 }
 
+#[cfg(test)]
+mod event_tests;
 #[cfg(test)]
 mod fork_tests;
 #[cfg(test)]

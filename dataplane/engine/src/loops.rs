@@ -99,7 +99,8 @@ impl LocalEndpoints {
                     loopback_v4 = true;
                     list.push(IpAddr::V6(Ipv6Addr::LOCALHOST));
                 }
-                ip => list.push(canonical(ip)),
+                // An IPv4-mapped address as the IPv4 one a dual-stack socket reaches.
+                ip => list.push(ip.to_canonical()),
             }
         }
         list.sort_unstable();
@@ -126,20 +127,12 @@ impl LocalEndpoints {
             return false;
         }
         // Linux delivers what is sent to an unspecified address to the host
-        // itself (to the sending socket's own address, or loopback).
-        let ip = canonical(a.ip());
+        // itself (to the sending socket's own address, or loopback). An
+        // IPv4-mapped address is judged as the IPv4 one it reaches.
+        let ip = a.ip().to_canonical();
         (ip.is_unspecified() && !self.is_empty())
             || self.ips.binary_search(&ip).is_ok()
             || (self.loopback_v4 && matches!(ip, IpAddr::V4(v4) if v4.is_loopback()))
-    }
-}
-
-/// `ip`, with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as the IPv4 address
-/// a dual-stack socket sends it to.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
     }
 }
 
