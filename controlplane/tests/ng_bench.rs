@@ -16,6 +16,14 @@
 //! `FERRELAY_BENCH_NG_THREADS` change the load and the relay;
 //! `FERRELAY_BENCH_JSON` names a file the numbers are written to.
 //!
+//! `FERRELAY_BENCH_RELAY_CPUS` and `FERRELAY_BENCH_CLIENT_CPUS` (CPU lists as
+//! `taskset` reads them: `0`, `0-3,8`) confine every relay (each in turn, the
+//! null responder too) to the first set and the client threads to the second, so
+//! each relay gets the same cores and none shares them with its load. Unset,
+//! everything shares every core. ferrelay's workers then default to one per
+//! relay CPU. `FERRELAY_BENCH_RTPENGINE_ARGS` adds options to rtpengine's
+//! command line in the rate benchmarks.
+//!
 //! `ng_rate_ceiling` adds a third process to the comparison: a null responder that
 //! answers every datagram with `<cookie> d6:result2:oke` from one thread and does
 //! nothing else. Its rate is what any relay answering on one thread could reach on
@@ -81,6 +89,63 @@ fn wait_ping(ng: SocketAddr, who: &str) {
     panic!("{who} did not answer ping on {ng}");
 }
 
+/// A CPU list as `taskset -c` reads it (`0`, `0-3,8`), as CPU numbers.
+fn cpu_list(list: &str) -> Vec<usize> {
+    let num = |s: &str| -> usize {
+        s.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("bad CPU number {s:?} in CPU list {list:?}"))
+    };
+    let cpus: Vec<usize> = list
+        .split(',')
+        .flat_map(|item| match item.split_once('-') {
+            Some((a, b)) => num(a)..=num(b),
+            None => num(item)..=num(item),
+        })
+        .collect();
+    assert!(!cpus.is_empty(), "CPU list {list:?} names no CPU");
+    cpus
+}
+
+/// `FERRELAY_BENCH_RELAY_CPUS`: where every relay runs, when set (checked).
+fn relay_cpus() -> Option<String> {
+    std::env::var("FERRELAY_BENCH_RELAY_CPUS")
+        .ok()
+        .inspect(|l| drop(cpu_list(l)))
+}
+
+/// `FERRELAY_BENCH_CLIENT_CPUS`: the CPUs the client threads take in turn.
+fn client_cpus() -> Vec<usize> {
+    std::env::var("FERRELAY_BENCH_CLIENT_CPUS").map_or_else(|_| Vec::new(), |l| cpu_list(&l))
+}
+
+/// `program`, started on the relay CPUs when they are set.
+fn relay_command(program: &str) -> Command {
+    match relay_cpus() {
+        Some(list) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &list, program]);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// `FERRELAY_BENCH_RTPENGINE_ARGS`: more rtpengine options, split at whitespace
+/// (`--num-threads=1` to try its best on one core).
+fn rtpengine_args() -> Vec<String> {
+    std::env::var("FERRELAY_BENCH_RTPENGINE_ARGS")
+        .map(|a| a.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// ferrelay's workers: `FERRELAY_BENCH_WORKERS`, else one per relay CPU when
+/// those are set, else 2.
+fn workers() -> usize {
+    let default = relay_cpus().map_or(2, |l| cpu_list(&l).len());
+    env("FERRELAY_BENCH_WORKERS", default).max(1)
+}
+
 /// `--ng-threads` from `FERRELAY_BENCH_NG_THREADS`, or the relay's default.
 fn ng_threads_arg() -> Vec<String> {
     std::env::var("FERRELAY_BENCH_NG_THREADS")
@@ -90,7 +155,7 @@ fn ng_threads_arg() -> Vec<String> {
 
 fn ferrelay(ports: (u16, u16), workers: usize, extra: &[&str]) -> Ferrelay {
     let ng: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let child = Command::new(bin())
+    let child = relay_command(&bin())
         .args(["--listen-ng", &ng.to_string()])
         .args(["--listen-tcp-ng", &ng.to_string()])
         .args(["--workers", &workers.to_string()])
@@ -161,7 +226,8 @@ const NULL_ENV: &str = "FERRELAY_BENCH_NULL_NG";
 /// so its CPU is counted like a relay's. Killed on drop (as `Ferrelay`).
 fn null_responder_process() -> Ferrelay {
     let ng: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let child = Command::new(std::env::current_exe().expect("test binary path"))
+    let exe = std::env::current_exe().expect("test binary path");
+    let child = relay_command(&exe.to_string_lossy())
         .args([
             "--ignored",
             "--exact",
@@ -266,7 +332,13 @@ struct ClientRun {
     failed: Option<String>,
 }
 
-fn run_client(ng: SocketAddr, s: &Script) -> ClientRun {
+fn run_client(ng: SocketAddr, s: &Script, cpu: Option<usize>) -> ClientRun {
+    if let Some(id) = cpu {
+        assert!(
+            core_affinity::set_for_current(core_affinity::CoreId { id }),
+            "client thread cannot run on CPU {id}"
+        );
+    }
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.connect(ng).unwrap();
     sock.set_read_timeout(Some(WAIT)).unwrap();
@@ -341,12 +413,17 @@ fn drive(t: &Target, calls: usize, clients: usize, tag: &str, steps: Steps, mux:
     let scripts: Vec<Script> = (0..clients)
         .map(|k| script(tag, k, per, steps, mux))
         .collect();
+    let cpus = client_cpus();
     let cpu0 = cpu_ns(t.pid);
     let start = Instant::now();
     let runs: Vec<ClientRun> = std::thread::scope(|sc| {
         let hs: Vec<_> = scripts
             .iter()
-            .map(|s| sc.spawn(|| run_client(t.ng, s)))
+            .enumerate()
+            .map(|(k, s)| {
+                let cpu = (!cpus.is_empty()).then(|| cpus[k % cpus.len()]);
+                sc.spawn(move || run_client(t.ng, s, cpu))
+            })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -406,8 +483,16 @@ fn load_average() -> String {
 /// The same cycles against both relays, ferrelay first, after a warm-up of each.
 async fn compare(calls: usize, clients: usize, workers: usize) -> (Rate, Rate) {
     let f = ferrelay((30_000, 39_999), workers, &[]);
-    let r = rtpengine::start((40_000, 49_999), &[]).await;
-    println!("ferrelay NG on {}, rtpengine NG on {}", f.ng, r.ng);
+    let extra = rtpengine_args();
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let r = rtpengine::start_on((40_000, 49_999), &extra, relay_cpus().as_deref()).await;
+    println!(
+        "ferrelay NG on {}, rtpengine NG on {}; relay CPUs {}, client CPUs {:?}",
+        f.ng,
+        r.ng,
+        relay_cpus().unwrap_or_else(|| "any".into()),
+        client_cpus()
+    );
     let ft = Target {
         who: "ferrelay",
         pid: f.child.id(),
@@ -435,6 +520,20 @@ async fn compare(calls: usize, clients: usize, workers: usize) -> (Rate, Rate) {
     (fr, rr)
 }
 
+/// Where the relays and clients ran, and rtpengine's added options, as JSON
+/// members (none when unpinned and unchanged).
+fn placement_json() -> String {
+    let client = std::env::var("FERRELAY_BENCH_CLIENT_CPUS").unwrap_or_default();
+    let mut out = relay_cpus().map_or_else(String::new, |relay| {
+        format!("  \"relay_cpus\": \"{relay}\",\n  \"client_cpus\": \"{client}\",\n")
+    });
+    let args = rtpengine_args();
+    if !args.is_empty() {
+        out += &format!("  \"rtpengine_args\": \"{}\",\n", args.join(" "));
+    }
+    out
+}
+
 fn write_json(body: String) {
     if let Ok(path) = std::env::var("FERRELAY_BENCH_JSON") {
         std::fs::write(&path, body).expect("writing FERRELAY_BENCH_JSON");
@@ -453,6 +552,19 @@ fn rate_json(r: &Rate) -> String {
         r.cpu_us(),
         r.client_cpu_us(),
     )
+}
+
+#[test]
+fn cpu_lists_read_as_taskset_reads_them() {
+    assert_eq!(cpu_list("0"), [0]);
+    assert_eq!(cpu_list("0-3,8"), [0, 1, 2, 3, 8]);
+    assert_eq!(cpu_list(" 2 , 4-5"), [2, 4, 5]);
+    for bad in ["", "a", "1-", "3-1"] {
+        assert!(
+            std::panic::catch_unwind(|| cpu_list(bad)).is_err(),
+            "{bad:?}"
+        );
+    }
 }
 
 #[test]
@@ -480,7 +592,7 @@ async fn ng_cycles_smoke_against_both_relays() {
 async fn ng_rate_ceiling() {
     let calls = env("FERRELAY_BENCH_CALLS", 20_000);
     let clients = env("FERRELAY_BENCH_CLIENTS", 4).max(1);
-    let workers = env("FERRELAY_BENCH_WORKERS", 2).max(1);
+    let workers = workers();
     let n = null_responder_process();
     let nt = Target {
         who: "null",
@@ -500,7 +612,8 @@ async fn ng_rate_ceiling() {
         load_average()
     );
     write_json(format!(
-        "{{\n  \"bench\": \"ng cycles: null responder, ferrelay, rtpengine\",\n  \"clients\": {clients},\n  \"ferrelay_workers\": {workers},\n  \"load_average_after\": \"{}\",\n  \"null\": {},\n  \"ferrelay\": {},\n  \"rtpengine\": {},\n  \"null_rate_ratio\": {:.2},\n  \"rate_ratio\": {:.2},\n  \"cpu_per_cycle_ratio\": {:.2}\n}}\n",
+        "{{\n  \"bench\": \"ng cycles: null responder, ferrelay, rtpengine\",\n  \"clients\": {clients},\n  \"ferrelay_workers\": {workers},\n{}  \"load_average_after\": \"{}\",\n  \"null\": {},\n  \"ferrelay\": {},\n  \"rtpengine\": {},\n  \"null_rate_ratio\": {:.2},\n  \"rate_ratio\": {:.2},\n  \"cpu_per_cycle_ratio\": {:.2}\n}}\n",
+        placement_json(),
         load_average(),
         rate_json(&nr),
         rate_json(&f),
@@ -516,10 +629,11 @@ async fn ng_rate_ceiling() {
 async fn ng_throughput_vs_rtpengine() {
     let calls = env("FERRELAY_BENCH_CALLS", 20_000);
     let clients = env("FERRELAY_BENCH_CLIENTS", 4).max(1);
-    let workers = env("FERRELAY_BENCH_WORKERS", 2).max(1);
+    let workers = workers();
     let (f, r) = compare(calls, clients, workers).await;
     write_json(format!(
-        "{{\n  \"bench\": \"ng offer+answer+delete cycles\",\n  \"clients\": {clients},\n  \"ferrelay_workers\": {workers},\n  \"load_average_after\": \"{}\",\n  \"ferrelay\": {},\n  \"rtpengine\": {},\n  \"rate_ratio\": {:.2},\n  \"cpu_per_cycle_ratio\": {:.2}\n}}\n",
+        "{{\n  \"bench\": \"ng offer+answer+delete cycles\",\n  \"clients\": {clients},\n  \"ferrelay_workers\": {workers},\n{}  \"load_average_after\": \"{}\",\n  \"ferrelay\": {},\n  \"rtpengine\": {},\n  \"rate_ratio\": {:.2},\n  \"cpu_per_cycle_ratio\": {:.2}\n}}\n",
+        placement_json(),
         load_average(),
         rate_json(&f),
         rate_json(&r),
@@ -552,7 +666,7 @@ fn age(ng: SocketAddr, who: &str, secs: usize) {
 async fn memory_per_established_call() {
     let calls = env("FERRELAY_BENCH_CALLS", 4_000);
     let clients = env("FERRELAY_BENCH_CLIENTS", 4).max(1);
-    let workers = env("FERRELAY_BENCH_WORKERS", 2).max(1);
+    let workers = workers();
     let mux = env("FERRELAY_BENCH_MUX", 0) != 0;
     let age_s = env("FERRELAY_BENCH_AGE_S", 0);
     // Calls without media must outlive the wait (both relays default to 60 s).
@@ -569,7 +683,7 @@ async fn memory_per_established_call() {
             };
             (t, Box::new(f))
         } else {
-            let r = rtpengine::start(ports, &timeout).await;
+            let r = rtpengine::start_on(ports, &timeout, relay_cpus().as_deref()).await;
             let t = Target {
                 who: "rtpengine",
                 pid: r.pid(),

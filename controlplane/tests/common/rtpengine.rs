@@ -27,13 +27,27 @@ impl Rtpengine {
 /// Starts rtpengine with media ports `ports` and no delete delay, and waits until
 /// it answers `ping`. Panics, saying so, when rtpengine is not installed.
 pub async fn start(ports: (u16, u16), extra: &[&str]) -> Rtpengine {
+    start_on(ports, extra, None).await
+}
+
+/// Like [`start`], on the CPUs of `cpus` (a `taskset` list such as `0` or `0-3`)
+/// when given: its threads run there and nowhere else.
+pub async fn start_on(ports: (u16, u16), extra: &[&str], cpus: Option<&str>) -> Rtpengine {
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let ng: SocketAddr = ([127, 0, 0, 1], port).into();
-    let child = Command::new("rtpengine")
+    let mut cmd = match cpus {
+        Some(list) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", list, "rtpengine"]);
+            c
+        }
+        None => Command::new("rtpengine"),
+    };
+    let child = cmd
         .args([
             "--config-file=none",
             "--table=-1",
