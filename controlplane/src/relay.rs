@@ -374,13 +374,8 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
         .iter()
         .any(|i| i.local.is_unspecified())
         .then(|| LocalWatch::new(cfg.clone(), local, shared.clone()));
-    tasks.push(tokio::spawn(ticker(
-        opts.tick,
-        media_timeout,
-        ctl.clone(),
-        hosts,
-        stop_rx,
-    )));
+    let tick = ticker(opts.tick, media_timeout, ctl.clone(), hosts, stop_rx);
+    tasks.push(tokio::spawn(async move { drop(tick.await) }));
     tracing::info!(
         %ng_udp,
         %ng_tcp,
@@ -650,15 +645,16 @@ impl LocalWatch {
 /// Runs the session timers every `every` and polls flow stats in
 /// [`POLL_ROUNDS`] rounds between (sized per worker, see [`crate::poll`]),
 /// shard by shard; reads the host's addresses again every [`LOCAL_REFRESH`]
-/// when there is a `hosts` watch.
+/// when there is a `hosts` watch, which it gives back when stopped.
 async fn ticker(
     every: Duration,
     media_timeout: Duration,
     ctl: Shared<DataplaneBackend>,
     mut hosts: Option<LocalWatch>,
     mut stop: watch::Receiver<bool>,
-) {
-    let mut last_refresh = Instant::now();
+) -> Option<LocalWatch> {
+    // tokio's clock, so that a test can move it on.
+    let mut last_refresh = tokio::time::Instant::now();
     let round = (every / POLL_ROUNDS).max(Duration::from_millis(1));
     let mut iv = tokio::time::interval(round);
     iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -666,7 +662,7 @@ async fn ticker(
     let budget = poll_budget(every, media_timeout, ctl.len());
     for n in 0u64.. {
         tokio::select! {
-            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return hosts },
             _ = iv.tick() => {}
         }
         let timers = n % u64::from(POLL_ROUNDS) == 0;
@@ -674,7 +670,7 @@ async fn ticker(
             && let Some(w) = &mut hosts
             && last_refresh.elapsed() >= LOCAL_REFRESH
         {
-            last_refresh = Instant::now();
+            last_refresh = tokio::time::Instant::now();
             w.refresh();
         }
         let mut released = 0;
@@ -700,6 +696,7 @@ async fn ticker(
             );
         }
     }
+    hosts
 }
 
 impl RelayHandle {
@@ -769,6 +766,62 @@ mod tests {
         w.refresh();
         assert_eq!(w.now, LocalEndpoints::default());
         assert!(w.stale, "sent again next time");
+    }
+
+    /// The ticker reads the host's addresses again once [`LOCAL_REFRESH`] has
+    /// passed, and not before (tokio's clock, paused and moved on).
+    #[tokio::test(start_paused = true)]
+    async fn the_ticker_reads_the_host_addresses_again_each_refresh_period() {
+        let dp = Dataplane::start(DataplaneConfig {
+            workers: 1,
+            max_flows_per_worker: 16,
+            ..Default::default()
+        })
+        .expect("data plane");
+        let shared = Arc::new(SharedDataplane::new(dp, 16));
+        let cfg = Config {
+            interfaces: vec![iface("0.0.0.0", "203.0.113.5")],
+            ..Config::default()
+        };
+        let now = Instant::now();
+        let backend = DataplaneBackend {
+            shard: 0,
+            dp: shared.clone(),
+        };
+        let sessions = Sessions::new(SessionConfig::from(&cfg), backend, now);
+        let ctl: Shared<DataplaneBackend> =
+            Arc::new(Shards::new(vec![Controller::new(sessions, now)]));
+        // As if the host had had no address at startup; what the watch holds
+        // once the ticker ran for `run`.
+        let after = |run: Duration| {
+            let (stop, rx) = watch::channel(false);
+            let watch = LocalWatch::new(cfg.clone(), LocalEndpoints::default(), shared.clone());
+            let every = Duration::from_millis(100);
+            let t = tokio::spawn(ticker(
+                every,
+                Duration::from_secs(60),
+                ctl.clone(),
+                Some(watch),
+                rx,
+            ));
+            async move {
+                tokio::time::sleep(run).await;
+                stop.send(true).unwrap();
+                t.await.unwrap().expect("the watch comes back").now
+            }
+        };
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            after(LOCAL_REFRESH - second).await,
+            LocalEndpoints::default(),
+            "read again before its time"
+        );
+        assert_eq!(
+            after(LOCAL_REFRESH + second).await,
+            local_endpoints(&cfg),
+            "not read again, or not sent"
+        );
+        shared.shutdown();
     }
 
     #[test]

@@ -226,3 +226,46 @@ fn without_local_endpoints_nothing_is_watched() {
     let (sends, _, end) = deliver(&mut engine, &ids, ids[0], addr(9, 4000), &pkt, 0, 1_000);
     assert_eq!((sends, end), (1_000, None));
 }
+
+/// New endpoints (the relay's host-address re-read sends them) leave the guard's
+/// table alone: a loop under way is cut after as many sends in all as without.
+#[test]
+fn new_endpoints_keep_the_repeats_counted_so_far() {
+    let [x_a, x_b, y_a, y_b] = [0, 1, 2, 3].map(|i| port_of(FlowId::new(i, 1)));
+    let pkt = rtp(0, 1, 160, 0xC0FFEE, &[7; 160]);
+    let (mut engine, ids) = relay([y_b, y_a, x_b, x_a]);
+    let (cut_after, _, end) = deliver(&mut engine, &ids, ids[0], addr(9, 4000), &pkt, 0, 1_000);
+    assert_eq!(end, Some(DropReason::Loop));
+
+    // The same loop on a fresh relay for one trip (four sends, back to where it
+    // started), then new endpoints, then on from the same start.
+    let trip = 4;
+    assert!(
+        cut_after > trip,
+        "cut within the first trip ({cut_after} sends)"
+    );
+    let (mut engine, ids) = relay([y_b, y_a, x_b, x_a]);
+    let (sends, _, end) = deliver(&mut engine, &ids, ids[0], addr(9, 4000), &pkt, 0, trip);
+    assert_eq!((sends, end), (trip, None));
+    let more = Ipv4Addr::new(198, 51, 100, 7);
+    engine.set_local(LocalEndpoints::new(
+        [IpAddr::V4(RELAY), IpAddr::V4(more)],
+        BASE,
+        BASE + 99,
+    ));
+    let (rest, _, end) = deliver(
+        &mut engine,
+        &ids,
+        ids[0],
+        addr(9, 4000),
+        &pkt,
+        trip as u64,
+        1_000,
+    );
+    assert_eq!(end, Some(DropReason::Loop));
+    assert_eq!(
+        trip + rest,
+        cut_after,
+        "the repeats before the change were forgotten"
+    );
+}
