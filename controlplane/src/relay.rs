@@ -739,19 +739,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_wildcard_relay_sends_the_workers_new_endpoints_when_they_change() {
+    /// One real worker, and the configuration of a relay bound to `0.0.0.0`.
+    fn wildcard_relay() -> (Arc<SharedDataplane>, Config) {
         let dp = Dataplane::start(DataplaneConfig {
             workers: 1,
             max_flows_per_worker: 16,
             ..Default::default()
         })
         .expect("data plane");
-        let shared = Arc::new(SharedDataplane::new(dp, 16));
         let cfg = Config {
             interfaces: vec![iface("0.0.0.0", "203.0.113.5")],
             ..Config::default()
         };
+        (Arc::new(SharedDataplane::new(dp, 16)), cfg)
+    }
+
+    #[test]
+    fn a_wildcard_relay_sends_the_workers_new_endpoints_when_they_change() {
+        let (shared, cfg) = wildcard_relay();
         // As if the host had no address at startup.
         let mut w = LocalWatch::new(cfg.clone(), LocalEndpoints::default(), shared.clone());
         w.refresh();
@@ -772,17 +777,7 @@ mod tests {
     /// passed, and not before (tokio's clock, paused and moved on).
     #[tokio::test(start_paused = true)]
     async fn the_ticker_reads_the_host_addresses_again_each_refresh_period() {
-        let dp = Dataplane::start(DataplaneConfig {
-            workers: 1,
-            max_flows_per_worker: 16,
-            ..Default::default()
-        })
-        .expect("data plane");
-        let shared = Arc::new(SharedDataplane::new(dp, 16));
-        let cfg = Config {
-            interfaces: vec![iface("0.0.0.0", "203.0.113.5")],
-            ..Config::default()
-        };
+        let (shared, cfg) = wildcard_relay();
         let now = Instant::now();
         let backend = DataplaneBackend {
             shard: 0,

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::backend::FlowCounters;
-use super::tests::{req, sdp, sessions};
+use super::tests::{answer_req, req, sdp, sessions};
 use super::*;
 
 #[test]
@@ -76,15 +76,7 @@ fn a_flow_the_worker_refused_is_freed_and_its_stream_marked_failed() {
         t0,
     )
     .unwrap();
-    let a = req(
-        &[
-            ("call-id", "f"),
-            ("from-tag", "A"),
-            ("to-tag", "B"),
-            ("sdp", &sdp("198.51.100.2", 7000, "")),
-        ],
-        &[],
-    );
+    let a = answer_req("f", &[]);
     s.answer(&a, t0).unwrap();
     assert_eq!(s.backend().flows.len(), 4);
     let (w, refused) = s.installed_flows().next().unwrap();

@@ -56,6 +56,20 @@ pub(super) fn req(pairs: &[(&str, &str)], list: &[(&str, &[&str])]) -> Value {
     Value::Dict(d)
 }
 
+/// The answer in call `id` from tag B to A's offer: media at 198.51.100.2:7000.
+pub(super) fn answer_req(id: &str, list: &[(&str, &[&str])]) -> Value {
+    let answer = sdp("198.51.100.2", 7000, "");
+    req(
+        &[
+            ("call-id", id),
+            ("from-tag", "A"),
+            ("to-tag", "B"),
+            ("sdp", &answer),
+        ],
+        list,
+    )
+}
+
 pub(super) fn reply_sdp(v: &Value) -> Sdp {
     Sdp::parse_bytes(v.get("sdp").and_then(Value::as_bytes).unwrap()).unwrap()
 }
@@ -148,15 +162,7 @@ fn an_ipv4_mapped_unspecified_address_is_hold_too() {
         t0,
     )
     .unwrap();
-    let a = req(
-        &[
-            ("call-id", "c"),
-            ("from-tag", "A"),
-            ("to-tag", "B"),
-            ("sdp", &sdp("198.51.100.2", 7000, "")),
-        ],
-        &[],
-    );
+    let a = answer_req("c", &[]);
     // The answer's port is the offerer's: its flow must send nowhere.
     let toward_offerer = port_of(&s.answer(&a, t0).unwrap());
     let (_, rule) = s.backend().rule_on(toward_offerer).unwrap();
@@ -169,15 +175,7 @@ fn reoffer_and_hold_keep_ports() {
     let mut s = sessions(10);
     let o = |sd: &str| req(&[("call-id", "c"), ("from-tag", "A"), ("sdp", sd)], &[]);
     let p1 = port_of(&s.offer(&o(&sdp("192.0.2.10", 5000, "")), t0).unwrap());
-    let a = req(
-        &[
-            ("call-id", "c"),
-            ("from-tag", "A"),
-            ("to-tag", "B"),
-            ("sdp", &sdp("198.51.100.2", 7000, "")),
-        ],
-        &[],
-    );
+    let a = answer_req("c", &[]);
     let q1 = port_of(&s.answer(&a, t0).unwrap());
     let commands = s.backend().commands;
     // Re-INVITE with hold from the offerer, with to-tag now known.
@@ -246,15 +244,7 @@ fn rtcp_mux_offered_then_demuxed() {
     assert!(!out.media()[0].rtcp_mux(), "answerer is not offered mux");
     let p = out.media()[0].port();
     assert_eq!(out.media()[0].rtcp_port(), Some(p + 1));
-    let a = req(
-        &[
-            ("call-id", "m"),
-            ("from-tag", "A"),
-            ("to-tag", "B"),
-            ("sdp", &sdp("198.51.100.2", 7000, "")),
-        ],
-        &[],
-    );
+    let a = answer_req("m", &[]);
     let r = s.answer(&a, t0).unwrap();
     let out = reply_sdp(&r);
     let q = out.media()[0].port();
@@ -299,15 +289,7 @@ fn flags_map_to_policies() {
     let out = reply_sdp(&r);
     assert_eq!(out.media()[0].proto().as_str(), "RTP/AVPF");
     assert_eq!(out.origin().unwrap().address, "203.0.113.1");
-    let a = req(
-        &[
-            ("call-id", "f"),
-            ("from-tag", "A"),
-            ("to-tag", "B"),
-            ("sdp", &sdp("198.51.100.2", 7000, "")),
-        ],
-        &[("flags", &["media-handover"])],
-    );
+    let a = answer_req("f", &[("flags", &["media-handover"])]);
     let q = port_of(&s.answer(&a, t0).unwrap());
     let (_, rx) = s.backend().rule_on(q).unwrap();
     assert_eq!(
@@ -432,15 +414,7 @@ fn delete_frees_ports_after_delay_and_timers_fire() {
 
     // Answered call without media ends after --timeout; counters growing keep it.
     s.offer(&o("m"), t0).unwrap();
-    let a = req(
-        &[
-            ("call-id", "m"),
-            ("from-tag", "A"),
-            ("to-tag", "B"),
-            ("sdp", &sdp("198.51.100.2", 7000, "")),
-        ],
-        &[],
-    );
+    let a = answer_req("m", &[]);
     s.answer(&a, t0).unwrap();
     let (w, f) = s.installed_flows().next().unwrap();
     let c = FlowCounters {
@@ -507,15 +481,7 @@ fn interfaces_by_direction_and_family_and_labels() {
             .unwrap()
             .contains("c=IN IP6 ::1")
     );
-    let a = req(
-        &[
-            ("call-id", "i"),
-            ("from-tag", "A"),
-            ("to-tag", "B"),
-            ("sdp", &sdp("198.51.100.2", 7000, "")),
-        ],
-        &[],
-    );
+    let a = answer_req("i", &[]);
     let out = reply_sdp(&s.answer(&a, t0).unwrap());
     // The offerer side stayed on the first (IPv4) interface.
     assert_eq!(out.connection().unwrap().address.to_string(), "127.0.0.1");
@@ -754,15 +720,7 @@ fn calls_hold_their_sides_at_exact_capacity() {
         t0,
     )
     .unwrap();
-    let a = req(
-        &[
-            ("call-id", "cap"),
-            ("from-tag", "A"),
-            ("to-tag", "B"),
-            ("sdp", &sdp("198.51.100.2", 7000, "")),
-        ],
-        &[],
-    );
+    let a = answer_req("cap", &[]);
     s.answer(&a, t0).unwrap();
     let call = &s.calls["cap"];
     assert_eq!(call.monologues.capacity(), 2);
