@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod hosts;
 pub mod http;
 pub mod logfmt;
 pub mod memory;

@@ -3,17 +3,18 @@
 //! listener, and the timer that polls stats and expires calls. `start` returns a
 //! handle whose `shutdown` releases every port and thread.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ferrelay_dataplane::{Backend, Dataplane, DataplaneConfig, DataplaneError, Event};
-use ferrelay_engine::{EngineEvent, FlowId, FlowRule, FlowStats, LocalEndpoints};
+use ferrelay_engine::{EngineEvent, FlowId, FlowRule, FlowStats};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, IoBackend};
+use crate::hosts::{HostWatch, LOCAL_REFRESH, LocalWatch, local_endpoints};
 use crate::metrics::Observatory;
 use crate::ng::commands::Controller;
 use crate::ng::server::{self, Shared};
@@ -80,7 +81,7 @@ enum Owner {
 }
 
 impl SharedDataplane {
-    fn new(dp: Dataplane, max_flows: u32) -> Self {
+    pub(crate) fn new(dp: Dataplane, max_flows: u32) -> Self {
         let workers = dp.workers();
         let owners = (0..workers)
             .map(|_| (0..max_flows).map(|_| AtomicU64::new(u64::MAX)).collect())
@@ -96,8 +97,13 @@ impl SharedDataplane {
         self.dp.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// How many workers there are.
+    pub(crate) fn workers(&self) -> usize {
+        self.workers
+    }
+
     /// Runs `f` on worker `w`'s handle under the lock.
-    fn with<R>(
+    pub(crate) fn with<R>(
         &self,
         w: usize,
         f: impl FnOnce(&mut ferrelay_dataplane::WorkerHandle) -> Result<R, DataplaneError>,
@@ -242,6 +248,9 @@ pub struct RelayHandle {
     stop: watch::Sender<bool>,
     /// The threads answering NG over UDP.
     ng_threads: udp::UdpThreads,
+    /// The thread keeping the loop guard up with the host's addresses (a
+    /// wildcard-bound relay only).
+    hosts: Option<HostWatch>,
     tasks: Vec<JoinHandle<()>>,
     ctl: Shared<DataplaneBackend>,
     dp: Arc<SharedDataplane>,
@@ -369,13 +378,24 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
     // Held calls time out after the silent timeout, the others after the timeout.
     let media_timeout = cfg.timeout.min(cfg.silent_timeout);
     // A wildcard-bound relay is reached at whatever addresses the host has.
-    let hosts = cfg
-        .interfaces
-        .iter()
-        .any(|i| i.local.is_unspecified())
-        .then(|| LocalWatch::new(cfg.clone(), local, shared.clone()));
-    let tick = ticker(opts.tick, media_timeout, ctl.clone(), hosts, stop_rx);
-    tasks.push(tokio::spawn(async move { drop(tick.await) }));
+    let hosts = if cfg.interfaces.iter().any(|i| i.local.is_unspecified()) {
+        let watch = LocalWatch::new(cfg.clone(), local, shared.clone());
+        let hosts = HostWatch::spawn(watch, LOCAL_REFRESH).map_err(|source| {
+            ferrelay_dataplane::DataplaneError::Io {
+                context: "starting the host-address watch",
+                source,
+            }
+        })?;
+        Some(hosts)
+    } else {
+        None
+    };
+    tasks.push(tokio::spawn(ticker(
+        opts.tick,
+        media_timeout,
+        ctl.clone(),
+        stop_rx,
+    )));
     tracing::info!(
         %ng_udp,
         %ng_tcp,
@@ -385,6 +405,7 @@ pub async fn start(cfg: &Config, opts: RelayOptions) -> Result<RelayHandle, Star
     );
     Ok(RelayHandle {
         ng_threads,
+        hosts,
         ng_udp,
         ng_tcp,
         sip,
@@ -430,56 +451,6 @@ fn worker_events(
         // Refused flows were removed: their commands go out now.
         c.flush();
     }
-}
-
-/// Where the relay's media sockets are reached, for the workers' loop guard:
-/// every interface's bound and announced address and, for a wildcard bind, every
-/// address the host has now (of both families for `::`, which takes IPv4 too;
-/// the ticker reads them again every [`LOCAL_REFRESH`]); `LocalEndpoints` adds
-/// loopback.
-fn local_endpoints(cfg: &Config) -> LocalEndpoints {
-    let wild = cfg.interfaces.iter().any(|i| i.local.is_unspecified());
-    let host = if wild {
-        host_addresses().unwrap_or_else(|e| {
-            tracing::warn!(
-                error = %e,
-                "cannot list the host's addresses: the loop guard watches only the configured and loopback ones until it can"
-            );
-            Vec::new()
-        })
-    } else {
-        Vec::new()
-    };
-    endpoints_with_host(cfg, host)
-}
-
-/// [`local_endpoints`] with the host's addresses given.
-fn endpoints_with_host(cfg: &Config, host: Vec<IpAddr>) -> LocalEndpoints {
-    let wild_v4 = cfg
-        .interfaces
-        .iter()
-        .any(|i| i.local == Ipv4Addr::UNSPECIFIED);
-    let wild_v6 = cfg
-        .interfaces
-        .iter()
-        .any(|i| i.local == Ipv6Addr::UNSPECIFIED);
-    let host = host
-        .into_iter()
-        .filter(|ip| wild_v6 || (wild_v4 && ip.is_ipv4()));
-    let ips = cfg.interfaces.iter().flat_map(|i| [i.local, i.advertised]);
-    LocalEndpoints::new(ips.chain(host), cfg.port_min, cfg.port_max)
-}
-
-/// The host's interface addresses (`getifaddrs`).
-fn host_addresses() -> nix::Result<Vec<IpAddr>> {
-    Ok(nix::ifaddrs::getifaddrs()?
-        .filter_map(|a| {
-            let a = a.address?;
-            a.as_sockaddr_in()
-                .map(|v4| IpAddr::V4(v4.ip()))
-                .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
-        })
-        .collect())
 }
 
 /// A worker event about one flow, in the sessions' terms.
@@ -583,78 +554,15 @@ fn poll_budget(every: Duration, timeout: Duration, shards: usize) -> Budget {
     }
 }
 
-/// How often a wildcard-bound relay reads the host's addresses again.
-const LOCAL_REFRESH: Duration = Duration::from_secs(30);
-
-/// The loop guard's endpoints of a wildcard-bound relay, kept up with the
-/// host's addresses: the workers get them anew when they change.
-struct LocalWatch {
-    cfg: Config,
-    /// What every worker was last sent.
-    now: LocalEndpoints,
-    /// A send failed part-way: some workers may hold another set than `now`, so
-    /// the next refresh sends even an unchanged one.
-    stale: bool,
-    dp: Arc<SharedDataplane>,
-}
-
-impl LocalWatch {
-    fn new(cfg: Config, now: LocalEndpoints, dp: Arc<SharedDataplane>) -> Self {
-        LocalWatch {
-            cfg,
-            now,
-            stale: false,
-            dp,
-        }
-    }
-
-    fn refresh(&mut self) {
-        // An address list that cannot be read (descriptors running out, say) is
-        // not an empty one: the workers keep what they have.
-        let host = match host_addresses() {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot list the host's addresses; kept the last");
-                return;
-            }
-        };
-        let next = endpoints_with_host(&self.cfg, host);
-        if next == self.now && !self.stale {
-            return;
-        }
-        for w in 0..self.dp.workers {
-            let sent = self.dp.with(w, |h| {
-                h.set_local(next.clone())?;
-                h.flush_wakes();
-                Ok(())
-            });
-            if let Err(e) = sent {
-                tracing::warn!(worker = w, error = %e, "the loop guard's new endpoints were not sent");
-                self.stale = true;
-                return; // sent again at the next refresh
-            }
-        }
-        if next != self.now {
-            tracing::info!("the host's addresses changed: the loop guard watches the new ones");
-        }
-        self.now = next;
-        self.stale = false;
-    }
-}
-
 /// Runs the session timers every `every` and polls flow stats in
 /// [`POLL_ROUNDS`] rounds between (sized per worker, see [`crate::poll`]),
-/// shard by shard; reads the host's addresses again every [`LOCAL_REFRESH`]
-/// when there is a `hosts` watch, which it gives back when stopped.
+/// shard by shard.
 async fn ticker(
     every: Duration,
     media_timeout: Duration,
     ctl: Shared<DataplaneBackend>,
-    mut hosts: Option<LocalWatch>,
     mut stop: watch::Receiver<bool>,
-) -> Option<LocalWatch> {
-    // tokio's clock, so that a test can move it on.
-    let mut last_refresh = tokio::time::Instant::now();
+) {
     let round = (every / POLL_ROUNDS).max(Duration::from_millis(1));
     let mut iv = tokio::time::interval(round);
     iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -662,17 +570,10 @@ async fn ticker(
     let budget = poll_budget(every, media_timeout, ctl.len());
     for n in 0u64.. {
         tokio::select! {
-            r = stop.changed() => if r.is_err() || *stop.borrow() { return hosts },
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
             _ = iv.tick() => {}
         }
         let timers = n % u64::from(POLL_ROUNDS) == 0;
-        if timers
-            && let Some(w) = &mut hosts
-            && last_refresh.elapsed() >= LOCAL_REFRESH
-        {
-            last_refresh = tokio::time::Instant::now();
-            w.refresh();
-        }
         let mut released = 0;
         for (i, poller) in pollers.iter_mut().enumerate() {
             let mut c = ctl.lock(i);
@@ -696,7 +597,6 @@ async fn ticker(
             );
         }
     }
-    hosts
 }
 
 impl RelayHandle {
@@ -713,7 +613,12 @@ impl RelayHandle {
     /// Stops taking commands, ends every call, releases every port and joins the
     /// workers.
     pub async fn shutdown(self) {
+        // Told first, joined after the NG threads: both wait out a poll.
+        if let Some(h) = &self.hosts {
+            h.signal_stop();
+        }
         self.ng_threads.stop();
+        drop(self.hosts);
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = t.await;
@@ -729,148 +634,6 @@ impl RelayHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::InterfaceSpec;
-
-    fn iface(local: &str, advertised: &str) -> InterfaceSpec {
-        InterfaceSpec {
-            name: "default".into(),
-            local: local.parse().unwrap(),
-            advertised: advertised.parse().unwrap(),
-        }
-    }
-
-    /// One real worker, and the configuration of a relay bound to `0.0.0.0`.
-    fn wildcard_relay() -> (Arc<SharedDataplane>, Config) {
-        let dp = Dataplane::start(DataplaneConfig {
-            workers: 1,
-            max_flows_per_worker: 16,
-            ..Default::default()
-        })
-        .expect("data plane");
-        let cfg = Config {
-            interfaces: vec![iface("0.0.0.0", "203.0.113.5")],
-            ..Config::default()
-        };
-        (Arc::new(SharedDataplane::new(dp, 16)), cfg)
-    }
-
-    #[test]
-    fn a_wildcard_relay_sends_the_workers_new_endpoints_when_they_change() {
-        let (shared, cfg) = wildcard_relay();
-        // As if the host had no address at startup.
-        let mut w = LocalWatch::new(cfg.clone(), LocalEndpoints::default(), shared.clone());
-        w.refresh();
-        assert_eq!(w.now, local_endpoints(&cfg), "taken and sent");
-        assert!(!w.stale);
-        w.refresh();
-        assert_eq!(w.now, local_endpoints(&cfg), "unchanged: nothing to send");
-        shared.shutdown();
-        // With the workers gone, the change waits for the next try, and so does
-        // an unchanged set after a failed send.
-        w.now = LocalEndpoints::default();
-        w.refresh();
-        assert_eq!(w.now, LocalEndpoints::default());
-        assert!(w.stale, "sent again next time");
-    }
-
-    /// The ticker reads the host's addresses again once [`LOCAL_REFRESH`] has
-    /// passed, and not before (tokio's clock, paused and moved on).
-    #[tokio::test(start_paused = true)]
-    async fn the_ticker_reads_the_host_addresses_again_each_refresh_period() {
-        let (shared, cfg) = wildcard_relay();
-        let now = Instant::now();
-        let backend = DataplaneBackend {
-            shard: 0,
-            dp: shared.clone(),
-        };
-        let sessions = Sessions::new(SessionConfig::from(&cfg), backend, now);
-        let ctl: Shared<DataplaneBackend> =
-            Arc::new(Shards::new(vec![Controller::new(sessions, now)]));
-        // As if the host had had no address at startup; what the watch holds
-        // once the ticker ran for `run`.
-        let after = |run: Duration| {
-            let (stop, rx) = watch::channel(false);
-            let watch = LocalWatch::new(cfg.clone(), LocalEndpoints::default(), shared.clone());
-            let every = Duration::from_millis(100);
-            let t = tokio::spawn(ticker(
-                every,
-                Duration::from_secs(60),
-                ctl.clone(),
-                Some(watch),
-                rx,
-            ));
-            async move {
-                tokio::time::sleep(run).await;
-                stop.send(true).unwrap();
-                t.await.unwrap().expect("the watch comes back").now
-            }
-        };
-        let second = Duration::from_secs(1);
-        assert_eq!(
-            after(LOCAL_REFRESH - second).await,
-            LocalEndpoints::default(),
-            "read again before its time"
-        );
-        assert_eq!(
-            after(LOCAL_REFRESH + second).await,
-            local_endpoints(&cfg),
-            "not read again, or not sent"
-        );
-        shared.shutdown();
-    }
-
-    #[test]
-    fn the_loop_guard_watches_what_reaches_the_relays_sockets() {
-        let at = |l: &LocalEndpoints, a: &str| l.reaches_relay(a.parse().unwrap());
-        let cfg = |ifaces| Config {
-            interfaces: ifaces,
-            port_min: 30_000,
-            port_max: 30_099,
-            ..Config::default()
-        };
-        // A specific bind: its own and its announced address.
-        let l = local_endpoints(&cfg(vec![iface("127.0.0.1", "203.0.113.5")]));
-        assert!(at(&l, "127.0.0.1:30000") && at(&l, "203.0.113.5:30099"));
-        assert!(!at(&l, "127.0.0.2:30000"), "not bound there");
-
-        // A wildcard bind is reached at every address of the host, loopback's
-        // whole range included, and at what it announces.
-        let host: Vec<IpAddr> = ["10.1.2.3", "2001:db8::5"]
-            .map(|a| a.parse().unwrap())
-            .into();
-        let l = endpoints_with_host(&cfg(vec![iface("0.0.0.0", "203.0.113.5")]), host.clone());
-        for a in ["203.0.113.5:30000", "10.1.2.3:30000", "127.0.0.2:30000"] {
-            assert!(at(&l, a), "{a}");
-        }
-        assert!(!at(&l, "[2001:db8::5]:30000"), "an IPv4 bind takes no IPv6");
-        assert!(!at(&l, "[::1]:30000"), "an IPv4 bind takes no IPv6");
-        assert!(!at(&l, "192.0.2.1:30000"), "not an address of this host");
-        // `::` takes both families (Linux's dual-stack default).
-        let l = endpoints_with_host(&cfg(vec![iface("::", "2001:db8::9")]), host.clone());
-        for a in [
-            "10.1.2.3:30000",
-            "[2001:db8::5]:30000",
-            "[::1]:30000",
-            "127.0.0.2:30000",
-        ] {
-            assert!(at(&l, a), "{a}");
-        }
-        // A specific bind takes none of the host's other addresses.
-        let l = endpoints_with_host(&cfg(vec![iface("127.0.0.1", "127.0.0.1")]), host);
-        assert!(!at(&l, "10.1.2.3:30000"));
-        // What the host really has is listed, and goes in for a wildcard bind.
-        let l = local_endpoints(&cfg(vec![iface("0.0.0.0", "203.0.113.5")]));
-        for ip in host_addresses()
-            .unwrap()
-            .into_iter()
-            .filter(IpAddr::is_ipv4)
-        {
-            assert!(
-                l.reaches_relay(SocketAddr::new(ip, 30_050)),
-                "host address {ip}"
-            );
-        }
-    }
 
     #[test]
     fn polls_cover_every_flow_within_half_the_media_timeout() {

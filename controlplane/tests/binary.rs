@@ -1,5 +1,6 @@
 //! The real `ferrelay` binary: startup errors name the key, NG answers, and
-//! SIGTERM ends it within 2 s.
+//! SIGTERM ends it within 2 s; bound to `0.0.0.0` in a network namespace of its
+//! own, it hears an address added or removed there at once.
 
 use std::io::Write;
 use std::net::UdpSocket;
@@ -98,4 +99,103 @@ fn answers_ng_and_exits_on_sigterm_within_two_seconds() {
     };
     assert!(status.success(), "{status:?}");
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+}
+
+/// A child process killed (and reaped) when dropped, a failed test included.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+/// Reads `child`'s stdout lines into a channel, from a thread of its own.
+fn log_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let out = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The first line containing `what` within `limit`, or a panic saying so.
+fn wait_line(lines: &std::sync::mpsc::Receiver<String>, what: &str, limit: Duration) -> String {
+    let t0 = Instant::now();
+    while let Some(left) = limit.checked_sub(t0.elapsed()) {
+        match lines.recv_timeout(left) {
+            Ok(l) if l.contains(what) => return l,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    panic!("no log line with {what:?} within {limit:?}");
+}
+
+/// Runs `ip` in the network namespace of process `pid`.
+fn ip_in(pid: u32, args: &[&str]) {
+    let status = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n", "ip"])
+        .args(args)
+        .status()
+        .expect("nsenter (util-linux) runs");
+    assert!(status.success(), "ip {args:?} in the relay's namespace");
+}
+
+/// A relay bound to `0.0.0.0` is reached at every address of its host, so its
+/// loop guard must learn an address added while it runs (a VIP moved here,
+/// a DHCP lease) at once, not at the next 30 s re-read. In a network namespace
+/// of its own, holding only `lo`.
+#[test]
+fn a_wildcard_relay_hears_the_host_addresses_change() {
+    let mut child = Command::new("unshare")
+        .args([
+            "-n",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+            BIN,
+        ])
+        .args([
+            "--interface",
+            "0.0.0.0!127.0.0.1",
+            "--workers",
+            "1",
+            "--port-min",
+            "47100",
+            "--port-max",
+            "47199",
+            "--log-level",
+            "info",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("unshare (util-linux) runs");
+    let lines = log_lines(&mut child);
+    // Killed however the test ends.
+    let child = KillOnDrop(child);
+    let pid = child.0.id();
+    wait_line(&lines, "ferrelay listening", Duration::from_secs(10));
+
+    // Far sooner than the 30 s re-read: the kernel's announcement did it.
+    let limit = Duration::from_secs(5);
+    let t0 = Instant::now();
+    ip_in(pid, &["addr", "add", "10.99.0.1/32", "dev", "lo"]);
+    wait_line(&lines, "the host's addresses changed", limit);
+    let added = t0.elapsed();
+    let t0 = Instant::now();
+    ip_in(pid, &["addr", "del", "10.99.0.1/32", "dev", "lo"]);
+    wait_line(&lines, "the host's addresses changed", limit);
+    let removed = t0.elapsed();
+    drop(child);
+    assert!(added < limit && removed < limit, "{added:?} {removed:?}");
 }
