@@ -144,6 +144,13 @@ const ADDRESS_GROUPS: u32 = 0x10 | 0x100;
 /// flag and the clock.
 const POLL: Duration = Duration::from_millis(100);
 
+/// How soon endpoints that did not reach every worker are sent again.
+const STALE_RETRY: Duration = Duration::from_secs(1);
+
+/// At most this many announcements are read in one go (a host whose addresses
+/// churn without pause cannot keep the watch from its stop flag).
+const DRAIN_MAX: usize = 64;
+
 /// A netlink route socket that hears the kernel announce every address added to
 /// or removed from an interface of this network namespace. The messages are not
 /// parsed: each batch only says "read the addresses again", and `getifaddrs`
@@ -166,13 +173,13 @@ impl AddressEvents {
         Ok(AddressEvents { fd })
     }
 
-    /// Waits up to [`POLL`] for announcements; whether any came (every one
-    /// queued is read).
+    /// Waits up to [`POLL`] for announcements; whether any came (those queued
+    /// are read, up to [`DRAIN_MAX`]).
     fn wait(&self) -> nix::Result<bool> {
         let mut buf = [0u8; 4096];
         let mut flags = MsgFlags::empty();
         let mut heard = false;
-        loop {
+        for _ in 0..DRAIN_MAX {
             match socket::recv(self.fd.as_raw_fd(), &mut buf, flags) {
                 Ok(_) => heard = true,
                 // Announcements were lost (the socket's queue overflowed):
@@ -184,6 +191,7 @@ impl AddressEvents {
             }
             flags = MsgFlags::MSG_DONTWAIT;
         }
+        Ok(heard)
     }
 }
 
@@ -207,6 +215,15 @@ impl HostWatch {
                 );
             })
             .ok();
+        Self::spawn_with(watch, every, events)
+    }
+
+    /// `spawn` with the announcements given (`None`: the timer alone).
+    fn spawn_with(
+        watch: LocalWatch,
+        every: Duration,
+        events: Option<AddressEvents>,
+    ) -> std::io::Result<HostWatch> {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name("ferrelay-hosts".into())
@@ -249,6 +266,11 @@ fn watch_hosts(
     stop: &AtomicBool,
 ) -> LocalWatch {
     let mut last = Instant::now();
+    if events.is_some() {
+        // The addresses were first read before the socket listened: catch up
+        // with a change made in between.
+        watch.refresh();
+    }
     while !stop.load(Ordering::Relaxed) {
         let heard = match &events {
             Some(ev) => ev.wait().unwrap_or_else(|e| {
@@ -264,7 +286,8 @@ fn watch_hosts(
                 false
             }
         };
-        if heard || last.elapsed() >= every {
+        let since = last.elapsed();
+        if heard || since >= every || (watch.stale && since >= STALE_RETRY) {
             last = Instant::now();
             watch.refresh();
         }
@@ -323,7 +346,9 @@ pub(crate) mod tests {
         assert!(w.stale, "sent again next time");
     }
 
-    /// The watch thread reads the addresses again each period, and not before.
+    /// The watch thread reads the addresses again each period, and not before
+    /// (without the announcements, which a real change on the host could bring
+    /// in at any time).
     #[test]
     fn the_watch_reads_the_host_addresses_again_each_period() {
         let (shared, cfg) = wildcard_relay();
@@ -331,7 +356,7 @@ pub(crate) mod tests {
         // once it ran for 400 ms, reading every `every`.
         let after = |every: Duration| {
             let watch = LocalWatch::new(cfg.clone(), LocalEndpoints::default(), shared.clone());
-            let h = HostWatch::spawn(watch, every).unwrap();
+            let h = HostWatch::spawn_with(watch, every, None).unwrap();
             std::thread::sleep(Duration::from_millis(400));
             h.stop().expect("the watch comes back").now
         };

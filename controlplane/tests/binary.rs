@@ -140,10 +140,17 @@ fn wait_line(lines: &std::sync::mpsc::Receiver<String>, what: &str, limit: Durat
     panic!("no log line with {what:?} within {limit:?}");
 }
 
-/// Runs `ip` in the network namespace of process `pid`.
+/// Runs `ip` in the user and network namespaces of process `pid`.
 fn ip_in(pid: u32, args: &[&str]) {
     let status = Command::new("nsenter")
-        .args(["-t", &pid.to_string(), "-n", "ip"])
+        .args([
+            "--preserve-credentials",
+            "-U",
+            "-n",
+            "-t",
+            &pid.to_string(),
+            "ip",
+        ])
         .args(args)
         .status()
         .expect("nsenter (util-linux) runs");
@@ -153,12 +160,13 @@ fn ip_in(pid: u32, args: &[&str]) {
 /// A relay bound to `0.0.0.0` is reached at every address of its host, so its
 /// loop guard must learn an address added while it runs (a VIP moved here,
 /// a DHCP lease) at once, not at the next 30 s re-read. In a network namespace
-/// of its own, holding only `lo`.
+/// of its own, holding only `lo`, inside a user namespace (`unshare -rn`), so
+/// that no privilege is needed where unprivileged user namespaces are allowed.
 #[test]
 fn a_wildcard_relay_hears_the_host_addresses_change() {
     let mut child = Command::new("unshare")
         .args([
-            "-n",
+            "-rn",
             "sh",
             "-c",
             "ip link set lo up && exec \"$0\" \"$@\"",

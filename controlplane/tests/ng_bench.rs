@@ -89,22 +89,22 @@ fn wait_ping(ng: SocketAddr, who: &str) {
     panic!("{who} did not answer ping on {ng}");
 }
 
-/// A CPU list as `taskset -c` reads it (`0`, `0-3,8`), as CPU numbers.
+/// A CPU list as `taskset -c` takes it (`0`, `0-3,8`), as CPU numbers; panics
+/// on a list `taskset` would refuse (spaces, a range running backwards), which
+/// would otherwise surface as a relay that never answers.
 fn cpu_list(list: &str) -> Vec<usize> {
     let num = |s: &str| -> usize {
-        s.trim()
-            .parse()
+        s.parse()
             .unwrap_or_else(|_| panic!("bad CPU number {s:?} in CPU list {list:?}"))
     };
-    let cpus: Vec<usize> = list
-        .split(',')
-        .flat_map(|item| match item.split_once('-') {
-            Some((a, b)) => num(a)..=num(b),
-            None => num(item)..=num(item),
+    list.split(',')
+        .flat_map(|item| {
+            let (a, b) = item.split_once('-').unwrap_or((item, item));
+            let (a, b) = (num(a), num(b));
+            assert!(a <= b, "CPU range {item:?} runs backwards in {list:?}");
+            a..=b
         })
-        .collect();
-    assert!(!cpus.is_empty(), "CPU list {list:?} names no CPU");
-    cpus
+        .collect()
 }
 
 /// `FERRELAY_BENCH_RELAY_CPUS`: where every relay runs, when set (checked).
@@ -523,13 +523,26 @@ async fn compare(calls: usize, clients: usize, workers: usize) -> (Rate, Rate) {
 /// Where the relays and clients ran, and rtpengine's added options, as JSON
 /// members (none when unpinned and unchanged).
 fn placement_json() -> String {
-    let client = std::env::var("FERRELAY_BENCH_CLIENT_CPUS").unwrap_or_default();
-    let mut out = relay_cpus().map_or_else(String::new, |relay| {
-        format!("  \"relay_cpus\": \"{relay}\",\n  \"client_cpus\": \"{client}\",\n")
-    });
+    // A JSON string: the lists are digits, commas and dashes once checked, but
+    // rtpengine's options may hold anything; what JSON would need escaped goes.
+    let quoted = |s: &str| {
+        let kept: String = s
+            .chars()
+            .filter(|c| !c.is_control() && !matches!(c, '"' | '\\'))
+            .collect();
+        format!("\"{kept}\"")
+    };
+    let mut out = String::new();
+    if let Some(relay) = relay_cpus() {
+        out += &format!("  \"relay_cpus\": {},\n", quoted(&relay));
+    }
+    if let Ok(client) = std::env::var("FERRELAY_BENCH_CLIENT_CPUS") {
+        drop(cpu_list(&client));
+        out += &format!("  \"client_cpus\": {},\n", quoted(&client));
+    }
     let args = rtpengine_args();
     if !args.is_empty() {
-        out += &format!("  \"rtpengine_args\": \"{}\",\n", args.join(" "));
+        out += &format!("  \"rtpengine_args\": {},\n", quoted(&args.join(" ")));
     }
     out
 }
@@ -558,8 +571,8 @@ fn rate_json(r: &Rate) -> String {
 fn cpu_lists_read_as_taskset_reads_them() {
     assert_eq!(cpu_list("0"), [0]);
     assert_eq!(cpu_list("0-3,8"), [0, 1, 2, 3, 8]);
-    assert_eq!(cpu_list(" 2 , 4-5"), [2, 4, 5]);
-    for bad in ["", "a", "1-", "3-1"] {
+    assert_eq!(cpu_list("2,4-5"), [2, 4, 5]);
+    for bad in ["", "a", "1-", "3-1", "0,3-1", " 2", "2, 4"] {
         assert!(
             std::panic::catch_unwind(|| cpu_list(bad)).is_err(),
             "{bad:?}"
