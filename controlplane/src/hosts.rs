@@ -83,7 +83,7 @@ pub(crate) const LOCAL_REFRESH: Duration = Duration::from_secs(30);
 pub(crate) struct LocalWatch {
     cfg: Config,
     /// What every worker was last sent.
-    pub(crate) now: LocalEndpoints,
+    now: LocalEndpoints,
     /// A send failed part-way: some workers may hold another set than `now`, so
     /// the next refresh sends even an unchanged one.
     stale: bool,
@@ -102,7 +102,7 @@ impl LocalWatch {
 
     /// Reads the host's addresses and sends the workers the endpoints when they
     /// changed (or the last send failed part-way).
-    pub(crate) fn refresh(&mut self) {
+    fn refresh(&mut self) {
         // An address list that cannot be read (descriptors running out, say) is
         // not an empty one: the workers keep what they have.
         let host = match host_addresses() {
@@ -296,7 +296,7 @@ fn watch_hosts(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use std::net::SocketAddr;
 
     use ferrelay_dataplane::{Dataplane, DataplaneConfig};
@@ -304,7 +304,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::config::InterfaceSpec;
 
-    pub(crate) fn iface(local: &str, advertised: &str) -> InterfaceSpec {
+    fn iface(local: &str, advertised: &str) -> InterfaceSpec {
         InterfaceSpec {
             name: "default".into(),
             local: local.parse().unwrap(),
@@ -313,7 +313,7 @@ pub(crate) mod tests {
     }
 
     /// One real worker, and the configuration of a relay bound to `0.0.0.0`.
-    pub(crate) fn wildcard_relay() -> (Arc<SharedDataplane>, Config) {
+    fn wildcard_relay() -> (Arc<SharedDataplane>, Config) {
         let dp = Dataplane::start(DataplaneConfig {
             workers: 1,
             max_flows_per_worker: 16,

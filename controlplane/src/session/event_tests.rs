@@ -4,19 +4,14 @@
 use std::time::Instant;
 
 use super::backend::FlowCounters;
-use super::tests::{answer_req, req, sdp, sessions};
+use super::tests::{answer_req, offer_req, req, sessions};
 use super::*;
 
 #[test]
 fn worker_events_reach_only_live_flows() {
     let t0 = Instant::now();
     let mut s = sessions(10);
-    let offer = sdp("192.0.2.10", 5000, "");
-    s.offer(
-        &req(&[("call-id", "e"), ("from-tag", "A"), ("sdp", &offer)], &[]),
-        t0,
-    )
-    .unwrap();
+    s.offer(&offer_req("e", &[]), t0).unwrap();
     let flows: Vec<_> = s.installed_flows().collect();
     assert_eq!(flows.len(), 4);
     let (w, f) = flows[0];
@@ -70,12 +65,7 @@ fn worker_events_reach_only_live_flows() {
 fn a_flow_the_worker_refused_is_freed_and_its_stream_marked_failed() {
     let t0 = Instant::now();
     let mut s = sessions(10);
-    let offer = sdp("192.0.2.10", 5000, "");
-    s.offer(
-        &req(&[("call-id", "f"), ("from-tag", "A"), ("sdp", &offer)], &[]),
-        t0,
-    )
-    .unwrap();
+    s.offer(&offer_req("f", &[]), t0).unwrap();
     let a = answer_req("f", &[]);
     s.answer(&a, t0).unwrap();
     assert_eq!(s.backend().flows.len(), 4);

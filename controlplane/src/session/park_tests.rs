@@ -8,7 +8,7 @@ use ferrelay_engine::FlowId;
 use super::backend::FlowCounters;
 use super::backend::fake::FakeBackend;
 use super::ports::PARK_REST;
-use super::tests::{cfg, port_of, req, sdp};
+use super::tests::{answer_req, cfg, offer_req, port_of, req};
 use super::*;
 
 /// Sessions on one worker whose `delete` releases ports at once.
@@ -20,20 +20,8 @@ fn sessions(t0: Instant) -> Sessions<FakeBackend> {
 
 /// Offer and answer of call `id` at `t`; the relay's two RTP ports, sorted.
 fn call(s: &mut Sessions<FakeBackend>, id: &str, t: Instant) -> [u16; 2] {
-    let offer = sdp("192.0.2.10", 5000, "");
-    let o = req(&[("call-id", id), ("from-tag", "A"), ("sdp", &offer)], &[]);
-    let to_b = port_of(&s.offer(&o, t).unwrap());
-    let answer = sdp("198.51.100.2", 7000, "");
-    let a = req(
-        &[
-            ("call-id", id),
-            ("from-tag", "A"),
-            ("to-tag", "B"),
-            ("sdp", &answer),
-        ],
-        &[],
-    );
-    let to_a = port_of(&s.answer(&a, t).unwrap());
+    let to_b = port_of(&s.offer(&offer_req(id, &[]), t).unwrap());
+    let to_a = port_of(&s.answer(&answer_req(id, &[]), t).unwrap());
     let mut ports = [to_a, to_b];
     ports.sort_unstable();
     ports

@@ -56,6 +56,12 @@ pub(super) fn req(pairs: &[(&str, &str)], list: &[(&str, &[&str])]) -> Value {
     Value::Dict(d)
 }
 
+/// The offer in call `id` from tag A: media at 192.0.2.10:5000.
+pub(super) fn offer_req(id: &str, list: &[(&str, &[&str])]) -> Value {
+    let offer = sdp("192.0.2.10", 5000, "");
+    req(&[("call-id", id), ("from-tag", "A"), ("sdp", &offer)], list)
+}
+
 /// The answer in call `id` from tag B to A's offer: media at 198.51.100.2:7000.
 pub(super) fn answer_req(id: &str, list: &[(&str, &[&str])]) -> Value {
     let answer = sdp("198.51.100.2", 7000, "");
@@ -372,8 +378,7 @@ fn errors_are_clear() {
 fn delete_frees_ports_after_delay_and_timers_fire() {
     let t0 = Instant::now();
     let mut s = sessions(10);
-    let offer = sdp("192.0.2.10", 5000, "");
-    let o = |id: &str| req(&[("call-id", id), ("from-tag", "A"), ("sdp", &offer)], &[]);
+    let o = |id: &str| offer_req(id, &[]);
     s.offer(&o("d"), t0).unwrap();
     assert_eq!(s.ports_in_use(), 2);
     let r = s.delete(&req(&[("call-id", "d")], &[]), t0).unwrap();
@@ -687,8 +692,7 @@ fn delete_without_delay_ends_at_once_and_a_new_offer_cancels_a_pending_delete() 
     let mut c = cfg(10);
     c.delete_delay = Duration::ZERO;
     let mut s = Sessions::new(c, FakeBackend::new(1), t0);
-    let offer = sdp("192.0.2.10", 5000, "");
-    let o = |id: &str| req(&[("call-id", id), ("from-tag", "A"), ("sdp", &offer)], &[]);
+    let o = |id: &str| offer_req(id, &[]);
     s.offer(&o("z"), t0).unwrap();
     s.delete(&req(&[("call-id", "z")], &[]), t0).unwrap();
     assert_eq!((s.call_count(), s.ports_in_use()), (0, 0));
@@ -711,15 +715,7 @@ fn delete_without_delay_ends_at_once_and_a_new_offer_cancels_a_pending_delete() 
 fn calls_hold_their_sides_at_exact_capacity() {
     let t0 = Instant::now();
     let mut s = sessions(10);
-    let offer = sdp("192.0.2.10", 5000, "");
-    s.offer(
-        &req(
-            &[("call-id", "cap"), ("from-tag", "A"), ("sdp", &offer)],
-            &[],
-        ),
-        t0,
-    )
-    .unwrap();
+    s.offer(&offer_req("cap", &[]), t0).unwrap();
     let a = answer_req("cap", &[]);
     s.answer(&a, t0).unwrap();
     let call = &s.calls["cap"];
