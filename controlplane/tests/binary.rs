@@ -41,6 +41,9 @@ fn bad_values_stop_startup_naming_the_key() {
 
 #[test]
 fn answers_ng_and_exits_on_sigterm_within_two_seconds() {
+    // The client's socket first, so that its port cannot be the one the relay
+    // is about to bind.
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
     // A free port for NG (UDP and TCP).
     let port = {
         let u = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -50,6 +53,9 @@ fn answers_ng_and_exits_on_sigterm_within_two_seconds() {
         p
     };
     let ng = format!("127.0.0.1:{port}");
+    let log_path =
+        std::env::temp_dir().join(format!("ferrelay-sigterm-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(BIN)
         .args([
             "--listen-ng",
@@ -63,11 +69,11 @@ fn answers_ng_and_exits_on_sigterm_within_two_seconds() {
             "--port-max",
             "47099",
         ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        // Its log, shown if it does not answer.
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log.try_clone().unwrap()))
         .spawn()
         .unwrap();
-    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
     c.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let mut buf = [0u8; 256];
@@ -79,7 +85,14 @@ fn answers_ng_and_exits_on_sigterm_within_two_seconds() {
             break;
         }
     }
-    assert_eq!(reply.as_deref(), Some(&b"p1 d6:result4:ponge"[..]));
+    let exited = child.try_wait().unwrap();
+    let logged = std::fs::read_to_string(&log_path).unwrap_or_default();
+    std::fs::remove_file(&log_path).ok();
+    assert_eq!(
+        reply.as_deref(),
+        Some(&b"p1 d6:result4:ponge"[..]),
+        "no pong on {ng}; the relay exited: {exited:?}; its log:\n{logged}"
+    );
 
     let t0 = Instant::now();
     let killed = Command::new("kill")
